@@ -1,0 +1,944 @@
+//! The sans-IO media core.
+//!
+//! [`Sfu`] owns every participant connection (one [`str0m::Rtc`] each) of one
+//! worker and the rooms pinned to it. It never touches a socket or reads a
+//! clock: the driver feeds it datagrams, commands and the current time, then
+//! drains [`Sfu::poll_output`] until it returns [`Output::Timeout`]:
+//!
+//! ```text
+//! loop {
+//!     match sfu.poll_output() {
+//!         Output::Transmit(t) => socket.send_to(&t.contents, t.destination),
+//!         Output::Event(e)    => control_plane.send(e),
+//!         Output::Timeout(t)  => break wait_until(t),
+//!     }
+//! }
+//! ```
+//!
+//! Negotiation has one offerer per direction of change: the client offers
+//! what it publishes, the SFU offers what it forwards. The SFU never has more
+//! than one offer outstanding per participant, and a client offer that
+//! crosses an SFU offer wins: the SFU drops its own and offers again after
+//! answering (the SFU is the "polite" peer).
+
+mod forward;
+mod keyframe;
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::media::{Direction, KeyframeRequest, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpPacket, RtpWrite};
+use str0m::{Candidate, Event as RtcEvent, IceConnectionState, Input, Output as RtcOutput, Rtc};
+use tracing::{debug, info, warn};
+
+use forward::SeqRewriter;
+use keyframe::KeyframeThrottle;
+
+/// How long a new participant may take to complete ICE and DTLS.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long a participant may stay disconnected (no ICE consent) before it is
+/// removed.
+pub const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(6);
+
+/// Identifies one participant connection; chosen by the control plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParticipantId(pub u64);
+
+impl fmt::Display for ParticipantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "p{}", self.0)
+    }
+}
+
+/// Identifies a room; chosen by the control plane.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RoomId(pub Arc<str>);
+
+impl fmt::Display for RoomId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for RoomId {
+    fn from(s: &str) -> Self {
+        RoomId(s.into())
+    }
+}
+
+/// Audio or video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrackKind {
+    /// An audio track.
+    Audio,
+    /// A video track.
+    Video,
+}
+
+impl From<MediaKind> for TrackKind {
+    fn from(k: MediaKind) -> Self {
+        match k {
+            MediaKind::Audio => TrackKind::Audio,
+            MediaKind::Video => TrackKind::Video,
+        }
+    }
+}
+
+impl From<TrackKind> for MediaKind {
+    fn from(k: TrackKind) -> Self {
+        match k {
+            TrackKind::Audio => MediaKind::Audio,
+            TrackKind::Video => MediaKind::Video,
+        }
+    }
+}
+
+/// One forwarded track as a subscriber sees it in an SFU offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackInfo {
+    /// The m-line of the subscriber's connection that carries the track.
+    pub mid: String,
+    /// The publishing participant's label (the `stream_id` of its msid).
+    pub publisher: String,
+    /// Audio or video.
+    pub kind: TrackKind,
+}
+
+/// Why a participant left the media node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoveReason {
+    /// The control plane asked for it.
+    Left,
+    /// ICE and DTLS did not complete within [`CONNECT_TIMEOUT`].
+    ConnectTimeout,
+    /// ICE consent lapsed for longer than [`DISCONNECT_TIMEOUT`].
+    ConsentTimeout,
+    /// The peer closed its DTLS connection.
+    Closed,
+}
+
+/// Errors answering a control-plane command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SfuError {
+    /// The SDP could not be parsed or was refused.
+    InvalidSdp(String),
+    /// No participant with this id.
+    UnknownParticipant,
+    /// The participant belongs to another room.
+    WrongRoom,
+    /// An answer came while no SFU offer was outstanding, or for an offer
+    /// that a crossing client offer replaced.
+    NoPendingOffer,
+}
+
+impl fmt::Display for SfuError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SfuError::InvalidSdp(e) => write!(f, "invalid SDP: {e}"),
+            SfuError::UnknownParticipant => f.write_str("no such participant on the media node"),
+            SfuError::WrongRoom => f.write_str("participant is in another room"),
+            SfuError::NoPendingOffer => f.write_str("no offer is waiting for an answer"),
+        }
+    }
+}
+
+impl std::error::Error for SfuError {}
+
+/// What the core tells the control plane, in order per participant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The SDP answer to the participant's offer.
+    Answer {
+        /// Whose offer it answers.
+        participant: ParticipantId,
+        /// The answer.
+        sdp: String,
+    },
+    /// A new SFU offer: forwarded tracks came or went. `tracks` lists every
+    /// track the participant will receive once it answers.
+    Offer {
+        /// Who must answer.
+        participant: ParticipantId,
+        /// The offer.
+        sdp: String,
+        /// Forwarded tracks by mid.
+        tracks: Vec<TrackInfo>,
+    },
+    /// A command for this participant failed.
+    Error {
+        /// Whose command.
+        participant: ParticipantId,
+        /// What went wrong.
+        error: SfuError,
+    },
+    /// ICE and DTLS completed: media can flow.
+    Connected {
+        /// Who connected.
+        participant: ParticipantId,
+    },
+    /// The participant is gone from the media node.
+    Removed {
+        /// Who left.
+        participant: ParticipantId,
+        /// Why.
+        reason: RemoveReason,
+    },
+}
+
+/// A datagram to send.
+#[derive(Debug)]
+pub struct Transmit {
+    /// Where to.
+    pub destination: SocketAddr,
+    /// The bytes.
+    pub contents: Vec<u8>,
+}
+
+/// The output of [`Sfu::poll_output`].
+#[derive(Debug)]
+pub enum Output {
+    /// Send a datagram.
+    Transmit(Transmit),
+    /// Tell the control plane.
+    Event(Event),
+    /// Nothing more to do until this time, a datagram or a command.
+    Timeout(Instant),
+}
+
+/// Counters for operators and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Participants on this core.
+    pub participants: usize,
+    /// Rooms with at least one participant.
+    pub rooms: usize,
+    /// RTP packets received from publishers.
+    pub packets_in: u64,
+    /// RTP packets written toward subscribers.
+    pub packets_forwarded: u64,
+    /// Datagrams dropped because no participant matched.
+    pub dropped_unknown_source: u64,
+    /// Datagrams dropped because they did not parse.
+    pub dropped_malformed: u64,
+}
+
+/// A publisher's track, as seen by the SFU.
+#[derive(Debug)]
+struct Published {
+    mid: Mid,
+    kind: TrackKind,
+    keyframes: KeyframeThrottle,
+}
+
+/// A track forwarded to one subscriber.
+#[derive(Debug)]
+struct Forward {
+    source: ParticipantId,
+    source_mid: Mid,
+    source_label: Arc<str>,
+    kind: TrackKind,
+    state: ForwardState,
+    seq: SeqRewriter,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ForwardState {
+    /// Not yet in any offer.
+    Wanted,
+    /// In the outstanding offer under this mid.
+    Offered(Mid),
+    /// Negotiated: packets flow on this mid.
+    Active(Mid),
+}
+
+impl Forward {
+    fn mid(&self) -> Option<Mid> {
+        match self.state {
+            ForwardState::Wanted => None,
+            ForwardState::Offered(m) | ForwardState::Active(m) => Some(m),
+        }
+    }
+}
+
+struct Participant {
+    room: RoomId,
+    label: Arc<str>,
+    rtc: Rtc,
+    ufrag: String,
+    published: Vec<Published>,
+    forwards: Vec<Forward>,
+    /// m-lines to stop in the next SFU offer.
+    stale_mids: Vec<Mid>,
+    pending: Option<SdpPendingOffer>,
+    /// The participant's first offer has been answered, so the SFU may offer.
+    ready: bool,
+    connected: bool,
+    created: Instant,
+    disconnected_since: Option<Instant>,
+    rtc_timeout: Instant,
+    addrs: Vec<SocketAddr>,
+}
+
+/// The media core of one worker. See the module docs for the run loop.
+pub struct Sfu {
+    local_addr: SocketAddr,
+    participants: HashMap<ParticipantId, Participant>,
+    rooms: HashMap<RoomId, Vec<ParticipantId>>,
+    by_addr: HashMap<SocketAddr, ParticipantId>,
+    by_ufrag: HashMap<String, ParticipantId>,
+    /// Participants whose `Rtc` must be polled.
+    dirty: Vec<ParticipantId>,
+    /// Participants that may need an SFU offer.
+    negotiate: Vec<ParticipantId>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    now: Instant,
+    stats: Stats,
+}
+
+impl Sfu {
+    /// A core whose ICE candidate is `local_addr`: the address clients send to.
+    pub fn new(local_addr: SocketAddr, now: Instant) -> Self {
+        Sfu {
+            local_addr,
+            participants: HashMap::new(),
+            rooms: HashMap::new(),
+            by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            dirty: Vec::new(),
+            negotiate: Vec::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            now,
+            stats: Stats::default(),
+        }
+    }
+
+    /// The address announced in ICE candidates.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            participants: self.participants.len(),
+            rooms: self.rooms.len(),
+            ..self.stats
+        }
+    }
+
+    /// True if the participant is on this core.
+    pub fn has_participant(&self, id: ParticipantId) -> bool {
+        self.participants.contains_key(&id)
+    }
+
+    /// A client offer: the first one joins `room`; later ones renegotiate
+    /// what the client publishes. The answer comes out as [`Event::Answer`].
+    pub fn handle_offer(
+        &mut self,
+        now: Instant,
+        room: RoomId,
+        id: ParticipantId,
+        label: &str,
+        sdp: &str,
+    ) {
+        self.advance(now);
+        if let Err(error) = self.accept_offer(now, room, id, label, sdp) {
+            self.events.push_back(Event::Error {
+                participant: id,
+                error,
+            });
+        }
+    }
+
+    /// The client's answer to the last SFU offer.
+    pub fn handle_answer(&mut self, now: Instant, id: ParticipantId, sdp: &str) {
+        self.advance(now);
+        if let Err(error) = self.accept_answer(id, sdp) {
+            self.events.push_back(Event::Error {
+                participant: id,
+                error,
+            });
+        }
+    }
+
+    /// Removes a participant at the control plane's request.
+    pub fn handle_leave(&mut self, now: Instant, id: ParticipantId) {
+        self.advance(now);
+        self.remove(id, RemoveReason::Left, false);
+    }
+
+    /// A datagram arrived on the worker's socket.
+    pub fn handle_receive(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+        self.advance(now);
+        let Some(id) = self.route(source, data) else {
+            self.stats.dropped_unknown_source += 1;
+            return;
+        };
+        let Ok(contents) = data.try_into() else {
+            self.stats.dropped_malformed += 1;
+            return;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: self.local_addr,
+                contents,
+            },
+        );
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        if !p.rtc.accepts(&input) {
+            self.stats.dropped_unknown_source += 1;
+            return;
+        }
+        if let Err(e) = p.rtc.handle_input(input) {
+            debug!(participant = %id, "dropped datagram: {e}");
+            self.stats.dropped_malformed += 1;
+        }
+        if !p.addrs.contains(&source) {
+            p.addrs.push(source);
+            self.by_addr.insert(source, id);
+        }
+        self.dirty.push(id);
+    }
+
+    /// Time passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+        let mut expired = Vec::new();
+        for (id, p) in &mut self.participants {
+            if !p.connected && now >= p.created + CONNECT_TIMEOUT {
+                expired.push((*id, RemoveReason::ConnectTimeout));
+                continue;
+            }
+            if let Some(since) = p.disconnected_since {
+                if now >= since + DISCONNECT_TIMEOUT {
+                    expired.push((*id, RemoveReason::ConsentTimeout));
+                    continue;
+                }
+            }
+            if now >= p.rtc_timeout {
+                if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
+                    warn!(participant = %id, "timeout handling failed: {e}");
+                }
+                self.dirty.push(*id);
+            }
+        }
+        for (id, reason) in expired {
+            info!(participant = %id, ?reason, "removing participant");
+            self.remove(id, reason, true);
+        }
+    }
+
+    /// The next thing to do. Call until it returns [`Output::Timeout`].
+    pub fn poll_output(&mut self) -> Output {
+        loop {
+            if let Some(t) = self.transmits.pop_front() {
+                return Output::Transmit(t);
+            }
+            if let Some(id) = self.dirty.pop() {
+                self.drain_rtc(id);
+                continue;
+            }
+            if let Some(id) = self.negotiate.pop() {
+                self.offer_if_needed(id);
+                continue;
+            }
+            if let Some(e) = self.events.pop_front() {
+                return Output::Event(e);
+            }
+            return Output::Timeout(self.next_timeout());
+        }
+    }
+
+    fn advance(&mut self, now: Instant) {
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    fn next_timeout(&self) -> Instant {
+        let far = self.now + Duration::from_secs(1);
+        self.participants
+            .values()
+            .map(|p| {
+                let mut t = p.rtc_timeout;
+                if !p.connected {
+                    t = t.min(p.created + CONNECT_TIMEOUT);
+                }
+                if let Some(since) = p.disconnected_since {
+                    t = t.min(since + DISCONNECT_TIMEOUT);
+                }
+                t
+            })
+            .min()
+            .unwrap_or(far)
+            .min(far)
+    }
+
+    /// Finds the participant a datagram belongs to: by source address, or
+    /// for a new address by the ICE username of a STUN request.
+    fn route(&self, source: SocketAddr, data: &[u8]) -> Option<ParticipantId> {
+        if let Some(id) = self.by_addr.get(&source) {
+            return Some(*id);
+        }
+        let stun = str0m::ice::StunMessage::parse(data).ok()?;
+        let (local_ufrag, _remote) = stun.split_username()?;
+        self.by_ufrag.get(local_ufrag).copied()
+    }
+
+    fn accept_offer(
+        &mut self,
+        now: Instant,
+        room: RoomId,
+        id: ParticipantId,
+        label: &str,
+        sdp: &str,
+    ) -> Result<(), SfuError> {
+        let offer =
+            SdpOffer::from_sdp_string(sdp).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
+        let is_new = !self.participants.contains_key(&id);
+        if is_new {
+            let mut rtc = Rtc::builder()
+                .set_ice_lite(true)
+                .set_rtp_mode(true)
+                .build(now);
+            let candidate = Candidate::host(self.local_addr, "udp")
+                .map_err(|e| SfuError::InvalidSdp(format!("local candidate: {e}")))?;
+            rtc.add_local_candidate(candidate);
+            let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
+            self.participants.insert(
+                id,
+                Participant {
+                    room: room.clone(),
+                    label: label.into(),
+                    rtc,
+                    ufrag,
+                    published: Vec::new(),
+                    forwards: Vec::new(),
+                    stale_mids: Vec::new(),
+                    pending: None,
+                    ready: false,
+                    connected: false,
+                    created: now,
+                    disconnected_since: None,
+                    rtc_timeout: now,
+                    addrs: Vec::new(),
+                },
+            );
+        }
+        let p = self
+            .participants
+            .get_mut(&id)
+            .ok_or(SfuError::UnknownParticipant)?;
+        if p.room != room {
+            return Err(SfuError::WrongRoom);
+        }
+        // A crossing client offer replaces our outstanding one (str0m rolls
+        // it back); its tracks are offered again afterwards.
+        if p.pending.take().is_some() {
+            for f in &mut p.forwards {
+                if let ForwardState::Offered(_) = f.state {
+                    f.state = ForwardState::Wanted;
+                }
+            }
+        }
+        let answer = match p.rtc.sdp_api().accept_offer(offer) {
+            Ok(a) => a,
+            Err(e) => {
+                if is_new {
+                    self.participants.remove(&id);
+                }
+                return Err(SfuError::InvalidSdp(e.to_string()));
+            }
+        };
+        p.ready = true;
+        self.events.push_back(Event::Answer {
+            participant: id,
+            sdp: answer.to_sdp_string(),
+        });
+        if is_new {
+            let ufrag = p.ufrag.clone();
+            self.by_ufrag.insert(ufrag, id);
+            let members = self.rooms.entry(room.clone()).or_default();
+            // Subscribe the newcomer to everything already published.
+            let existing: Vec<ParticipantId> = members.clone();
+            members.push(id);
+            let mut wanted = Vec::new();
+            for other in existing {
+                if let Some(o) = self.participants.get(&other) {
+                    for t in &o.published {
+                        wanted.push(new_forward(other, &o.label, t));
+                    }
+                }
+            }
+            if let Some(p) = self.participants.get_mut(&id) {
+                p.forwards.extend(wanted);
+            }
+            info!(participant = %id, %room, "participant joined media");
+        }
+        self.negotiate.push(id);
+        self.dirty.push(id);
+        Ok(())
+    }
+
+    fn accept_answer(&mut self, id: ParticipantId, sdp: &str) -> Result<(), SfuError> {
+        let answer =
+            SdpAnswer::from_sdp_string(sdp).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
+        let p = self
+            .participants
+            .get_mut(&id)
+            .ok_or(SfuError::UnknownParticipant)?;
+        let pending = p.pending.take().ok_or(SfuError::NoPendingOffer)?;
+        if let Err(e) = p.rtc.sdp_api().accept_answer(pending, answer) {
+            // The offer is gone either way: offer again from the current state.
+            for f in &mut p.forwards {
+                if let ForwardState::Offered(_) = f.state {
+                    f.state = ForwardState::Wanted;
+                }
+            }
+            self.negotiate.push(id);
+            return Err(SfuError::InvalidSdp(e.to_string()));
+        }
+        let mut started = Vec::new();
+        for f in &mut p.forwards {
+            if let ForwardState::Offered(mid) = f.state {
+                f.state = ForwardState::Active(mid);
+                if f.kind == TrackKind::Video {
+                    started.push((f.source, f.source_mid));
+                }
+            }
+        }
+        self.negotiate.push(id);
+        self.dirty.push(id);
+        // A new subscriber needs a picture at once.
+        for (source, mid) in started {
+            self.request_keyframe(source, mid, str0m::media::KeyframeRequestKind::Pli);
+        }
+        Ok(())
+    }
+
+    /// Makes an SFU offer if forwarded tracks changed and none is outstanding.
+    fn offer_if_needed(&mut self, id: ParticipantId) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        if !p.ready || p.pending.is_some() {
+            return;
+        }
+        let wanted = p.forwards.iter().any(|f| f.state == ForwardState::Wanted);
+        if !wanted && p.stale_mids.is_empty() {
+            return;
+        }
+        let mut api = p.rtc.sdp_api();
+        for mid in p.stale_mids.drain(..) {
+            api.stop_media(mid);
+        }
+        let mut offered = Vec::new();
+        for (i, f) in p.forwards.iter().enumerate() {
+            if f.state == ForwardState::Wanted {
+                let track_id = format!("{}-{}", f.source_label, f.source_mid);
+                let mid = api.add_media(
+                    f.kind.into(),
+                    Direction::SendOnly,
+                    Some(f.source_label.to_string()),
+                    Some(track_id),
+                    None,
+                );
+                offered.push((i, mid));
+            }
+        }
+        let Some((offer, pending)) = api.apply() else {
+            return;
+        };
+        for (i, mid) in offered {
+            if let Some(f) = p.forwards.get_mut(i) {
+                f.state = ForwardState::Offered(mid);
+            }
+        }
+        p.pending = Some(pending);
+        let tracks = p
+            .forwards
+            .iter()
+            .filter_map(|f| {
+                f.mid().map(|mid| TrackInfo {
+                    mid: mid.to_string(),
+                    publisher: f.source_label.to_string(),
+                    kind: f.kind,
+                })
+            })
+            .collect();
+        self.events.push_back(Event::Offer {
+            participant: id,
+            sdp: offer.to_sdp_string(),
+            tracks,
+        });
+        self.dirty.push(id);
+    }
+
+    /// Polls one participant's `Rtc` until it has nothing more to say.
+    fn drain_rtc(&mut self, id: ParticipantId) {
+        loop {
+            let Some(p) = self.participants.get_mut(&id) else {
+                return;
+            };
+            if !p.rtc.is_alive() {
+                self.remove(id, RemoveReason::Closed, true);
+                return;
+            }
+            let out = match p.rtc.poll_output() {
+                Ok(o) => o,
+                Err(e) => {
+                    warn!(participant = %id, "rtc failed: {e}");
+                    self.remove(id, RemoveReason::Closed, true);
+                    return;
+                }
+            };
+            match out {
+                RtcOutput::Timeout(t) => {
+                    p.rtc_timeout = t;
+                    return;
+                }
+                RtcOutput::Transmit(t) => self.transmits.push_back(Transmit {
+                    destination: t.destination,
+                    contents: t.contents.into(),
+                }),
+                RtcOutput::Event(e) => self.handle_rtc_event(id, e),
+            }
+        }
+    }
+
+    fn handle_rtc_event(&mut self, id: ParticipantId, event: RtcEvent) {
+        match event {
+            RtcEvent::Connected => {
+                if let Some(p) = self.participants.get_mut(&id) {
+                    p.connected = true;
+                }
+                self.events
+                    .push_back(Event::Connected { participant: id });
+            }
+            RtcEvent::IceConnectionStateChange(state) => {
+                if let Some(p) = self.participants.get_mut(&id) {
+                    if state == IceConnectionState::Disconnected {
+                        p.disconnected_since.get_or_insert(self.now);
+                    } else {
+                        p.disconnected_since = None;
+                    }
+                }
+            }
+            RtcEvent::MediaAdded(m) => {
+                if m.direction.is_receiving() {
+                    self.publish(id, m.mid, m.kind.into());
+                }
+            }
+            RtcEvent::RtpPacket(packet) => self.forward(id, packet),
+            RtcEvent::KeyframeRequest(req) => self.relay_keyframe_request(id, req),
+            RtcEvent::Closed => self.remove(id, RemoveReason::Closed, true),
+            _ => {}
+        }
+    }
+
+    /// A participant started publishing a track: everyone else in the room
+    /// subscribes to it.
+    fn publish(&mut self, id: ParticipantId, mid: Mid, kind: TrackKind) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        if p.published.iter().any(|t| t.mid == mid) {
+            return;
+        }
+        let track = Published {
+            mid,
+            kind,
+            keyframes: KeyframeThrottle::default(),
+        };
+        let label = p.label.clone();
+        let room = p.room.clone();
+        debug!(participant = %id, %mid, ?kind, "track published");
+        let members = self.rooms.get(&room).cloned().unwrap_or_default();
+        for other in members.into_iter().filter(|o| *o != id) {
+            if let Some(o) = self.participants.get_mut(&other) {
+                o.forwards.push(new_forward(id, &label, &track));
+                self.negotiate.push(other);
+            }
+        }
+        if let Some(p) = self.participants.get_mut(&id) {
+            p.published.push(track);
+        }
+    }
+
+    fn forward(&mut self, id: ParticipantId, packet: RtpPacket) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        self.stats.packets_in += 1;
+        let Some(mid) = p
+            .rtc
+            .direct_api()
+            .stream_rx(&packet.header.ssrc)
+            .map(|s| s.mid())
+        else {
+            return;
+        };
+        let pt = packet.header.payload_type;
+        let Some(params) = p.rtc.codec_config().find(|c| c.pt() == pt).copied() else {
+            return;
+        };
+        let room = p.room.clone();
+        let Some(members) = self.rooms.get(&room) else {
+            return;
+        };
+        for sub_id in members {
+            if *sub_id == id {
+                continue;
+            }
+            let Some(sub) = self.participants.get_mut(sub_id) else {
+                continue;
+            };
+            let Some(f) = sub
+                .forwards
+                .iter_mut()
+                .find(|f| f.source == id && f.source_mid == mid)
+            else {
+                continue;
+            };
+            let ForwardState::Active(out_mid) = f.state else {
+                continue;
+            };
+            let Some(seq) = f.seq.rewrite(packet.seq_no) else {
+                continue;
+            };
+            let nackable = f.kind == TrackKind::Video;
+            let Some(out_pt) = sub.rtc.codec_config().match_params(params).map(|c| c.pt()) else {
+                continue;
+            };
+            let mut api = sub.rtc.direct_api();
+            let Some(tx) = api.stream_tx_by_mid(out_mid, None) else {
+                continue;
+            };
+            tx.write_rtp(
+                RtpWrite::new(
+                    out_pt,
+                    seq,
+                    packet.header.timestamp,
+                    packet.timestamp,
+                    packet.payload.clone(),
+                )
+                .marker(packet.header.marker)
+                .ext_vals(packet.header.ext_vals.clone())
+                .nackable(nackable),
+            );
+            self.stats.packets_forwarded += 1;
+            self.dirty.push(*sub_id);
+        }
+    }
+
+    /// A subscriber lost its picture or just started: ask the publisher.
+    fn relay_keyframe_request(&mut self, id: ParticipantId, req: KeyframeRequest) {
+        let Some(p) = self.participants.get(&id) else {
+            return;
+        };
+        let Some(f) = p
+            .forwards
+            .iter()
+            .find(|f| f.state == ForwardState::Active(req.mid))
+        else {
+            return;
+        };
+        let (source, mid) = (f.source, f.source_mid);
+        self.request_keyframe(source, mid, req.kind);
+    }
+
+    fn request_keyframe(
+        &mut self,
+        publisher: ParticipantId,
+        mid: Mid,
+        kind: str0m::media::KeyframeRequestKind,
+    ) {
+        let now = self.now;
+        let Some(p) = self.participants.get_mut(&publisher) else {
+            return;
+        };
+        let Some(track) = p.published.iter_mut().find(|t| t.mid == mid) else {
+            return;
+        };
+        if !track.keyframes.allow(now) {
+            return;
+        }
+        if let Some(rx) = p.rtc.direct_api().stream_rx_by_mid(mid, None) {
+            rx.request_keyframe(kind);
+            self.dirty.push(publisher);
+        }
+    }
+
+    /// Removes a participant and everything forwarded from it.
+    fn remove(&mut self, id: ParticipantId, reason: RemoveReason, notify: bool) {
+        let Some(mut p) = self.participants.remove(&id) else {
+            return;
+        };
+        p.rtc.disconnect();
+        self.by_ufrag.remove(&p.ufrag);
+        for a in &p.addrs {
+            self.by_addr.remove(a);
+        }
+        if let Some(members) = self.rooms.get_mut(&p.room) {
+            members.retain(|m| *m != id);
+            if members.is_empty() {
+                self.rooms.remove(&p.room);
+            }
+        }
+        for other in self.participants.values_mut() {
+            if other.room != p.room {
+                continue;
+            }
+            let before = other.forwards.len();
+            let mut stale = Vec::new();
+            other.forwards.retain(|f| {
+                if f.source != id {
+                    return true;
+                }
+                match f.state {
+                    ForwardState::Active(mid) | ForwardState::Offered(mid) => stale.push(mid),
+                    ForwardState::Wanted => {}
+                }
+                false
+            });
+            other.stale_mids.extend(stale);
+            if other.forwards.len() != before {
+                self.negotiate.extend(self.rooms.get(&p.room).into_iter().flatten());
+            }
+        }
+        self.negotiate.retain(|n| *n != id);
+        self.dirty.retain(|n| *n != id);
+        if notify {
+            self.events.push_back(Event::Removed {
+                participant: id,
+                reason,
+            });
+        }
+    }
+}
+
+fn new_forward(source: ParticipantId, label: &Arc<str>, track: &Published) -> Forward {
+    Forward {
+        source,
+        source_mid: track.mid,
+        source_label: label.clone(),
+        kind: track.kind,
+        state: ForwardState::Wanted,
+        seq: SeqRewriter::default(),
+    }
+}

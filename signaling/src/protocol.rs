@@ -1,0 +1,446 @@
+//! The signaling wire protocol, version 1: JSON text frames on `GET /ws`.
+//!
+//! Each frame is one object tagged by `"type"`. The client's first message is
+//! [`ClientMsg::Auth`]; the server answers [`ServerMsg::Welcome`] or an error.
+//! Every message is listed with an example in docs/protocol.md.
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this server speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Audio-only or audio and video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallMedia {
+    /// A voice call.
+    Audio,
+    /// A video call.
+    Video,
+}
+
+/// A person as others see them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Stable identity from the token.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+}
+
+/// A person in the presence list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceUser {
+    /// Stable identity.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// In a call or being rung: a call now would be answered "busy".
+    pub busy: bool,
+}
+
+/// A member of a room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Participant {
+    /// The user's id; also the msid stream id of the tracks it publishes.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Microphone on.
+    pub audio: bool,
+    /// Camera on.
+    pub video: bool,
+}
+
+/// A 1:1 call that rang, or a group call joined by its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoomKind {
+    /// Two people who rang each other.
+    Call,
+    /// Anyone with the room id may join.
+    Group,
+}
+
+/// Audio or video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackKind {
+    /// Audio.
+    Audio,
+    /// Video.
+    Video,
+}
+
+/// One forwarded track in an SFU offer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Track {
+    /// The m-line that carries it on the receiving client's connection.
+    pub mid: String,
+    /// The publishing participant's user id.
+    pub participant_id: String,
+    /// Audio or video.
+    pub kind: TrackKind,
+}
+
+/// Why a call ended, as every side sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The callee declined.
+    Declined,
+    /// The callee was already in a call.
+    Busy,
+    /// Nobody answered in time.
+    Missed,
+    /// The caller gave up before an answer.
+    Cancelled,
+    /// Someone hung up.
+    Hangup,
+    /// The callee is not online.
+    Unavailable,
+    /// The other side's connection was lost.
+    Disconnected,
+    /// The media connection could not be set up or was lost.
+    MediaFailed,
+}
+
+/// Why a participant left a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    /// They hung up.
+    Left,
+    /// Their signaling connection closed.
+    Disconnected,
+    /// Their media connection timed out.
+    MediaTimeout,
+}
+
+/// Messages from a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMsg {
+    /// Must be the first message.
+    Auth {
+        /// From `POST /api/token` or the operator's backend.
+        token: String,
+    },
+    /// Ring someone.
+    Call {
+        /// The callee's user id.
+        to: String,
+        /// Voice or video.
+        media: CallMedia,
+    },
+    /// Take an incoming call.
+    Accept {
+        /// From `incoming_call`.
+        room_id: String,
+    },
+    /// Refuse an incoming call.
+    Decline {
+        /// From `incoming_call`.
+        room_id: String,
+    },
+    /// Stop ringing an outgoing call.
+    Cancel {
+        /// From `ringing`.
+        room_id: String,
+    },
+    /// Leave a call: a 1:1 call ends for both, a group call goes on.
+    Hangup {
+        /// The call.
+        room_id: String,
+    },
+    /// Start a group call; the server answers `room_joined`.
+    CreateRoom {},
+    /// Join a group call (or a 1:1 call, which becomes a group call).
+    JoinRoom {
+        /// The room's id, e.g. from its link.
+        room_id: String,
+    },
+    /// Ring someone into the call you are in.
+    Invite {
+        /// Your call.
+        room_id: String,
+        /// Who to ring.
+        to: String,
+    },
+    /// The client's SDP offer: what it publishes.
+    MediaOffer {
+        /// The room the media is for.
+        room_id: String,
+        /// Complete SDP (ICE candidates included).
+        sdp: String,
+    },
+    /// The client's answer to a `media_offer` from the server.
+    MediaAnswer {
+        /// The room the media is for.
+        room_id: String,
+        /// Complete SDP.
+        sdp: String,
+    },
+    /// Microphone or camera switched on or off.
+    MediaState {
+        /// The room.
+        room_id: String,
+        /// Microphone on.
+        audio: bool,
+        /// Camera on.
+        video: bool,
+    },
+}
+
+/// Messages from the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    /// Authentication succeeded.
+    Welcome {
+        /// [`PROTOCOL_VERSION`].
+        protocol: u32,
+        /// Who you are.
+        user: User,
+    },
+    /// Everyone else who is online, sent on login and on every change.
+    Presence {
+        /// Online users except you.
+        users: Vec<PresenceUser>,
+    },
+    /// Your call is ringing at the callee.
+    Ringing {
+        /// The call's id.
+        room_id: String,
+        /// The callee.
+        to: User,
+        /// Voice or video.
+        media: CallMedia,
+    },
+    /// Someone is calling you.
+    IncomingCall {
+        /// The call's id.
+        room_id: String,
+        /// The caller.
+        from: User,
+        /// Voice or video.
+        media: CallMedia,
+        /// Caller plus anyone already in the call (more than one when invited
+        /// into a running call).
+        participants: Vec<Participant>,
+    },
+    /// A call ended or never started, for this reason.
+    CallEnded {
+        /// The call.
+        room_id: String,
+        /// Why.
+        reason: EndReason,
+        /// Who caused it, when someone did.
+        by: Option<User>,
+    },
+    /// You are in the room: set up media now with `media_offer`.
+    RoomJoined {
+        /// The room.
+        room_id: String,
+        /// 1:1 call or group call.
+        kind: RoomKind,
+        /// Voice or video (the callee's camera starts as the caller asked).
+        media: CallMedia,
+        /// Everyone in the room but you.
+        participants: Vec<Participant>,
+    },
+    /// Someone joined your room.
+    ParticipantJoined {
+        /// The room.
+        room_id: String,
+        /// Who.
+        participant: Participant,
+    },
+    /// Someone left your room.
+    ParticipantLeft {
+        /// The room.
+        room_id: String,
+        /// Who.
+        participant_id: String,
+        /// Why.
+        reason: LeaveReason,
+    },
+    /// Someone's microphone or camera changed.
+    ParticipantUpdated {
+        /// The room.
+        room_id: String,
+        /// Their new state.
+        participant: Participant,
+    },
+    /// A 1:1 call became a group call.
+    RoomChanged {
+        /// The room.
+        room_id: String,
+        /// The new kind.
+        kind: RoomKind,
+    },
+    /// The media node's answer to your offer.
+    MediaAnswer {
+        /// The room.
+        room_id: String,
+        /// Complete SDP.
+        sdp: String,
+    },
+    /// The media node offers a new set of forwarded tracks: answer it.
+    MediaOffer {
+        /// The room.
+        room_id: String,
+        /// Complete SDP.
+        sdp: String,
+        /// Every track you will receive, by mid.
+        tracks: Vec<Track>,
+    },
+    /// A request failed. The connection stays open unless `code` is
+    /// `invalid_token` or `not_authenticated`.
+    Error {
+        /// Machine-readable code (see docs/protocol.md).
+        code: ErrorCode,
+        /// For people.
+        message: String,
+    },
+}
+
+/// Error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame is not a JSON object with a string `type`.
+    BadJson,
+    /// `type` names no message.
+    UnknownType,
+    /// Fields missing, unknown or of the wrong type.
+    BadMessage,
+    /// A binary frame or a frame over the size limit.
+    BadFrame,
+    /// The first message was not `auth`.
+    NotAuthenticated,
+    /// The token is malformed, forged or expired.
+    InvalidToken,
+    /// `auth` sent twice.
+    AlreadyAuthenticated,
+    /// The token does not allow this room.
+    Forbidden,
+    /// No such user, or not online.
+    UserNotFound,
+    /// You called yourself.
+    CannotCallSelf,
+    /// You are already in a call or ringing.
+    AlreadyInCall,
+    /// No such room, or it has ended.
+    RoomNotFound,
+    /// The request names a room you are not in, or a call in the wrong state.
+    NotInRoom,
+    /// The SDP was refused by the media node.
+    InvalidSdp,
+    /// The media node could not serve the request.
+    MediaError,
+    /// Another connection logged in with the same identity.
+    Replaced,
+}
+
+/// Parses one text frame: the error says which code to answer with.
+pub fn parse_client_msg(text: &str) -> Result<ClientMsg, (ErrorCode, String)> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| (ErrorCode::BadJson, format!("not valid JSON: {e}")))?;
+    let Some(kind) = value.get("type").and_then(|t| t.as_str()) else {
+        return Err((
+            ErrorCode::BadJson,
+            "expected a JSON object with a string \"type\"".into(),
+        ));
+    };
+    let kind: String = kind.chars().take(64).collect();
+    if !CLIENT_TYPES.contains(&kind.as_str()) {
+        return Err((
+            ErrorCode::UnknownType,
+            format!("unknown message type {kind:?}"),
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| (ErrorCode::BadMessage, format!("bad {kind}: {e}")))
+}
+
+/// Every `type` a client may send.
+pub const CLIENT_TYPES: &[&str] = &[
+    "auth",
+    "call",
+    "accept",
+    "decline",
+    "cancel",
+    "hangup",
+    "create_room",
+    "join_room",
+    "invite",
+    "media_offer",
+    "media_answer",
+    "media_state",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_messages_round_trip() {
+        let m = parse_client_msg(r#"{"type":"call","to":"u1","media":"video"}"#);
+        assert_eq!(
+            m,
+            Ok(ClientMsg::Call {
+                to: "u1".into(),
+                media: CallMedia::Video
+            })
+        );
+        assert_eq!(
+            parse_client_msg(r#"{"type":"create_room"}"#),
+            Ok(ClientMsg::CreateRoom {})
+        );
+    }
+
+    #[test]
+    fn every_listed_type_is_a_variant() {
+        for t in CLIENT_TYPES {
+            let r = parse_client_msg(&format!(r#"{{"type":"{t}"}}"#));
+            assert!(
+                !matches!(r, Err((ErrorCode::UnknownType, _))),
+                "{t} is listed but unknown"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_frames_get_distinct_codes() {
+        assert_eq!(parse_client_msg("{nope").unwrap_err().0, ErrorCode::BadJson);
+        assert_eq!(parse_client_msg("[1,2]").unwrap_err().0, ErrorCode::BadJson);
+        assert_eq!(
+            parse_client_msg(r#"{"type":"teleport"}"#).unwrap_err().0,
+            ErrorCode::UnknownType
+        );
+        assert_eq!(
+            parse_client_msg(r#"{"type":"call","to":5,"media":"video"}"#)
+                .unwrap_err()
+                .0,
+            ErrorCode::BadMessage
+        );
+        assert_eq!(
+            parse_client_msg(r#"{"type":"call","to":"a","media":"hologram"}"#)
+                .unwrap_err()
+                .0,
+            ErrorCode::BadMessage
+        );
+    }
+
+    #[test]
+    fn server_messages_are_tagged() {
+        let s = serde_json::to_string(&ServerMsg::Error {
+            code: ErrorCode::UnknownType,
+            message: "x".into(),
+        });
+        assert_eq!(
+            s.ok().as_deref(),
+            Some(r#"{"type":"error","code":"unknown_type","message":"x"}"#)
+        );
+    }
+}
