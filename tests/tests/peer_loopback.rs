@@ -2,8 +2,10 @@
 //!
 //! A offers audio (440 Hz) + video, B answers; then B re-offers to add its own audio
 //! (660 Hz) + video, which exercises `Peer::handle_offer` on A the way the SFU's re-offers
-//! will. B registers different payload types from A, so both directions must send with the
-//! negotiated ones. Finally B sends a PLI and A must answer with a keyframe.
+//! will. B registers different payload types (109/98) from A's (111/96); once A's offer has
+//! been negotiated, webrtc-rs keeps A's payload types for B's new m-lines too, so B must send
+//! with 111/96 rather than what it registered. Finally B sends a PLI and A must answer with a
+//! keyframe.
 
 use std::time::{Duration, Instant};
 
@@ -74,7 +76,7 @@ fn check_media(receiver: &str, stats: &[RemoteTrackStats], sender: &str, tone_hz
 async fn two_peers_exchange_audio_video_and_renegotiate() {
     let started = Instant::now();
     let a = Peer::new(config("A", 440.0)).await.expect("peer A");
-    // Different payload types from A's, so each side must send with the negotiated ones.
+    // Different payload types from A's: B must send with the negotiated ones, not these.
     let b = Peer::with_payload_types(config("B", 660.0), 109, 98)
         .await
         .expect("peer B");
@@ -94,8 +96,9 @@ async fn two_peers_exchange_audio_video_and_renegotiate() {
     let reoffer = b.create_offer().await.expect("B re-offer");
     let reanswer = a.handle_offer(&reoffer).await.expect("A answers re-offer");
     b.accept_answer(&reanswer).await.expect("B accepts answer");
-    // The m-lines B added carry its own payload types.
-    assert_eq!(b.send_payload_types(), (Some(109), Some(98)));
+    // B's new m-lines reuse the payload types negotiated with A's offer, not B's own.
+    assert!(reoffer.contains("opus/48000/2") && reoffer.contains("a=rtpmap:111 opus"));
+    assert_eq!(b.send_payload_types(), (Some(111), Some(96)));
     b.start_media();
 
     let from_a = b
@@ -110,8 +113,8 @@ async fn two_peers_exchange_audio_video_and_renegotiate() {
     check_media("A", &from_b, "B", 660.0);
     assert_eq!(find(&from_a, Kind::Audio).payload_type, 111);
     assert_eq!(find(&from_a, Kind::Video).payload_type, 96);
-    assert_eq!(find(&from_b, Kind::Audio).payload_type, 109);
-    assert_eq!(find(&from_b, Kind::Video).payload_type, 98);
+    assert_eq!(find(&from_b, Kind::Audio).payload_type, 111);
+    assert_eq!(find(&from_b, Kind::Video).payload_type, 96);
 
     // B asks A for a keyframe; A counts the PLI and sends a keyframe at once (well before
     // its next periodic one, 3 s after the previous).
@@ -141,4 +144,47 @@ async fn two_peers_exchange_audio_video_and_renegotiate() {
     a.close().await;
     b.close().await;
     println!("test body took {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scratch_stop() {
+    use webrtc::peer_connection::PeerConnection as _;
+    let a = Peer::new(PeerConfig { name: "A".into(), tone_hz: None, video: false }).await.unwrap();
+    let b = Peer::new(config("B", 660.0)).await.unwrap();
+    // A offers nothing? needs at least one m-line: B offers.
+    let offer = b.create_offer().await.unwrap();
+    let answer = a.handle_offer(&offer).await.unwrap();
+    b.accept_answer(&answer).await.unwrap();
+    a.wait_connected(CONNECT_TIMEOUT).await.unwrap();
+    b.start_media();
+    a.wait_for_received(Duration::from_secs(3), |s| s.len() == 2 && s.iter().all(|t| t.packets > 10)).await.unwrap();
+    let ts = b.peer_connection().get_transceivers().await;
+    for t in &ts {
+        println!("B transceiver mid {:?} dir {:?}", t.mid().await, t.direction().await);
+    }
+    // stop the audio one
+    for t in &ts {
+        if t.mid().await.unwrap() == Some("0".to_string()) {
+            println!("stop: {:?}", t.stop().await);
+        }
+    }
+    let offer2 = b.create_offer().await;
+    println!("offer2: {offer2:?}");
+    let offer2 = offer2.unwrap();
+    for l in offer2.lines().filter(|l| l.starts_with("m=") || l.starts_with("a=mid") || l.contains("send") || l.contains("recv") || l.contains("inactive") || l.starts_with("a=msid")) { println!("  {l}"); }
+    let answer2 = a.handle_offer(&offer2).await;
+    println!("answer2 ok: {}", answer2.is_ok());
+    let answer2 = answer2.unwrap();
+    for l in answer2.lines().filter(|l| l.starts_with("m=") || l.starts_with("a=mid") || l.contains("send") || l.contains("recv") || l.contains("inactive")) { println!("  {l}"); }
+    println!("accept: {:?}", b.accept_answer(&answer2).await);
+    let before: Vec<u64> = a.received().iter().map(|t| t.packets).collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for t in a.received() { println!("A: {} ended={} (before {:?})", summarize(&t), t.ended, before); }
+    let ts = a.peer_connection().get_transceivers().await;
+    for t in &ts {
+        println!("A transceiver mid {:?} dir {:?} cur {:?}", t.mid().await, t.direction().await, t.current_direction().await);
+    }
+    a.close().await;
+    for t in a.received() { println!("after close A: {} ended={}", summarize(&t), t.ended); }
+    b.close().await;
 }

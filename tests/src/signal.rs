@@ -1,0 +1,329 @@
+//! A signaling client for tests: gets a token, speaks the WebSocket
+//! protocol, and (with a [`Peer`] attached) answers the media node's offers
+//! by itself, as a browser client does.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chorus_signaling::config::Config;
+use chorus_signaling::protocol::{ClientMsg, ErrorCode, ServerMsg, Track};
+use chorus_signaling::server::Server;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::peer::Peer;
+
+/// Errors of the test harness.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// A `chorus` server running in this process on free ports.
+pub struct TestServer {
+    /// The server.
+    pub server: Server,
+}
+
+impl TestServer {
+    /// Starts a server with loopback addresses and free ports.
+    pub async fn start() -> Result<TestServer, Error> {
+        Self::start_with(Config::local()).await
+    }
+
+    /// Starts a server with a given configuration.
+    pub async fn start_with(config: Config) -> Result<TestServer, Error> {
+        Ok(TestServer {
+            server: Server::start(config).await?,
+        })
+    }
+
+    /// `POST /api/token`: returns the raw HTTP status and JSON body.
+    pub async fn post_token(&self, body: &str) -> Result<(u16, serde_json::Value), Error> {
+        let mut tcp = TcpStream::connect(self.server.http_addr).await?;
+        let req = format!(
+            "POST /api/token HTTP/1.1\r\nHost: chorus\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+            body.len(),
+            body
+        );
+        tcp.write_all(req.as_bytes()).await?;
+        let mut resp = Vec::new();
+        tcp.read_to_end(&mut resp).await?;
+        let text = String::from_utf8_lossy(&resp);
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or("no HTTP status")?;
+        let body = text.split("\r\n\r\n").nth(1).ok_or("no HTTP body")?;
+        Ok((status, serde_json::from_str(body)?))
+    }
+
+    /// A dev-mode token for `name`: `(token, user_id)`.
+    pub async fn token(&self, name: &str) -> Result<(String, String), Error> {
+        let (status, v) = self
+            .post_token(&serde_json::json!({ "name": name }).to_string())
+            .await?;
+        if status != 200 {
+            return Err(format!("token request failed: {status} {v}").into());
+        }
+        let token = v["token"].as_str().ok_or("no token")?.to_string();
+        let user_id = v["user_id"].as_str().ok_or("no user_id")?.to_string();
+        Ok((token, user_id))
+    }
+
+    /// The WebSocket URL.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.server.http_addr)
+    }
+
+    /// Connects, authenticates and waits for `welcome`.
+    pub async fn client(&self, name: &str) -> Result<Client, Error> {
+        let (token, user_id) = self.token(name).await?;
+        let mut c = Client::connect(&self.ws_url()).await?;
+        c.send_raw(&serde_json::json!({"type":"auth","token":token}).to_string())?;
+        c.recv_until(Duration::from_secs(5), |m| {
+            matches!(m, ServerMsg::Welcome { user, .. } if user.id == user_id)
+        })
+        .await?;
+        c.user_id = user_id;
+        c.name = name.to_string();
+        Ok(c)
+    }
+}
+
+/// What the background reader saw of media negotiation.
+#[derive(Default)]
+struct MediaState {
+    peer: Option<Arc<Peer>>,
+    room: Option<String>,
+    tracks: Vec<Track>,
+    offers: usize,
+    errors: Vec<String>,
+}
+
+/// One signaling connection.
+pub struct Client {
+    /// The user id from the token.
+    pub user_id: String,
+    /// The display name.
+    pub name: String,
+    out: mpsc::UnboundedSender<Message>,
+    inbox: mpsc::UnboundedReceiver<Result<ServerMsg, String>>,
+    media: Arc<Mutex<MediaState>>,
+    closed: Arc<Mutex<bool>>,
+}
+
+impl Client {
+    /// Opens a WebSocket without authenticating.
+    pub async fn connect(url: &str) -> Result<Client, Error> {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        let (mut sink, mut stream) = ws.split();
+        let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
+        let (in_tx, inbox) = mpsc::unbounded_channel();
+        let media = Arc::new(Mutex::new(MediaState::default()));
+        let closed = Arc::new(Mutex::new(false));
+        tokio::spawn(async move {
+            while let Some(m) = out_rx.recv().await {
+                let close = matches!(m, Message::Close(_));
+                if sink.send(m).await.is_err() || close {
+                    break;
+                }
+            }
+        });
+        let (media2, closed2, out2) = (media.clone(), closed.clone(), out.clone());
+        tokio::spawn(async move {
+            while let Some(frame) = stream.next().await {
+                let text = match frame {
+                    Ok(Message::Text(t)) => t.to_string(),
+                    Ok(Message::Close(_)) | Err(_) => break,
+                    Ok(_) => continue,
+                };
+                let msg = match serde_json::from_str::<ServerMsg>(&text) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        let _ = in_tx.send(Err(format!("unparsable server message {text}: {e}")));
+                        continue;
+                    }
+                };
+                let msg = match handle_media(&media2, &out2, msg).await {
+                    Some(m) => m,
+                    None => continue,
+                };
+                if in_tx.send(Ok(msg)).is_err() {
+                    break;
+                }
+            }
+            if let Ok(mut c) = closed2.lock() {
+                *c = true;
+            }
+        });
+        Ok(Client {
+            user_id: String::new(),
+            name: String::new(),
+            out,
+            inbox,
+            media,
+            closed,
+        })
+    }
+
+    /// Sends a text frame as is.
+    pub fn send_raw(&self, text: &str) -> Result<(), Error> {
+        self.out
+            .send(Message::Text(text.into()))
+            .map_err(|_| "socket closed".into())
+    }
+
+    /// Sends a binary frame.
+    pub fn send_binary(&self, data: Vec<u8>) -> Result<(), Error> {
+        self.out
+            .send(Message::Binary(data.into()))
+            .map_err(|_| "socket closed".into())
+    }
+
+    /// Sends a protocol message.
+    pub fn send(&self, msg: &ClientMsg) -> Result<(), Error> {
+        self.send_raw(&serde_json::to_string(msg)?)
+    }
+
+    /// Closes the WebSocket.
+    pub fn close(&self) {
+        let _ = self.out.send(Message::Close(None));
+    }
+
+    /// True once the server closed the socket.
+    pub fn is_closed(&self) -> bool {
+        self.closed.lock().map(|c| *c).unwrap_or(true)
+    }
+
+    /// The next message that matches, skipping others; fails on timeout.
+    pub async fn recv_until(
+        &mut self,
+        timeout: Duration,
+        mut pred: impl FnMut(&ServerMsg) -> bool,
+    ) -> Result<ServerMsg, Error> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.inbox.recv()).await {
+                Err(_) => return Err(format!("{}: timed out waiting for a message", self.name).into()),
+                Ok(None) => return Err(format!("{}: socket closed", self.name).into()),
+                Ok(Some(Err(e))) => return Err(e.into()),
+                Ok(Some(Ok(m))) => {
+                    if pred(&m) {
+                        return Ok(m);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for an error with this code.
+    pub async fn expect_error(&mut self, code: ErrorCode) -> Result<String, Error> {
+        let m = self
+            .recv_until(Duration::from_secs(5), |m| matches!(m, ServerMsg::Error { .. }))
+            .await?;
+        match m {
+            ServerMsg::Error { code: c, message } if c == code => Ok(message),
+            other => Err(format!("expected error {code:?}, got {other:?}").into()),
+        }
+    }
+
+    /// Attaches a peer: from now on the client answers the media node's
+    /// offers with it.
+    pub fn attach(&self, room: &str, peer: Arc<Peer>) {
+        if let Ok(mut m) = self.media.lock() {
+            m.peer = Some(peer);
+            m.room = Some(room.to_string());
+        }
+    }
+
+    /// Publishes: sends the peer's offer and applies the answer.
+    pub async fn publish(&mut self, room: &str, peer: Arc<Peer>) -> Result<(), Error> {
+        let sdp = peer.create_offer().await?;
+        self.attach(room, peer.clone());
+        self.send(&ClientMsg::MediaOffer {
+            room_id: room.to_string(),
+            sdp,
+        })?;
+        let m = self
+            .recv_until(Duration::from_secs(10), |m| {
+                matches!(m, ServerMsg::MediaAnswer { .. } | ServerMsg::Error { .. })
+            })
+            .await?;
+        match m {
+            ServerMsg::MediaAnswer { sdp, .. } => {
+                peer.accept_answer(&sdp).await?;
+                Ok(())
+            }
+            other => Err(format!("{}: offer refused: {other:?}", self.name).into()),
+        }
+    }
+
+    /// The tracks of the last media offer, by publisher.
+    pub fn tracks(&self) -> HashMap<String, Vec<Track>> {
+        let mut by: HashMap<String, Vec<Track>> = HashMap::new();
+        if let Ok(m) = self.media.lock() {
+            for t in &m.tracks {
+                by.entry(t.participant_id.clone()).or_default().push(t.clone());
+            }
+        }
+        by
+    }
+
+    /// How many media offers were answered.
+    pub fn offers_answered(&self) -> usize {
+        self.media.lock().map(|m| m.offers).unwrap_or(0)
+    }
+
+    /// Failures while answering media offers.
+    pub fn media_errors(&self) -> Vec<String> {
+        self.media.lock().map(|m| m.errors.clone()).unwrap_or_default()
+    }
+}
+
+/// Answers media offers in the background; passes everything else on.
+async fn handle_media(
+    media: &Arc<Mutex<MediaState>>,
+    out: &mpsc::UnboundedSender<Message>,
+    msg: ServerMsg,
+) -> Option<ServerMsg> {
+    let ServerMsg::MediaOffer {
+        room_id,
+        sdp,
+        tracks,
+    } = msg
+    else {
+        return Some(msg);
+    };
+    let peer = media.lock().ok().and_then(|m| m.peer.clone());
+    let Some(peer) = peer else {
+        return Some(ServerMsg::MediaOffer {
+            room_id,
+            sdp,
+            tracks,
+        });
+    };
+    match peer.handle_offer(&sdp).await {
+        Ok(answer) => {
+            let reply = ClientMsg::MediaAnswer {
+                room_id,
+                sdp: answer,
+            };
+            if let Ok(text) = serde_json::to_string(&reply) {
+                let _ = out.send(Message::Text(text.into()));
+            }
+            if let Ok(mut m) = media.lock() {
+                m.tracks = tracks;
+                m.offers += 1;
+            }
+        }
+        Err(e) => {
+            if let Ok(mut m) = media.lock() {
+                m.errors.push(e.to_string());
+            }
+        }
+    }
+    None
+}
