@@ -53,6 +53,8 @@ impl std::fmt::Display for TokenError {
     }
 }
 
+impl std::error::Error for TokenError {}
+
 /// Signs and checks tokens with one secret.
 #[derive(Clone)]
 pub struct Tokens {
@@ -100,12 +102,13 @@ impl Tokens {
 
     /// Checks a token's signature and expiry.
     pub fn verify(&self, token: &str) -> Result<Identity, TokenError> {
-        let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
-            match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-                _ => TokenError::Invalid(e.to_string()),
-            }
-        })?;
+        let data =
+            decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
+                match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                    _ => TokenError::Invalid(e.to_string()),
+                }
+            })?;
         let c = data.claims;
         let name = clean_name(&c.name).map_err(|e| TokenError::Invalid(e.into()))?;
         Ok(Identity {

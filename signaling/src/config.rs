@@ -10,7 +10,11 @@ use serde::Deserialize;
 
 /// Command line and environment.
 #[derive(Debug, Parser, Default)]
-#[command(name = "chorus", version, about = "Chorus: voice and video calls for the browser")]
+#[command(
+    name = "chorus",
+    version,
+    about = "Chorus: voice and video calls for the browser"
+)]
 pub struct Cli {
     /// A TOML file with any of the settings below (keys as the flags, with
     /// underscores: `listen`, `udp_port`, ...).
@@ -147,7 +151,13 @@ mod tests {
             "listen = \"0.0.0.0:9000\"\nudp_port = 40000\ntoken_secret = \"s\"\n",
         )
         .expect("write config");
-        let cli = Cli::parse_from(["chorus", "--config", path.to_str().unwrap_or(""), "--udp-port", "0"]);
+        let cli = Cli::parse_from([
+            "chorus",
+            "--config",
+            path.to_str().unwrap_or(""),
+            "--udp-port",
+            "0",
+        ]);
         let c = Config::resolve(cli).expect("resolves");
         assert_eq!(c.listen, SocketAddr::from(([0, 0, 0, 0], 9000)));
         assert_eq!(c.udp_port, 0);

@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chorus_sfu::{Event as MediaEvent, ParticipantId, RemoveReason, RoomId, SfuError};
+use rand::SeedableRng;
 use rand::distr::{Alphanumeric, SampleString};
 use rand::rngs::StdRng;
-use rand::SeedableRng;
 
 use crate::protocol::{
     CallMedia, ClientMsg, EndReason, ErrorCode, LeaveReason, Participant, PresenceUser, RoomKind,
@@ -326,7 +326,14 @@ impl Hub {
                     RemoveReason::Left => EndReason::Hangup,
                     _ => EndReason::MediaFailed,
                 };
-                self.leave_room(&user_id, &room_id, LeaveReason::MediaTimeout, end, false, &mut fx);
+                self.leave_room(
+                    &user_id,
+                    &room_id,
+                    LeaveReason::MediaTimeout,
+                    end,
+                    false,
+                    &mut fx,
+                );
                 fx.push(Effect::Send(
                     conn,
                     ServerMsg::CallEnded {
@@ -387,7 +394,9 @@ impl Hub {
         let Some(callee_user) = self.user(callee) else {
             return Err((ErrorCode::UserNotFound, "that person is not online"));
         };
-        let caller_user = self.user(caller).ok_or((ErrorCode::NotAuthenticated, "not online"))?;
+        let caller_user = self
+            .user(caller)
+            .ok_or((ErrorCode::NotAuthenticated, "not online"))?;
         let room_id = self.new_room_id();
         if self.busy(callee) {
             self.send_to(
@@ -454,11 +463,10 @@ impl Hub {
             .rooms
             .get_mut(room_id)
             .ok_or((ErrorCode::RoomNotFound, "that call has ended"))?;
-        let i = room
-            .rings
-            .iter()
-            .position(|g| g.callee == callee)
-            .ok_or((ErrorCode::NotInRoom, "you are not being called in that call"))?;
+        let i = room.rings.iter().position(|g| g.callee == callee).ok_or((
+            ErrorCode::NotInRoom,
+            "you are not being called in that call",
+        ))?;
         let ring = room.rings.remove(i);
         if room.members.is_empty() {
             // A fresh 1:1 call: caller and callee join together.
@@ -490,7 +498,10 @@ impl Hub {
             .map(|g| g.callee.clone())
             .collect();
         if callees.is_empty() {
-            return Err((ErrorCode::NotInRoom, "you are not calling anyone in that call"));
+            return Err((
+                ErrorCode::NotInRoom,
+                "you are not calling anyone in that call",
+            ));
         }
         for callee in callees {
             self.end_ring(&callee, room_id, EndReason::Cancelled, fx)?;
@@ -510,11 +521,10 @@ impl Hub {
             .rooms
             .get_mut(room_id)
             .ok_or((ErrorCode::RoomNotFound, "that call has ended"))?;
-        let i = room
-            .rings
-            .iter()
-            .position(|g| g.callee == callee)
-            .ok_or((ErrorCode::NotInRoom, "you are not being called in that call"))?;
+        let i = room.rings.iter().position(|g| g.callee == callee).ok_or((
+            ErrorCode::NotInRoom,
+            "you are not being called in that call",
+        ))?;
         let ring = room.rings.remove(i);
         let fresh = room.members.is_empty();
         let by = match reason {
@@ -575,7 +585,14 @@ impl Hub {
             .get(room_id)
             .ok_or((ErrorCode::RoomNotFound, "that call has ended"))?;
         if room.members.iter().any(|m| m.user_id == user) {
-            self.leave_room(user, room_id, LeaveReason::Left, EndReason::Hangup, true, fx);
+            self.leave_room(
+                user,
+                room_id,
+                LeaveReason::Left,
+                EndReason::Hangup,
+                true,
+                fx,
+            );
             self.presence(fx);
             Ok(())
         } else if room.rings.iter().any(|g| g.caller == user) {

@@ -1,9 +1,9 @@
 //! `chorus`: signaling server, embedded media node and web client in one
 //! process.
 
-use clap::Parser;
 use chorus_signaling::config::{Cli, Config};
 use chorus_signaling::server::Server;
+use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]

@@ -150,7 +150,10 @@ fn app(state: AppState) -> Router {
         .route("/readyz", get(|| async { "ready" }))
         .route("/api/token", post(issue_token))
         .route("/ws", get(ws_upgrade))
-        .route("/{*path}", get(|Path(path): Path<String>| async move { web::asset(&path) }))
+        .route(
+            "/{*path}",
+            get(|Path(path): Path<String>| async move { web::asset(&path) }),
+        )
         .with_state(state)
 }
 
@@ -226,7 +229,11 @@ async fn connection(state: AppState, socket: WebSocket) {
     let conn = ConnId(state.next_conn.fetch_add(1, Ordering::Relaxed));
     let (mut sink, mut stream) = socket.split();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
-    if state.hub.send(HubInput::Register(conn, out_tx.clone())).is_err() {
+    if state
+        .hub
+        .send(HubInput::Register(conn, out_tx.clone()))
+        .is_err()
+    {
         return;
     }
     let send_task = tokio::spawn(async move {
@@ -236,7 +243,11 @@ async fn connection(state: AppState, socket: WebSocket) {
                     let Ok(text) = serde_json::to_string(&m) else {
                         continue;
                     };
-                    if sink.send(Message::Text(Utf8Bytes::from(text))).await.is_err() {
+                    if sink
+                        .send(Message::Text(Utf8Bytes::from(text)))
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -259,7 +270,10 @@ async fn connection(state: AppState, socket: WebSocket) {
             match tokio::time::timeout_at(auth_deadline, stream.next()).await {
                 Ok(n) => n,
                 Err(_) => {
-                    reply(ErrorCode::NotAuthenticated, "no auth message in time".into());
+                    reply(
+                        ErrorCode::NotAuthenticated,
+                        "no auth message in time".into(),
+                    );
                     let _ = out_tx.send(Outgoing::Close);
                     break;
                 }
@@ -269,7 +283,10 @@ async fn connection(state: AppState, socket: WebSocket) {
             None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
             Some(Ok(Message::Text(t))) => t,
             Some(Ok(Message::Binary(_))) => {
-                reply(ErrorCode::BadFrame, "binary frames are not part of the protocol".into());
+                reply(
+                    ErrorCode::BadFrame,
+                    "binary frames are not part of the protocol".into(),
+                );
                 continue;
             }
             Some(Ok(_)) => continue,
@@ -289,7 +306,10 @@ async fn connection(state: AppState, socket: WebSocket) {
             continue;
         }
         let ClientMsg::Auth { token } = msg else {
-            reply(ErrorCode::NotAuthenticated, "the first message must be auth".into());
+            reply(
+                ErrorCode::NotAuthenticated,
+                "the first message must be auth".into(),
+            );
             let _ = out_tx.send(Outgoing::Close);
             break;
         };
@@ -430,7 +450,9 @@ mod tests {
     async fn healthz_answers() {
         let (status, body) = call(
             test_app(true),
-            Request::get("/healthz").body(Body::empty()).expect("request"),
+            Request::get("/healthz")
+                .body(Body::empty())
+                .expect("request"),
         )
         .await;
         assert_eq!(status, StatusCode::OK);
@@ -471,13 +493,17 @@ mod tests {
         assert!(body.contains("<html"), "{body}");
         let (status, _) = call(
             test_app(true),
-            Request::get("/call/abc123").body(Body::empty()).expect("request"),
+            Request::get("/call/abc123")
+                .body(Body::empty())
+                .expect("request"),
         )
         .await;
         assert_eq!(status, StatusCode::OK);
         let (status, _) = call(
             test_app(true),
-            Request::get("/nope.js").body(Body::empty()).expect("request"),
+            Request::get("/nope.js")
+                .body(Body::empty())
+                .expect("request"),
         )
         .await;
         assert_eq!(status, StatusCode::NOT_FOUND);

@@ -5,6 +5,8 @@
 
 pub mod media;
 pub mod peer;
+pub mod signal;
+pub mod wait;
 
 pub use media::{
     FrameError, OpusSink, ToneEncoder, VideoFrame, dominant_frequency, encode_video_frame,

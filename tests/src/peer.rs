@@ -5,6 +5,7 @@
 //! tracks, negotiates with non-trickle ICE (every SDP it returns already carries all its
 //! candidates), and records everything it receives per receiving transceiver (mid).
 
+use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
@@ -129,8 +130,13 @@ pub struct RemoteTrackStats {
     pub first_packet_at: Option<Instant>,
     /// When the most recent RTP packet was processed.
     pub last_packet_at: Option<Instant>,
-    /// Whether webrtc-rs reported the track ended (in 0.21 this happens only on close).
+    /// Whether the track's event stream has ended. In webrtc 0.21 that happens only when the
+    /// peer connection closes: an inactive or port-0 m-line in a later offer does not end it
+    /// (see `remote_sending`).
     pub ended: bool,
+    /// Whether the latest remote description still has this mid sending to us: port not 0
+    /// and direction `sendrecv` or `sendonly`. This is how a removed remote track shows.
+    pub remote_sending: bool,
     /// Audio: decoded 48 kHz mono PCM (the most recent 20 s at most).
     pub pcm: Vec<i16>,
     /// Audio: missing packets replaced by Opus packet-loss concealment.
@@ -168,6 +174,7 @@ impl RemoteTrackStats {
             first_packet_at: None,
             last_packet_at: None,
             ended: false,
+            remote_sending: true,
             pcm: Vec::new(),
             audio_concealed: 0,
             frames_ok: 0,
@@ -279,6 +286,8 @@ struct Senders {
 struct Shared {
     name: String,
     remotes: Mutex<Vec<RemoteEntry>>,
+    /// Per mid, whether the latest remote description sends on it.
+    remote_mids: Mutex<HashMap<String, bool>>,
     keyframe_requests: AtomicUsize,
     keyframe_wanted: Notify,
     pc: OnceLock<Weak<dyn PeerConnection>>,
@@ -289,6 +298,22 @@ struct Shared {
 impl Shared {
     fn remotes(&self) -> MutexGuard<'_, Vec<RemoteEntry>> {
         self.remotes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn remote_mids(&self) -> MutexGuard<'_, HashMap<String, bool>> {
+        self.remote_mids.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records which mids the remote description `sdp` sends on.
+    fn note_remote_sdp(&self, sdp: &str) {
+        let mut mids = self.remote_mids();
+        for (mid, sending) in remote_sending_mids(sdp) {
+            mids.insert(mid, sending);
+        }
+    }
+
+    fn is_remote_sending(&self, mid: &str) -> bool {
+        self.remote_mids().get(mid).copied().unwrap_or(true)
     }
 
     fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
@@ -327,6 +352,35 @@ impl PeerConnectionEventHandler for Handler {
         let shared = Arc::clone(&self.shared);
         self.shared.spawn(run_remote_track(shared, track));
     }
+}
+
+/// For each m-line of a remote SDP with a mid: whether the remote sends on it (port not 0 and
+/// direction `sendrecv`/`sendonly`, the default being `sendrecv`).
+fn remote_sending_mids(sdp: &str) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    let mut current: Option<(bool, Option<String>, bool)> = None;
+    let mut finish = |m: Option<(bool, Option<String>, bool)>| {
+        if let Some((port_open, Some(mid), sends)) = m {
+            out.push((mid, port_open && sends));
+        }
+    };
+    for line in sdp.lines().map(str::trim_end) {
+        if let Some(media) = line.strip_prefix("m=") {
+            finish(current.take());
+            let port_open = media.split_whitespace().nth(1).is_some_and(|p| p != "0");
+            current = Some((port_open, None, true));
+        } else if let Some((_, mid, sends)) = current.as_mut() {
+            if let Some(value) = line.strip_prefix("a=mid:") {
+                *mid = Some(value.to_owned());
+            } else if line == "a=recvonly" || line == "a=inactive" {
+                *sends = false;
+            } else if line == "a=sendonly" || line == "a=sendrecv" {
+                *sends = true;
+            }
+        }
+    }
+    finish(current.take());
+    out
 }
 
 /// Finds the mid of the transceiver whose receiver carries `track`.
@@ -590,6 +644,7 @@ impl Peer {
         let shared = Arc::new(Shared {
             name: cfg.name.clone(),
             remotes: Mutex::new(Vec::new()),
+            remote_mids: Mutex::new(HashMap::new()),
             keyframe_requests: AtomicUsize::new(0),
             keyframe_wanted: Notify::new(),
             pc: OnceLock::new(),
@@ -715,10 +770,13 @@ impl Peer {
     }
 
     /// Re-reads the payload types negotiated for the senders.
-    async fn refresh_payload_types(&self) -> Result<(), PeerError> {
+    async fn refresh_payload_types(&self) {
         let senders = self.senders.lock().await;
         for (sender, local) in &senders.senders {
-            let params = sender.get_parameters().await?;
+            // A stopped transceiver has no sender any more; nothing to refresh for it.
+            let Ok(params) = sender.get_parameters().await else {
+                continue;
+            };
             if let Some(codec) = params
                 .rtp_parameters
                 .codecs
@@ -730,7 +788,6 @@ impl Peer {
                     .store(codec.payload_type, Ordering::Relaxed);
             }
         }
-        Ok(())
     }
 
     async fn wait_gathered(&self) -> Result<String, PeerError> {
@@ -769,7 +826,9 @@ impl Peer {
     pub async fn accept_answer(&self, sdp: &str) -> Result<(), PeerError> {
         let answer = RTCSessionDescription::answer(sdp.to_owned())?;
         self.pc.set_remote_description(answer).await?;
-        self.refresh_payload_types().await
+        self.shared.note_remote_sdp(sdp);
+        self.refresh_payload_types().await;
+        Ok(())
     }
 
     /// Applies a remote offer (the SFU re-offers when tracks come and go), answers it, waits
@@ -781,11 +840,12 @@ impl Peer {
     pub async fn handle_offer(&self, sdp: &str) -> Result<String, PeerError> {
         let offer = RTCSessionDescription::offer(sdp.to_owned())?;
         self.pc.set_remote_description(offer).await?;
+        self.shared.note_remote_sdp(sdp);
         let answer = self.pc.create_answer(None).await?;
         self.pc.set_local_description(answer).await?;
-        let sdp = self.wait_gathered().await?;
-        self.refresh_payload_types().await?;
-        Ok(sdp)
+        let answer_sdp = self.wait_gathered().await?;
+        self.refresh_payload_types().await;
+        Ok(answer_sdp)
     }
 
     /// The current peer connection state.
@@ -860,11 +920,16 @@ impl Peer {
     /// Snapshot of everything received so far, one entry per remote track (in the order the
     /// tracks opened), each tagged with its receiving transceiver's mid.
     pub fn received(&self) -> Vec<RemoteTrackStats> {
-        self.shared
+        let mut snapshot: Vec<RemoteTrackStats> = self
+            .shared
             .remotes()
             .iter()
             .map(RemoteEntry::snapshot)
-            .collect()
+            .collect();
+        for stats in &mut snapshot {
+            stats.remote_sending = self.shared.is_remote_sending(&stats.mid);
+        }
+        snapshot
     }
 
     /// Polls [`Peer::received`] until `done` holds, returning that snapshot.
@@ -926,6 +991,10 @@ impl Peer {
         self.shared.abort_tasks();
         if let Err(err) = self.pc.close().await {
             eprintln!("{}: close: {err}", self.shared.name);
+        }
+        // Closing ends every remote track's event stream (the reading tasks are gone).
+        for entry in self.shared.remotes().iter_mut() {
+            entry.stats.ended = true;
         }
     }
 }
@@ -1059,5 +1128,38 @@ async fn send_video(shared: Arc<Shared>, local: LocalTrack) {
         let _ = local.track.write_rtp(packet).await;
         seq = seq.wrapping_add(1);
         frame_seq = frame_seq.wrapping_add(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_is_shareable_across_tasks() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Peer>();
+        assert_send_sync::<RemoteTrackStats>();
+    }
+
+    #[test]
+    fn remote_sending_mids_reads_port_and_direction() {
+        let sdp = "v=0\r\n\
+            a=group:BUNDLE 0 1\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=sendonly\r\n\
+            m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=sendonly\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:2\r\na=inactive\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:3\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\na=mid:4\r\n";
+        assert_eq!(
+            remote_sending_mids(sdp),
+            vec![
+                ("0".to_owned(), true),
+                ("1".to_owned(), false),
+                ("2".to_owned(), false),
+                ("3".to_owned(), true),
+                ("4".to_owned(), false),
+            ]
+        );
     }
 }

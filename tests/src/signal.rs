@@ -83,9 +83,10 @@ impl TestServer {
         let (token, user_id) = self.token(name).await?;
         let mut c = Client::connect(&self.ws_url()).await?;
         c.send_raw(&serde_json::json!({"type":"auth","token":token}).to_string())?;
-        c.recv_until(Duration::from_secs(5), |m| {
-            matches!(m, ServerMsg::Welcome { user, .. } if user.id == user_id)
-        })
+        c.recv_until(
+            Duration::from_secs(5),
+            |m| matches!(m, ServerMsg::Welcome { user, .. } if user.id == user_id),
+        )
         .await?;
         c.user_id = user_id;
         c.name = name.to_string();
@@ -207,7 +208,9 @@ impl Client {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             match tokio::time::timeout_at(deadline, self.inbox.recv()).await {
-                Err(_) => return Err(format!("{}: timed out waiting for a message", self.name).into()),
+                Err(_) => {
+                    return Err(format!("{}: timed out waiting for a message", self.name).into());
+                }
                 Ok(None) => return Err(format!("{}: socket closed", self.name).into()),
                 Ok(Some(Err(e))) => return Err(e.into()),
                 Ok(Some(Ok(m))) => {
@@ -222,7 +225,9 @@ impl Client {
     /// Waits for an error with this code.
     pub async fn expect_error(&mut self, code: ErrorCode) -> Result<String, Error> {
         let m = self
-            .recv_until(Duration::from_secs(5), |m| matches!(m, ServerMsg::Error { .. }))
+            .recv_until(Duration::from_secs(5), |m| {
+                matches!(m, ServerMsg::Error { .. })
+            })
             .await?;
         match m {
             ServerMsg::Error { code: c, message } if c == code => Ok(message),
@@ -266,7 +271,9 @@ impl Client {
         let mut by: HashMap<String, Vec<Track>> = HashMap::new();
         if let Ok(m) = self.media.lock() {
             for t in &m.tracks {
-                by.entry(t.participant_id.clone()).or_default().push(t.clone());
+                by.entry(t.participant_id.clone())
+                    .or_default()
+                    .push(t.clone());
             }
         }
         by
@@ -279,7 +286,10 @@ impl Client {
 
     /// Failures while answering media offers.
     pub fn media_errors(&self) -> Vec<String> {
-        self.media.lock().map(|m| m.errors.clone()).unwrap_or_default()
+        self.media
+            .lock()
+            .map(|m| m.errors.clone())
+            .unwrap_or_default()
     }
 }
 

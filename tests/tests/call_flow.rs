@@ -42,7 +42,10 @@ async fn ring(a: &mut Client, b: &mut Client, media: CallMedia) -> Result<String
     else {
         unreachable!()
     };
-    assert_eq!((r2.as_str(), from.name.as_str(), m2), (room_id.as_str(), "Ada", media));
+    assert_eq!(
+        (r2.as_str(), from.name.as_str(), m2),
+        (room_id.as_str(), "Ada", media)
+    );
     Ok(room_id)
 }
 
@@ -51,9 +54,10 @@ async fn pair(server: &TestServer) -> Result<(Client, Client), Error> {
     let mut b = server.client("Bo").await?;
     // Wait until B's presence has A, and vice versa (live presence).
     let a_id = a.user_id.clone();
-    b.recv_until(T, |m| {
-        matches!(m, ServerMsg::Presence { users } if users.iter().any(|u| u.id == a_id))
-    })
+    b.recv_until(
+        T,
+        |m| matches!(m, ServerMsg::Presence { users } if users.iter().any(|u| u.id == a_id)),
+    )
     .await?;
     Ok((a, b))
 }
@@ -120,9 +124,10 @@ async fn losing_the_socket_ends_the_call_for_the_other_side() -> Result<(), Erro
     b.close();
     assert_eq!(ended(&mut a).await?, EndReason::Disconnected);
     let b_id = b.user_id.clone();
-    a.recv_until(T, |m| {
-        matches!(m, ServerMsg::Presence { users } if !users.iter().any(|u| u.id == b_id))
-    })
+    a.recv_until(
+        T,
+        |m| matches!(m, ServerMsg::Presence { users } if !users.iter().any(|u| u.id == b_id)),
+    )
     .await?;
     server.server.stop().await;
     Ok(())
@@ -164,14 +169,35 @@ async fn bad_input_gets_errors_and_the_socket_stays_usable() -> Result<(), Error
         ("[1,2,3]", ErrorCode::BadJson),
         (r#"{"type":42}"#, ErrorCode::BadJson),
         (r#"{"type":"teleport"}"#, ErrorCode::UnknownType),
-        (r#"{"type":"call","to":7,"media":"video"}"#, ErrorCode::BadMessage),
+        (
+            r#"{"type":"call","to":7,"media":"video"}"#,
+            ErrorCode::BadMessage,
+        ),
         (r#"{"type":"call","to":"x"}"#, ErrorCode::BadMessage),
-        (r#"{"type":"call","to":"x","media":"video","extra":1}"#, ErrorCode::BadMessage),
-        (r#"{"type":"auth","token":"again"}"#, ErrorCode::AlreadyAuthenticated),
-        (r#"{"type":"hangup","room_id":"nope"}"#, ErrorCode::RoomNotFound),
-        (r#"{"type":"media_offer","room_id":"nope","sdp":"v=0"}"#, ErrorCode::NotInRoom),
-        (r#"{"type":"join_room","room_id":"nope"}"#, ErrorCode::RoomNotFound),
-        (r#"{"type":"call","to":"nobody","media":"audio"}"#, ErrorCode::UserNotFound),
+        (
+            r#"{"type":"call","to":"x","media":"video","extra":1}"#,
+            ErrorCode::BadMessage,
+        ),
+        (
+            r#"{"type":"auth","token":"again"}"#,
+            ErrorCode::AlreadyAuthenticated,
+        ),
+        (
+            r#"{"type":"hangup","room_id":"nope"}"#,
+            ErrorCode::RoomNotFound,
+        ),
+        (
+            r#"{"type":"media_offer","room_id":"nope","sdp":"v=0"}"#,
+            ErrorCode::NotInRoom,
+        ),
+        (
+            r#"{"type":"join_room","room_id":"nope"}"#,
+            ErrorCode::RoomNotFound,
+        ),
+        (
+            r#"{"type":"call","to":"nobody","media":"audio"}"#,
+            ErrorCode::UserNotFound,
+        ),
     ];
     for (text, code) in cases {
         a.send_raw(text)?;
@@ -181,14 +207,19 @@ async fn bad_input_gets_errors_and_the_socket_stays_usable() -> Result<(), Error
     a.send_binary(vec![0, 1, 2])?;
     a.expect_error(ErrorCode::BadFrame).await?;
     // Oversized frames are refused without taking the server down.
-    let huge = format!(r#"{{"type":"call","to":"{}","media":"audio"}}"#, "x".repeat(300_000));
+    let huge = format!(
+        r#"{{"type":"call","to":"{}","media":"audio"}}"#,
+        "x".repeat(300_000)
+    );
     let _ = a.send_raw(&huge);
 
     // A has been shut out for the oversized frame, or not; either way a new
     // call works.
     let mut a = server.client("Ada").await?;
     let room = ring(&mut a, &mut b, CallMedia::Audio).await?;
-    b.send(&ClientMsg::Accept { room_id: room.clone() })?;
+    b.send(&ClientMsg::Accept {
+        room_id: room.clone(),
+    })?;
     a.recv_until(T, |m| matches!(m, ServerMsg::RoomJoined { .. }))
         .await?;
     // Invalid SDP is refused by the media node with a clear error.

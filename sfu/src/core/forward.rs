@@ -57,6 +57,9 @@ mod tests {
         let mut r = SeqRewriter::default();
         let start = u64::from(u16::MAX) - 1;
         assert_eq!(r.rewrite(SeqNo::from(start)).map(|s| *s), Some(BASE));
-        assert_eq!(r.rewrite(SeqNo::from(start + 5)).map(|s| *s), Some(BASE + 5));
+        assert_eq!(
+            r.rewrite(SeqNo::from(start + 5)).map(|s| *s),
+            Some(BASE + 5)
+        );
     }
 }

@@ -424,11 +424,11 @@ impl Sfu {
                 expired.push((*id, RemoveReason::ConnectTimeout));
                 continue;
             }
-            if let Some(since) = p.disconnected_since {
-                if now >= since + DISCONNECT_TIMEOUT {
-                    expired.push((*id, RemoveReason::ConsentTimeout));
-                    continue;
-                }
+            if p.disconnected_since
+                .is_some_and(|since| now >= since + DISCONNECT_TIMEOUT)
+            {
+                expired.push((*id, RemoveReason::ConsentTimeout));
+                continue;
             }
             if now >= p.rtc_timeout {
                 if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
@@ -727,8 +727,7 @@ impl Sfu {
                 if let Some(p) = self.participants.get_mut(&id) {
                     p.connected = true;
                 }
-                self.events
-                    .push_back(Event::Connected { participant: id });
+                self.events.push_back(Event::Connected { participant: id });
             }
             RtcEvent::IceConnectionStateChange(state) => {
                 if let Some(p) = self.participants.get_mut(&id) {
@@ -739,10 +738,8 @@ impl Sfu {
                     }
                 }
             }
-            RtcEvent::MediaAdded(m) => {
-                if m.direction.is_receiving() {
-                    self.publish(id, m.mid, m.kind.into());
-                }
+            RtcEvent::MediaAdded(m) if m.direction.is_receiving() => {
+                self.publish(id, m.mid, m.kind.into());
             }
             RtcEvent::RtpPacket(packet) => self.forward(id, packet),
             RtcEvent::KeyframeRequest(req) => self.relay_keyframe_request(id, req),
@@ -918,7 +915,8 @@ impl Sfu {
             });
             other.stale_mids.extend(stale);
             if other.forwards.len() != before {
-                self.negotiate.extend(self.rooms.get(&p.room).into_iter().flatten());
+                self.negotiate
+                    .extend(self.rooms.get(&p.room).into_iter().flatten());
             }
         }
         self.negotiate.retain(|n| *n != id);

@@ -169,7 +169,11 @@ fn handle_command(sfu: &mut Sfu, command: Command) {
 }
 
 /// Drains the core; returns its next timeout.
-async fn drain(sfu: &mut Sfu, socket: &UdpSocket, events: &mpsc::UnboundedSender<Event>) -> Instant {
+async fn drain(
+    sfu: &mut Sfu,
+    socket: &UdpSocket,
+    events: &mpsc::UnboundedSender<Event>,
+) -> Instant {
     loop {
         match sfu.poll_output() {
             Output::Transmit(t) => {

@@ -50,7 +50,10 @@ fn ring(hub: &mut Hub, now: Instant) -> String {
         },
         now,
     );
-    assert!(matches!(to(&fx, 1).first(), Some(ServerMsg::Ringing { .. })));
+    assert!(matches!(
+        to(&fx, 1).first(),
+        Some(ServerMsg::Ringing { .. })
+    ));
     to(&fx, 2)
         .into_iter()
         .find_map(|m| match m {
@@ -76,12 +79,18 @@ fn presence_lists_everyone_else() {
     login(&mut h, 1, "a");
     let fx = login(&mut h, 2, "b");
     let for_a = to(&fx, 1);
-    assert!(for_a.iter().any(|m| matches!(m, ServerMsg::Presence { users }
-        if users.len() == 1 && users[0].id == "b" && !users[0].busy)));
+    assert!(
+        for_a
+            .iter()
+            .any(|m| matches!(m, ServerMsg::Presence { users }
+        if users.len() == 1 && users[0].id == "b" && !users[0].busy))
+    );
     let fx = h.handle_disconnect(ConnId(2));
-    assert!(to(&fx, 1)
-        .iter()
-        .any(|m| matches!(m, ServerMsg::Presence { users } if users.is_empty())));
+    assert!(
+        to(&fx, 1)
+            .iter()
+            .any(|m| matches!(m, ServerMsg::Presence { users } if users.is_empty()))
+    );
 }
 
 #[test]
@@ -89,7 +98,13 @@ fn accepted_call_joins_both_and_hangup_ends_it_for_both() {
     let t0 = Instant::now();
     let mut h = two_online();
     let room = ring(&mut h, t0);
-    let fx = h.handle_message(ConnId(2), ClientMsg::Accept { room_id: room.clone() }, t0);
+    let fx = h.handle_message(
+        ConnId(2),
+        ClientMsg::Accept {
+            room_id: room.clone(),
+        },
+        t0,
+    );
     for conn in [1, 2] {
         assert!(
             to(&fx, conn).iter().any(|m| matches!(m, ServerMsg::RoomJoined { kind: RoomKind::Call, participants, .. } if participants.len() == 1)),
@@ -105,9 +120,17 @@ fn accepted_call_joins_both_and_hangup_ends_it_for_both() {
         },
         t0,
     );
-    assert!(matches!(fx.as_slice(), [Effect::Media(MediaCmd::Offer { label, .. })] if label == "a"));
+    assert!(
+        matches!(fx.as_slice(), [Effect::Media(MediaCmd::Offer { label, .. })] if label == "a")
+    );
 
-    let fx = h.handle_message(ConnId(1), ClientMsg::Hangup { room_id: room.clone() }, t0);
+    let fx = h.handle_message(
+        ConnId(1),
+        ClientMsg::Hangup {
+            room_id: room.clone(),
+        },
+        t0,
+    );
     assert_eq!(ended(&fx, 1), Some(EndReason::Hangup));
     assert_eq!(ended(&fx, 2), Some(EndReason::Hangup));
     assert_eq!(media_leaves(&fx), 2);
@@ -121,7 +144,11 @@ fn accepted_call_joins_both_and_hangup_ends_it_for_both() {
         },
         t0,
     );
-    assert!(to(&fx, 1).iter().any(|m| matches!(m, ServerMsg::IncomingCall { .. })));
+    assert!(
+        to(&fx, 1)
+            .iter()
+            .any(|m| matches!(m, ServerMsg::IncomingCall { .. }))
+    );
 }
 
 #[test]
@@ -185,7 +212,13 @@ fn calling_someone_in_a_call_is_busy() {
         },
         t0,
     );
-    assert!(matches!(to(&fx, 1).as_slice(), [ServerMsg::Error { code: ErrorCode::AlreadyInCall, .. }]));
+    assert!(matches!(
+        to(&fx, 1).as_slice(),
+        [ServerMsg::Error {
+            code: ErrorCode::AlreadyInCall,
+            ..
+        }]
+    ));
 }
 
 #[test]
@@ -194,19 +227,45 @@ fn a_third_joining_turns_the_call_into_a_group_call() {
     let mut h = two_online();
     login(&mut h, 3, "c");
     let room = ring(&mut h, t0);
-    h.handle_message(ConnId(2), ClientMsg::Accept { room_id: room.clone() }, t0);
-    let fx = h.handle_message(ConnId(3), ClientMsg::JoinRoom { room_id: room.clone() }, t0);
+    h.handle_message(
+        ConnId(2),
+        ClientMsg::Accept {
+            room_id: room.clone(),
+        },
+        t0,
+    );
+    let fx = h.handle_message(
+        ConnId(3),
+        ClientMsg::JoinRoom {
+            room_id: room.clone(),
+        },
+        t0,
+    );
     for conn in [1, 2] {
         let msgs = to(&fx, conn);
-        assert!(msgs.iter().any(|m| matches!(m, ServerMsg::RoomChanged { kind: RoomKind::Group, .. })));
+        assert!(msgs.iter().any(|m| matches!(
+            m,
+            ServerMsg::RoomChanged {
+                kind: RoomKind::Group,
+                ..
+            }
+        )));
         assert!(msgs.iter().any(|m| matches!(m, ServerMsg::ParticipantJoined { participant, .. } if participant.id == "c")));
     }
     assert!(to(&fx, 3).iter().any(|m| matches!(m, ServerMsg::RoomJoined { kind: RoomKind::Group, participants, .. } if participants.len() == 2)));
     // In a group call, hanging up leaves; the others go on.
-    let fx = h.handle_message(ConnId(1), ClientMsg::Hangup { room_id: room.clone() }, t0);
+    let fx = h.handle_message(
+        ConnId(1),
+        ClientMsg::Hangup {
+            room_id: room.clone(),
+        },
+        t0,
+    );
     assert_eq!(ended(&fx, 1), Some(EndReason::Hangup));
     assert_eq!(ended(&fx, 2), None);
-    assert!(to(&fx, 3).iter().any(|m| matches!(m, ServerMsg::ParticipantLeft { participant_id, .. } if participant_id == "a")));
+    assert!(to(&fx, 3).iter().any(
+        |m| matches!(m, ServerMsg::ParticipantLeft { participant_id, .. } if participant_id == "a")
+    ));
     assert_eq!(h.room_count(), 1);
 }
 
@@ -216,7 +275,13 @@ fn invite_rings_a_third_person_into_the_call() {
     let mut h = two_online();
     login(&mut h, 3, "c");
     let room = ring(&mut h, t0);
-    h.handle_message(ConnId(2), ClientMsg::Accept { room_id: room.clone() }, t0);
+    h.handle_message(
+        ConnId(2),
+        ClientMsg::Accept {
+            room_id: room.clone(),
+        },
+        t0,
+    );
     let fx = h.handle_message(
         ConnId(1),
         ClientMsg::Invite {
@@ -225,9 +290,23 @@ fn invite_rings_a_third_person_into_the_call() {
         },
         t0,
     );
-    assert!(to(&fx, 3).iter().any(|m| matches!(m, ServerMsg::IncomingCall { participants, .. } if participants.len() == 2)));
-    let fx = h.handle_message(ConnId(3), ClientMsg::Accept { room_id: room.clone() }, t0);
-    assert!(to(&fx, 2).iter().any(|m| matches!(m, ServerMsg::RoomChanged { kind: RoomKind::Group, .. })));
+    assert!(to(&fx, 3).iter().any(
+        |m| matches!(m, ServerMsg::IncomingCall { participants, .. } if participants.len() == 2)
+    ));
+    let fx = h.handle_message(
+        ConnId(3),
+        ClientMsg::Accept {
+            room_id: room.clone(),
+        },
+        t0,
+    );
+    assert!(to(&fx, 2).iter().any(|m| matches!(
+        m,
+        ServerMsg::RoomChanged {
+            kind: RoomKind::Group,
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -258,7 +337,13 @@ fn media_node_removal_takes_the_participant_out() {
             _ => None,
         })
         .expect("room created");
-    h.handle_message(ConnId(2), ClientMsg::JoinRoom { room_id: room.clone() }, t0);
+    h.handle_message(
+        ConnId(2),
+        ClientMsg::JoinRoom {
+            room_id: room.clone(),
+        },
+        t0,
+    );
     let fx = h.handle_message(
         ConnId(2),
         ClientMsg::MediaOffer {
@@ -275,7 +360,13 @@ fn media_node_removal_takes_the_participant_out() {
         reason: RemoveReason::ConsentTimeout,
     });
     assert_eq!(ended(&fx, 2), Some(EndReason::MediaFailed));
-    assert!(to(&fx, 1).iter().any(|m| matches!(m, ServerMsg::ParticipantLeft { reason: LeaveReason::MediaTimeout, .. })));
+    assert!(to(&fx, 1).iter().any(|m| matches!(
+        m,
+        ServerMsg::ParticipantLeft {
+            reason: LeaveReason::MediaTimeout,
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -283,13 +374,19 @@ fn requests_in_the_wrong_state_get_errors() {
     let t0 = Instant::now();
     let mut h = two_online();
     let cases = [
-        ClientMsg::Accept { room_id: "nope".into() },
-        ClientMsg::Hangup { room_id: "nope".into() },
+        ClientMsg::Accept {
+            room_id: "nope".into(),
+        },
+        ClientMsg::Hangup {
+            room_id: "nope".into(),
+        },
         ClientMsg::MediaOffer {
             room_id: "nope".into(),
             sdp: "v=0".into(),
         },
-        ClientMsg::JoinRoom { room_id: "nope".into() },
+        ClientMsg::JoinRoom {
+            room_id: "nope".into(),
+        },
         ClientMsg::Call {
             to: "a".into(),
             media: CallMedia::Audio,
@@ -308,5 +405,11 @@ fn requests_in_the_wrong_state_get_errors() {
         );
     }
     let fx = h.handle_message(ConnId(9), ClientMsg::CreateRoom {}, t0);
-    assert!(matches!(to(&fx, 9).as_slice(), [ServerMsg::Error { code: ErrorCode::NotAuthenticated, .. }]));
+    assert!(matches!(
+        to(&fx, 9).as_slice(),
+        [ServerMsg::Error {
+            code: ErrorCode::NotAuthenticated,
+            ..
+        }]
+    ));
 }
