@@ -98,6 +98,9 @@ pub struct PeerConfig {
     pub tone_hz: Option<f32>,
     /// Publish the synthetic VP8 video stream.
     pub video: bool,
+    /// The sequence number of the first video frame: distinct bases tell
+    /// publishers' frames apart at a subscriber.
+    pub video_seq_base: u32,
 }
 
 /// Media kind of a received track.
@@ -905,8 +908,11 @@ impl Peer {
                     self.shared.spawn(send_audio(local.clone(), freq));
                 }
                 Kind::Video => {
-                    self.shared
-                        .spawn(send_video(Arc::clone(&self.shared), local.clone()));
+                    self.shared.spawn(send_video(
+                        Arc::clone(&self.shared),
+                        local.clone(),
+                        self.cfg.video_seq_base,
+                    ));
                 }
             }
         }
@@ -1090,11 +1096,11 @@ async fn send_audio(local: LocalTrack, freq: f32) {
     }
 }
 
-async fn send_video(shared: Arc<Shared>, local: LocalTrack) {
+async fn send_video(shared: Arc<Shared>, local: LocalTrack, seq_base: u32) {
     let start = Instant::now();
     let timestamp_base = random_u32();
     let mut seq = random_u32() as u16;
-    let mut frame_seq = 0u32;
+    let mut frame_seq = seq_base;
     let mut last_keyframe: Option<Instant> = None;
     let mut ticker = tokio::time::interval(VIDEO_FRAME_INTERVAL);
     loop {

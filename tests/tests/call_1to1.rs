@@ -42,6 +42,7 @@ async fn one_to_one_video_call_carries_intact_media() -> Result<(), Error> {
             name: "Ada".into(),
             tone_hz: Some(440.0),
             video: true,
+            video_seq_base: 1_000_000,
         })
         .await?,
     );
@@ -50,6 +51,7 @@ async fn one_to_one_video_call_carries_intact_media() -> Result<(), Error> {
             name: "Bo".into(),
             tone_hz: Some(660.0),
             video: true,
+            video_seq_base: 2_000_000,
         })
         .await?,
     );
@@ -84,8 +86,16 @@ async fn one_to_one_video_call_carries_intact_media() -> Result<(), Error> {
         first.duration_since(accepted_at).as_millis()
     );
 
-    for (who, got, want_hz) in [("Ada", &got_a, 660.0), ("Bo", &got_b, 440.0)] {
+    for (who, got, want_hz, base) in [
+        ("Ada", &got_a, 660.0, 2_000_000),
+        ("Bo", &got_b, 440.0, 1_000_000),
+    ] {
         let hz = dominant_frequency(&got.audio.pcm, 48_000);
+        let first = got.video.first_frame_seq.ok_or("no frame")?;
+        assert!(
+            (base..base + 1_000_000).contains(&first),
+            "{who} sees frames {first}.. from the wrong publisher"
+        );
         println!("{who} hears {hz:.1} Hz; video {:?}", got.video_summary());
         assert!(
             (hz - want_hz).abs() < 5.0,

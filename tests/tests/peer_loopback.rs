@@ -21,6 +21,7 @@ fn config(name: &str, tone_hz: f32) -> PeerConfig {
         name: name.to_owned(),
         tone_hz: Some(tone_hz),
         video: true,
+        ..Default::default()
     }
 }
 
@@ -167,6 +168,7 @@ async fn removed_remote_tracks_show_as_not_sending() {
         name: "A".to_owned(),
         tone_hz: None,
         video: false,
+        ..Default::default()
     })
     .await
     .expect("peer A");
