@@ -1,0 +1,175 @@
+//! The SFU core with str0m client peers in virtual time.
+
+mod common;
+
+use std::time::Duration;
+
+use chorus_sfu::{Event, RemoveReason};
+use common::World;
+use str0m::media::MediaKind;
+
+fn payload(sender: usize, frame: u64) -> Vec<u8> {
+    let mut p = vec![sender as u8; 40];
+    p[1..9].copy_from_slice(&frame.to_be_bytes());
+    p
+}
+
+fn send_frames(w: &mut World, senders: &[usize], frames: u64) {
+    for f in 0..frames {
+        for &s in senders {
+            w.send_audio(s, &payload(s, f), f);
+        }
+        w.run_for(Duration::from_millis(20));
+    }
+    w.run_for(Duration::from_millis(200));
+}
+
+#[test]
+fn audio_reaches_every_other_participant_intact_and_in_order() {
+    let mut w = World::new();
+    for _ in 0..3 {
+        w.join("room", Some(MediaKind::Audio));
+    }
+    w.run_for(Duration::from_secs(1));
+    for i in 0..3 {
+        assert!(w.connected(i), "client {i} connected");
+        assert_eq!(
+            w.clients[i].tracks.len(),
+            2,
+            "client {i} is offered the other two"
+        );
+    }
+    send_frames(&mut w, &[0, 1, 2], 50);
+    for i in 0..3 {
+        let got = w.received(i);
+        for s in (0..3).filter(|s| *s != i) {
+            let from: Vec<&Vec<u8>> = got.iter().filter(|p| p[0] == s as u8).collect();
+            let want: Vec<Vec<u8>> = (0..50).map(|f| payload(s, f)).collect();
+            assert_eq!(from.len(), 50, "client {i} from {s}");
+            assert!(
+                from.iter().zip(&want).all(|(a, b)| *a == b),
+                "client {i} from {s}: intact, in order"
+            );
+        }
+        assert!(
+            got.iter().all(|p| p[0] != i as u8),
+            "client {i} gets its own audio back"
+        );
+    }
+    let stats = w.sfu.stats();
+    assert_eq!(stats.participants, 3);
+    assert_eq!(stats.packets_forwarded, 2 * stats.packets_in);
+}
+
+#[test]
+fn rooms_are_isolated() {
+    let mut w = World::new();
+    w.join("red", Some(MediaKind::Audio));
+    w.join("red", Some(MediaKind::Audio));
+    w.join("blue", Some(MediaKind::Audio));
+    w.run_for(Duration::from_secs(1));
+    assert!(w.clients[2].tracks.is_empty());
+    send_frames(&mut w, &[0, 1, 2], 10);
+    assert_eq!(w.received(0).len(), 10);
+    assert_eq!(w.received(1).len(), 10);
+    assert!(w.received(2).is_empty(), "blue hears nothing from red");
+    assert!(w.received(0).iter().all(|p| p[0] == 1));
+    assert_eq!(w.sfu.stats().rooms, 2);
+}
+
+#[test]
+fn leaving_removes_the_tracks_from_the_others() {
+    let mut w = World::new();
+    for _ in 0..3 {
+        w.join("room", Some(MediaKind::Audio));
+    }
+    w.run_for(Duration::from_secs(1));
+    let gone = w.clients[2].id;
+    w.sfu.handle_leave(w.now, gone);
+    w.run_for(Duration::from_millis(500));
+    for i in 0..2 {
+        assert_eq!(w.clients[i].tracks.len(), 1, "client {i} keeps one track");
+        assert_eq!(w.clients[i].tracks[0].publisher, format!("user{}", 1 - i));
+    }
+    assert!(
+        !w.events.iter().any(|e| matches!(e, Event::Removed { .. })),
+        "a requested leave is not reported back"
+    );
+    send_frames(&mut w, &[0, 1, 2], 5);
+    assert!(w.received(0).iter().all(|p| p[0] == 1));
+    assert_eq!(w.sfu.stats().participants, 2);
+}
+
+#[test]
+fn lapsed_ice_consent_removes_the_participant() {
+    let mut w = World::new();
+    w.join("room", Some(MediaKind::Audio));
+    w.join("room", Some(MediaKind::Audio));
+    w.run_for(Duration::from_secs(1));
+    assert!(w.connected(1));
+    w.clients[1].unplugged = true;
+    let gone = w.clients[1].id;
+    w.run_for(Duration::from_secs(40));
+    assert!(
+        w.events.iter().any(|e| matches!(e, Event::Removed { participant, reason: RemoveReason::ConsentTimeout } if *participant == gone)),
+        "events: {:?}",
+        w.events
+    );
+    assert!(
+        w.clients[0].tracks.is_empty(),
+        "the other side's track is gone"
+    );
+    assert_eq!(w.sfu.stats().participants, 1);
+}
+
+#[test]
+fn a_peer_that_never_connects_is_removed() {
+    let mut w = World::new();
+    w.join("room", Some(MediaKind::Audio));
+    w.clients[0].unplugged = true;
+    w.run_for(chorus_sfu::core::CONNECT_TIMEOUT + Duration::from_secs(1));
+    assert!(w.events.iter().any(|e| matches!(
+        e,
+        Event::Removed {
+            reason: RemoveReason::ConnectTimeout,
+            ..
+        }
+    )));
+    assert_eq!(w.sfu.stats().participants, 0);
+    assert_eq!(w.sfu.stats().rooms, 0);
+}
+
+#[test]
+fn garbage_datagrams_are_dropped_and_media_still_flows() {
+    let mut w = World::new();
+    w.join("room", Some(MediaKind::Audio));
+    w.join("room", Some(MediaKind::Audio));
+    w.run_for(Duration::from_secs(1));
+    let known = w.clients[0].addr;
+    let stranger = "10.9.9.9:1234".parse().expect("addr");
+    let mut x: u32 = 12345;
+    for n in 0..2000usize {
+        let len = n % 1500;
+        let data: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        let from = if n % 2 == 0 { known } else { stranger };
+        w.sfu.handle_receive(w.now, from, &data);
+        // RTP- and STUN-looking prefixes, truncated.
+        let mut rtp = vec![0x80, 0x6f, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2];
+        rtp.truncate(n % 13);
+        w.sfu.handle_receive(w.now, from, &rtp);
+        let stun = [0u8, 1, 0, 8, 0x21, 0x12, 0xa4, 0x42];
+        w.sfu.handle_receive(w.now, stranger, &stun[..n % 9]);
+    }
+    let stats = w.sfu.stats();
+    assert!(stats.dropped_unknown_source > 0);
+    send_frames(&mut w, &[0], 20);
+    assert_eq!(w.received(1).len(), 20, "media still flows");
+    assert_eq!(w.sfu.stats().participants, 2);
+}
