@@ -34,6 +34,9 @@ pub struct World {
     pub clients: Vec<Client>,
     pub now: Instant,
     pub events: Vec<Event>,
+    /// Deliver the SFU's datagrams to the clients (benchmarks turn it off to
+    /// measure the SFU alone).
+    pub deliver: bool,
 }
 
 impl World {
@@ -47,6 +50,7 @@ impl World {
             clients: Vec::new(),
             now,
             events: Vec::new(),
+            deliver: true,
         }
     }
 
@@ -101,6 +105,7 @@ impl World {
         let mut out = Vec::new();
         loop {
             match self.sfu.poll_output() {
+                Output::Transmit(_) if !self.deliver => {}
                 Output::Transmit(t) => {
                     if let Some(c) = self.clients.iter_mut().find(|c| c.addr == t.destination) {
                         let input = Input::Receive(
@@ -141,7 +146,7 @@ impl World {
         }
     }
 
-    fn drain_clients(&mut self) {
+    pub fn drain_clients(&mut self) {
         for c in &mut self.clients {
             loop {
                 match c.rtc.poll_output().expect("client poll") {
