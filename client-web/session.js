@@ -13,7 +13,9 @@
 import { openCamera, cameraError } from './localmedia.js';
 
 const ICE_WAIT_MS = 4000;
-const LEVEL_POLL_MS = 250;
+
+const wallClock = () => performance.timeOrigin + performance.now();
+const LEVEL_POLL_MS = 200;
 const SPEAKING_THRESHOLD = 0.04;
 const SPEAKING_HOLD_MS = 600;
 
@@ -72,6 +74,11 @@ export class CallSession {
     this.localSpeakingUntil = 0;
     this.levelTimer = null;
     this.cameraBusy = false;
+    /** Offers and answers sent: the tests check the client offers only once. */
+    this.offersSent = 0;
+    this.answersSent = 0;
+    /** Epoch milliseconds of the setup steps, for diagnostics and the tests. */
+    this.timings = { start: null, offerSent: null, answerReceived: null, connected: null, firstServerOffer: null };
   }
 
   /** Runs media steps one at a time, in order. */
@@ -86,12 +93,16 @@ export class CallSession {
 
   /** Starts media with the opened devices (see localmedia.js). */
   start(local) {
+    this.timings.start = wallClock();
     this.local = local;
     const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
     this.pc = pc;
     pc.addEventListener('track', () => this.syncReceivers());
     pc.addEventListener('connectionstatechange', () => {
-      if (pc.connectionState === 'connected' && !this.connectedAt) this.connectedAt = Date.now();
+      if (pc.connectionState === 'connected' && !this.connectedAt) {
+        this.connectedAt = Date.now();
+        this.timings.connected = wallClock();
+      }
       if (pc.connectionState === 'failed' && !this.closed) {
         this.onProblem('The media connection failed: check that this device can reach the server over UDP.');
       }
@@ -109,6 +120,8 @@ export class CallSession {
       await waitForIce(pc);
       if (this.closed) return;
       this.ownOffer = true;
+      this.offersSent += 1;
+      this.timings.offerSent = wallClock();
       this.send({ type: 'media_offer', room_id: this.roomId, sdp: pc.localDescription.sdp });
     });
     this.levelTimer = setInterval(() => this.pollLevels(), LEVEL_POLL_MS);
@@ -119,6 +132,7 @@ export class CallSession {
     if (msg.type === 'media_answer') {
       this.enqueue(async () => {
         if (!this.ownOffer) return;
+        this.timings.answerReceived = wallClock();
         await this.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
         this.ownOffer = false;
       });
@@ -126,6 +140,7 @@ export class CallSession {
       this.enqueue(async () => {
         // Our own offer wins a crossing: the server answers it and offers again.
         if (this.ownOffer) return;
+        if (!this.timings.firstServerOffer) this.timings.firstServerOffer = wallClock();
         const pc = this.pc;
         this.trackMap = new Map((msg.tracks ?? []).map((t) => [String(t.mid), t]));
         await pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
@@ -133,6 +148,7 @@ export class CallSession {
         await pc.setLocalDescription(answer);
         await waitForIce(pc);
         if (this.closed) return;
+        this.answersSent += 1;
         this.send({ type: 'media_answer', room_id: this.roomId, sdp: pc.localDescription.sdp });
         this.syncReceivers();
       });
@@ -271,7 +287,16 @@ export class CallSession {
   }
 
   async pollLevels() {
-    if (this.closed || !this.pc) return;
+    if (this.closed || !this.pc || this.polling) return;
+    this.polling = true;
+    try {
+      await this.readLevels();
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  async readLevels() {
     const now = Date.now();
     let changed = false;
     for (const p of this.participants.values()) {
@@ -279,13 +304,19 @@ export class CallSession {
       const r = p.audioReceiver;
       if (r) {
         try {
-          for (const s of r.getSynchronizationSources()) {
-            if (typeof s.audioLevel === 'number') level = Math.max(level, s.audioLevel);
+          // The RFC 6464 level of the latest packet: cheap, read every tick.
+          const sources = r.getSynchronizationSources();
+          const wall = performance.timeOrigin + performance.now();
+          for (const s of sources) {
+            if (typeof s.audioLevel === 'number' && wall - s.timestamp < 1000) level = Math.max(level, s.audioLevel);
           }
-          const stats = await r.getStats();
-          stats.forEach((st) => {
-            if (st.type === 'inbound-rtp' && typeof st.audioLevel === 'number') level = Math.max(level, st.audioLevel);
-          });
+          if (!sources.length || sources.every((s) => typeof s.audioLevel !== 'number')) {
+            // No level header extension: fall back to the decoder's level (costlier).
+            const stats = await r.getStats();
+            stats.forEach((st) => {
+              if (st.type === 'inbound-rtp' && typeof st.audioLevel === 'number') level = Math.max(level, st.audioLevel);
+            });
+          }
         } catch {
           // The receiver went away with a renegotiation.
         }

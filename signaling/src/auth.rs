@@ -115,6 +115,7 @@ impl Tokens {
             user_id: c.sub,
             name,
             rooms: c.rooms,
+            publish: c.publish,
         })
     }
 }

@@ -8,17 +8,20 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
-/// Command line and environment.
-#[derive(Debug, Parser, Default)]
+/// Command line and environment; the same keys (with underscores) in the
+/// config file.
+#[derive(Debug, Parser, Default, Deserialize)]
 #[command(
     name = "chorus",
     version,
     about = "Chorus: voice and video calls for the browser"
 )]
+#[serde(default, deny_unknown_fields)]
 pub struct Cli {
     /// A TOML file with any of the settings below (keys as the flags, with
     /// underscores: `listen`, `udp_port`, ...).
     #[arg(long, env = "CHORUS_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// HTTP and WebSocket address [default: 127.0.0.1:8080].
     #[arg(long, env = "CHORUS_LISTEN")]
@@ -39,22 +42,89 @@ pub struct Cli {
     /// Seconds a call rings before it is missed [default: 30].
     #[arg(long, env = "CHORUS_RING_TIMEOUT")]
     pub ring_timeout: Option<u64>,
+    /// Seconds a dropped connection can resume its session [default: 20].
+    #[arg(long, env = "CHORUS_RECONNECT_GRACE")]
+    pub reconnect_grace: Option<u64>,
+    /// Seconds running calls may go on after SIGTERM [default: 60].
+    #[arg(long, env = "CHORUS_DRAIN_TIMEOUT")]
+    pub drain_timeout: Option<u64>,
+    /// Largest WebSocket message, in bytes [default: 262144].
+    #[arg(long, env = "CHORUS_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<usize>,
+    /// Messages per second one connection may send (bursts of twice that)
+    /// [default: 20].
+    #[arg(long, env = "CHORUS_MESSAGES_PER_SECOND")]
+    pub messages_per_second: Option<u32>,
+    /// Participants in one room [default: 16].
+    #[arg(long, env = "CHORUS_MAX_ROOM_PARTICIPANTS")]
+    pub max_room_participants: Option<usize>,
+    /// Rooms on this server, ringing calls included [default: 1000].
+    #[arg(long, env = "CHORUS_MAX_ROOMS")]
+    pub max_rooms: Option<usize>,
+    /// Calls one user may ring per minute [default: 10].
+    #[arg(long, env = "CHORUS_CALLS_PER_MINUTE")]
+    pub calls_per_minute: Option<usize>,
+    /// Largest SDP accepted, in bytes [default: 65536].
+    #[arg(long, env = "CHORUS_MAX_SDP_BYTES")]
+    pub max_sdp_bytes: Option<usize>,
+    /// PEM certificate chain: serve HTTPS and WSS (with --tls-key).
+    #[arg(long, env = "CHORUS_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "CHORUS_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a generated self-signed certificate (for a trial on a LAN).
+    #[arg(long, env = "CHORUS_TLS_SELF_SIGNED", num_args = 0..=1, default_missing_value = "true")]
+    pub tls_self_signed: Option<bool>,
     /// Log format: `pretty` or `json` [default: pretty].
     #[arg(long, env = "CHORUS_LOG_FORMAT")]
     pub log_format: Option<String>,
 }
 
-/// The same settings in a config file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    listen: Option<SocketAddr>,
-    udp_port: Option<u16>,
-    public_ip: Option<IpAddr>,
-    dev: Option<bool>,
-    token_secret: Option<String>,
-    ring_timeout: Option<u64>,
-    log_format: Option<String>,
+/// How HTTPS is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tls {
+    /// Plain HTTP.
+    Off,
+    /// A certificate and key from PEM files.
+    Files {
+        /// Certificate chain.
+        cert: PathBuf,
+        /// Private key.
+        key: PathBuf,
+    },
+    /// A certificate generated at start.
+    SelfSigned,
+}
+
+/// Limits on what clients may do.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest WebSocket message, in bytes.
+    pub max_message_bytes: usize,
+    /// Messages per second per connection.
+    pub messages_per_second: u32,
+    /// Participants in one room.
+    pub max_room_participants: usize,
+    /// Rooms on the server.
+    pub max_rooms: usize,
+    /// Calls rung per minute per user.
+    pub calls_per_minute: usize,
+    /// Largest SDP, in bytes.
+    pub max_sdp_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 256 * 1024,
+            messages_per_second: 20,
+            max_room_participants: 16,
+            max_rooms: 1000,
+            calls_per_minute: 10,
+            max_sdp_bytes: 64 * 1024,
+        }
+    }
 }
 
 /// The resolved configuration.
@@ -72,6 +142,14 @@ pub struct Config {
     pub token_secret: Option<String>,
     /// How long a call rings.
     pub ring_timeout: Duration,
+    /// How long a dropped connection can resume its session.
+    pub reconnect_grace: Duration,
+    /// How long calls may go on after SIGTERM.
+    pub drain_timeout: Duration,
+    /// Client limits.
+    pub limits: Limits,
+    /// HTTPS.
+    pub tls: Tls,
     /// `json` logs instead of pretty ones.
     pub json_logs: bool,
 }
@@ -86,6 +164,10 @@ impl Config {
             dev: true,
             token_secret: None,
             ring_timeout: Duration::from_secs(30),
+            reconnect_grace: Duration::from_secs(20),
+            drain_timeout: Duration::from_secs(60),
+            limits: Limits::default(),
+            tls: Tls::Off,
             json_logs: false,
         }
     }
@@ -96,11 +178,11 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                toml::from_str::<FileConfig>(&text)
-                    .map_err(|e| format!("{}: {e}", path.display()))?
+                toml::from_str::<Cli>(&text).map_err(|e| format!("{}: {e}", path.display()))?
             }
-            None => FileConfig::default(),
+            None => Cli::default(),
         };
+        let d = Limits::default();
         let listen = cli
             .listen
             .or(file.listen)
@@ -116,13 +198,55 @@ impl Config {
             Some("json") => true,
             Some(other) => return Err(format!("unknown log format {other:?}")),
         };
+        let tls = match (
+            cli.tls_cert.or(file.tls_cert),
+            cli.tls_key.or(file.tls_key),
+            cli.tls_self_signed
+                .or(file.tls_self_signed)
+                .unwrap_or(false),
+        ) {
+            (Some(cert), Some(key), false) => Tls::Files { cert, key },
+            (None, None, true) => Tls::SelfSigned,
+            (None, None, false) => Tls::Off,
+            (_, _, true) => return Err("--tls-self-signed excludes --tls-cert/--tls-key".into()),
+            _ => return Err("--tls-cert and --tls-key go together".into()),
+        };
+        let secs = |a: Option<u64>, b: Option<u64>, default: u64| {
+            Duration::from_secs(a.or(b).unwrap_or(default))
+        };
         Ok(Config {
             listen,
             udp_port: cli.udp_port.or(file.udp_port).unwrap_or(50000),
             public_ip: cli.public_ip.or(file.public_ip).unwrap_or(listen.ip()),
             dev,
             token_secret,
-            ring_timeout: Duration::from_secs(cli.ring_timeout.or(file.ring_timeout).unwrap_or(30)),
+            ring_timeout: secs(cli.ring_timeout, file.ring_timeout, 30),
+            reconnect_grace: secs(cli.reconnect_grace, file.reconnect_grace, 20),
+            drain_timeout: secs(cli.drain_timeout, file.drain_timeout, 60),
+            limits: Limits {
+                max_message_bytes: cli
+                    .max_message_bytes
+                    .or(file.max_message_bytes)
+                    .unwrap_or(d.max_message_bytes),
+                messages_per_second: cli
+                    .messages_per_second
+                    .or(file.messages_per_second)
+                    .unwrap_or(d.messages_per_second),
+                max_room_participants: cli
+                    .max_room_participants
+                    .or(file.max_room_participants)
+                    .unwrap_or(d.max_room_participants),
+                max_rooms: cli.max_rooms.or(file.max_rooms).unwrap_or(d.max_rooms),
+                calls_per_minute: cli
+                    .calls_per_minute
+                    .or(file.calls_per_minute)
+                    .unwrap_or(d.calls_per_minute),
+                max_sdp_bytes: cli
+                    .max_sdp_bytes
+                    .or(file.max_sdp_bytes)
+                    .unwrap_or(d.max_sdp_bytes),
+            },
+            tls,
             json_logs,
         })
     }

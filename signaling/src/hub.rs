@@ -6,7 +6,7 @@
 //! commands, connections to close. It does no I/O and reads no clock, so the
 //! whole call flow is unit-tested in virtual time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use chorus_sfu::{Event as MediaEvent, ParticipantId, RemoveReason, RoomId, SfuError};
@@ -32,6 +32,8 @@ pub struct Identity {
     pub name: String,
     /// Rooms the user may join by id; `*` for any.
     pub rooms: Vec<String>,
+    /// May send media.
+    pub publish: bool,
 }
 
 impl Identity {
@@ -51,6 +53,8 @@ pub enum MediaCmd {
         participant: ParticipantId,
         /// The user id, used as the msid stream id.
         label: String,
+        /// Whether the user may send media.
+        publish: bool,
         /// The SDP.
         sdp: String,
     },
@@ -84,21 +88,47 @@ pub enum Effect {
 pub struct HubConfig {
     /// How long a call rings before it is missed.
     pub ring_timeout: Duration,
+    /// How long a session whose connection dropped can be resumed.
+    pub reconnect_grace: Duration,
+    /// Participants in one room.
+    pub max_room_participants: usize,
+    /// Rooms (ringing calls included) on this server.
+    pub max_rooms: usize,
+    /// Calls and invites one user may ring per minute.
+    pub calls_per_minute: usize,
+    /// The largest SDP accepted, in bytes.
+    pub max_sdp_bytes: usize,
 }
 
 impl Default for HubConfig {
     fn default() -> Self {
         HubConfig {
             ring_timeout: Duration::from_secs(30),
+            reconnect_grace: Duration::from_secs(20),
+            max_room_participants: 16,
+            max_rooms: 1000,
+            calls_per_minute: 10,
+            max_sdp_bytes: 64 * 1024,
         }
     }
 }
+
+/// Messages kept for a suspended session, at most.
+const MAX_BUFFERED: usize = 1000;
 
 struct Online {
     conn: ConnId,
     identity: Identity,
     /// The room the user is in, calling from, or being rung into.
     room: Option<String>,
+    /// Proves a reconnecting client owns this session.
+    resume_token: String,
+    /// The connection dropped: the session ends at this time unless resumed.
+    suspended: Option<Instant>,
+    /// Messages for a suspended session.
+    buffer: Vec<ServerMsg>,
+    /// When this user last rang someone.
+    rang: VecDeque<Instant>,
 }
 
 struct Member {
@@ -130,6 +160,7 @@ pub struct Hub {
     participants: HashMap<ParticipantId, (String, String)>,
     next_participant: u64,
     rng: StdRng,
+    draining: bool,
 }
 
 impl Hub {
@@ -148,6 +179,7 @@ impl Hub {
             participants: HashMap::new(),
             next_participant: 1,
             rng,
+            draining: false,
         }
     }
 
@@ -161,12 +193,127 @@ impl Hub {
         self.rooms.len()
     }
 
+    /// Participants in rooms.
+    pub fn participant_count(&self) -> usize {
+        self.participants.len()
+    }
+
     /// The earliest time [`Hub::handle_tick`] has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.rooms
+        let rings = self
+            .rooms
             .values()
-            .flat_map(|r| r.rings.iter().map(|g| g.deadline))
-            .min()
+            .flat_map(|r| r.rings.iter().map(|g| g.deadline));
+        let suspended = self.online.values().filter_map(|o| o.suspended);
+        rings.chain(suspended).min()
+    }
+
+    /// Stop taking new calls and rooms; running calls go on.
+    pub fn handle_drain(&mut self) {
+        self.draining = true;
+    }
+
+    /// True once draining.
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
+    /// Ends every call and ring with `server_shutdown`.
+    pub fn handle_shutdown(&mut self) -> Vec<Effect> {
+        self.draining = true;
+        let mut fx = Vec::new();
+        let rooms: Vec<String> = self.rooms.keys().cloned().collect();
+        for room_id in rooms {
+            let Some(room) = self.rooms.remove(&room_id) else {
+                continue;
+            };
+            let users = room.members.iter().map(|m| m.user_id.clone()).chain(
+                room.rings
+                    .iter()
+                    .flat_map(|g| [g.caller.clone(), g.callee.clone()]),
+            );
+            let mut told: Vec<String> = Vec::new();
+            for user in users {
+                if told.contains(&user) {
+                    continue;
+                }
+                self.send_to(
+                    &user,
+                    ServerMsg::CallEnded {
+                        room_id: room_id.clone(),
+                        reason: EndReason::ServerShutdown,
+                        by: None,
+                    },
+                    &mut fx,
+                );
+                self.set_room(&user, None);
+                told.push(user);
+            }
+            for m in room.members {
+                self.participants.remove(&m.participant);
+                fx.push(Effect::Media(MediaCmd::Leave {
+                    participant: m.participant,
+                }));
+            }
+        }
+        self.presence(&mut fx);
+        fx
+    }
+
+    /// A connection authenticated as `identity` and asks to resume the
+    /// session of `resume_token`. Resumes it if that session is this user's
+    /// and still exists; otherwise signs in afresh.
+    pub fn handle_resume(
+        &mut self,
+        conn: ConnId,
+        identity: Identity,
+        resume_token: &str,
+    ) -> Vec<Effect> {
+        let user_id = identity.user_id.clone();
+        let matches = self
+            .online
+            .get(&user_id)
+            .is_some_and(|o| o.resume_token == resume_token);
+        if !matches {
+            return self.handle_login(conn, identity);
+        }
+        let mut fx = Vec::new();
+        let Some(o) = self.online.get_mut(&user_id) else {
+            return fx;
+        };
+        let old = std::mem::replace(&mut o.conn, conn);
+        o.suspended = None;
+        let buffered = std::mem::take(&mut o.buffer);
+        let welcome = ServerMsg::Welcome {
+            protocol: crate::protocol::PROTOCOL_VERSION,
+            user: User {
+                id: user_id.clone(),
+                name: o.identity.name.clone(),
+            },
+            resume_token: o.resume_token.clone(),
+            resumed: true,
+        };
+        if old != conn && self.conns.remove(&old).is_some() {
+            fx.push(Effect::Close(old));
+        }
+        self.conns.insert(conn, user_id);
+        fx.push(Effect::Send(conn, welcome));
+        fx.extend(buffered.into_iter().map(|m| Effect::Send(conn, m)));
+        self.presence(&mut fx);
+        fx
+    }
+
+    /// A connection dropped without signing out: the session is kept for
+    /// the reconnect grace period, its messages buffered, and nobody sees
+    /// the user leave unless it does not come back.
+    pub fn handle_connection_lost(&mut self, conn: ConnId, now: Instant) -> Vec<Effect> {
+        let Some(user_id) = self.conns.remove(&conn) else {
+            return Vec::new();
+        };
+        if let Some(o) = self.online.get_mut(&user_id).filter(|o| o.conn == conn) {
+            o.suspended = Some(now + self.config.reconnect_grace);
+        }
+        Vec::new()
     }
 
     /// A connection authenticated as `identity`.
@@ -179,8 +326,11 @@ impl Hub {
                 error(ErrorCode::Replaced, "signed in from another connection"),
             ));
             fx.push(Effect::Close(old));
+            // A suspended session has no connection left: end it by user.
+            self.conns.insert(old, user_id.clone());
             self.logout(old, &mut fx);
         }
+        let resume_token = Alphanumeric.sample_string(&mut self.rng, 24);
         fx.push(Effect::Send(
             conn,
             ServerMsg::Welcome {
@@ -189,6 +339,8 @@ impl Hub {
                     id: user_id.clone(),
                     name: identity.name.clone(),
                 },
+                resume_token: resume_token.clone(),
+                resumed: false,
             },
         ));
         self.conns.insert(conn, user_id.clone());
@@ -198,6 +350,10 @@ impl Hub {
                 conn,
                 identity,
                 room: None,
+                resume_token,
+                suspended: None,
+                buffer: Vec::new(),
+                rang: VecDeque::new(),
             },
         );
         self.presence(&mut fx);
@@ -266,6 +422,16 @@ impl Hub {
             .collect();
         for (room_id, callee) in expired {
             let _ = self.end_ring(&callee, &room_id, EndReason::Missed, &mut fx);
+        }
+        let gone: Vec<(String, ConnId)> = self
+            .online
+            .iter()
+            .filter(|(_, o)| o.suspended.is_some_and(|t| t <= now))
+            .map(|(id, o)| (id.clone(), o.conn))
+            .collect();
+        for (user_id, conn) in gone {
+            self.conns.insert(conn, user_id);
+            self.logout(conn, &mut fx);
         }
         fx
     }
@@ -394,6 +560,8 @@ impl Hub {
         let Some(callee_user) = self.user(callee) else {
             return Err((ErrorCode::UserNotFound, "that person is not online"));
         };
+        self.may_open_room()?;
+        self.may_ring(caller, now)?;
         let caller_user = self
             .user(caller)
             .ok_or((ErrorCode::NotAuthenticated, "not online"))?;
@@ -544,6 +712,17 @@ impl Hub {
             self.send_to(&ring.caller, msg, fx);
             self.set_room(&ring.caller, None);
             self.rooms.remove(room_id);
+        } else if let Some(to) = self.user(callee) {
+            // An invite into a running call: the inviter's call goes on.
+            self.send_to(
+                &ring.caller,
+                ServerMsg::InviteEnded {
+                    room_id: room_id.to_string(),
+                    to,
+                    reason,
+                },
+                fx,
+            );
         }
         self.presence(fx);
         Ok(())
@@ -718,6 +897,7 @@ impl Hub {
         if self.busy(user) {
             return Err((ErrorCode::AlreadyInCall, "you are already in a call"));
         }
+        self.may_open_room()?;
         let room_id = self.new_room_id();
         self.rooms.insert(
             room_id.clone(),
@@ -749,12 +929,17 @@ impl Hub {
         if self.busy(user) {
             return Err((ErrorCode::AlreadyInCall, "you are already in a call"));
         }
+        if self.draining {
+            return Err((ErrorCode::Draining, "the server is shutting down"));
+        }
         let room = self
             .rooms
             .get(room_id)
             .filter(|r| !r.members.is_empty())
             .ok_or((ErrorCode::RoomNotFound, "no such call, or it has ended"))?;
-        let _ = room;
+        if room.members.len() >= self.config.max_room_participants {
+            return Err((ErrorCode::RoomFull, "this call is full"));
+        }
         self.add_member(user, room_id, fx);
         self.presence(fx);
         Ok(())
@@ -774,6 +959,9 @@ impl Hub {
             .filter(|r| r.members.iter().any(|m| m.user_id == inviter))
             .ok_or((ErrorCode::NotInRoom, "you are not in that call"))?;
         let media = room.media;
+        if room.members.len() + room.rings.len() >= self.config.max_room_participants {
+            return Err((ErrorCode::RoomFull, "this call is full"));
+        }
         let participants = self.participant_list(room_id, None);
         let Some(from) = self.user(inviter) else {
             return Err((ErrorCode::NotAuthenticated, "not online"));
@@ -781,13 +969,14 @@ impl Hub {
         let Some(to_user) = self.user(to) else {
             return Err((ErrorCode::UserNotFound, "that person is not online"));
         };
+        self.may_ring(inviter, now)?;
         if self.busy(to) {
             self.send_to(
                 inviter,
-                ServerMsg::CallEnded {
+                ServerMsg::InviteEnded {
                     room_id: room_id.to_string(),
+                    to: to_user,
                     reason: EndReason::Busy,
-                    by: Some(to_user),
                 },
                 fx,
             );
@@ -837,11 +1026,19 @@ impl Hub {
             .member(user, room_id)
             .map(|m| m.participant)
             .ok_or((ErrorCode::NotInRoom, "you are not in that call"))?;
+        if sdp.len() > self.config.max_sdp_bytes {
+            return Err((
+                ErrorCode::SdpTooLarge,
+                "the session description is too large",
+            ));
+        }
+        let publish = self.online.get(user).is_some_and(|o| o.identity.publish);
         fx.push(Effect::Media(if offer {
             MediaCmd::Offer {
                 room: RoomId::from(room_id),
                 participant,
                 label: user.to_string(),
+                publish,
                 sdp,
             }
         } else {
@@ -948,20 +1145,61 @@ impl Hub {
         self.set_room(user, Some(room_id.to_string()));
     }
 
-    fn send_joined(&self, user: &str, room_id: &str, fx: &mut Vec<Effect>) {
-        let Some(room) = self.rooms.get(room_id) else {
+    fn send_joined(&mut self, user: &str, room_id: &str, fx: &mut Vec<Effect>) {
+        let Some((kind, media)) = self.rooms.get(room_id).map(|r| (r.kind, r.media)) else {
             return;
         };
+        let participants = self.participant_list(room_id, Some(user));
         self.send_to(
             user,
             ServerMsg::RoomJoined {
                 room_id: room_id.to_string(),
-                kind: room.kind,
-                media: room.media,
-                participants: self.participant_list(room_id, Some(user)),
+                kind,
+                media,
+                participants,
             },
             fx,
         );
+    }
+
+    /// Checks the server may open one more room.
+    fn may_open_room(&self) -> Result<(), (ErrorCode, &'static str)> {
+        if self.draining {
+            return Err((ErrorCode::Draining, "the server is shutting down"));
+        }
+        if self.rooms.len() >= self.config.max_rooms {
+            return Err((
+                ErrorCode::TooManyRooms,
+                "the server is full; try again later",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks `user` may ring someone now (no ringing spam), and records it.
+    fn may_ring(&mut self, user: &str, now: Instant) -> Result<(), (ErrorCode, &'static str)> {
+        if self.draining {
+            return Err((ErrorCode::Draining, "the server is shutting down"));
+        }
+        let limit = self.config.calls_per_minute;
+        let Some(o) = self.online.get_mut(user) else {
+            return Err((ErrorCode::NotAuthenticated, "not online"));
+        };
+        while o
+            .rang
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= Duration::from_secs(60))
+        {
+            o.rang.pop_front();
+        }
+        if o.rang.len() >= limit {
+            return Err((
+                ErrorCode::RateLimited,
+                "too many calls in a minute; wait a little",
+            ));
+        }
+        o.rang.push_back(now);
+        Ok(())
     }
 
     fn member(&self, user: &str, room_id: &str) -> Option<&Member> {
@@ -1022,14 +1260,21 @@ impl Hub {
         }
     }
 
-    fn send_to(&self, user: &str, msg: ServerMsg, fx: &mut Vec<Effect>) {
-        if let Some(o) = self.online.get(user) {
+    fn send_to(&mut self, user: &str, msg: ServerMsg, fx: &mut Vec<Effect>) {
+        let Some(o) = self.online.get_mut(user) else {
+            return;
+        };
+        if o.suspended.is_some() {
+            if o.buffer.len() < MAX_BUFFERED {
+                o.buffer.push(msg);
+            }
+        } else {
             fx.push(Effect::Send(o.conn, msg));
         }
     }
 
     /// Sends everyone the list of everyone else.
-    fn presence(&self, fx: &mut Vec<Effect>) {
+    fn presence(&mut self, fx: &mut Vec<Effect>) {
         let mut all: Vec<PresenceUser> = self
             .online
             .iter()
@@ -1041,6 +1286,10 @@ impl Hub {
             .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
         for (id, o) in &self.online {
+            // A resumed session gets a fresh list: no need to buffer these.
+            if o.suspended.is_some() {
+                continue;
+            }
             let users = all.iter().filter(|u| &u.id != id).cloned().collect();
             fx.push(Effect::Send(o.conn, ServerMsg::Presence { users }));
         }

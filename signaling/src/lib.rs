@@ -9,6 +9,8 @@
 pub mod auth;
 pub mod config;
 pub mod hub;
+mod metrics;
 pub mod protocol;
 pub mod server;
+pub mod tls;
 mod web;

@@ -28,6 +28,7 @@ async fn main() -> std::process::ExitCode {
             .with_writer(std::io::stderr)
             .init();
     }
+    let drain_timeout = config.drain_timeout;
     let server = match Server::start(config).await {
         Ok(s) => s,
         Err(e) => {
@@ -35,14 +36,41 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    println!("Chorus is running: open http://{}", server.http_addr);
-    tokio::select! {
-        _ = server_wait(server) => {}
-        _ = tokio::signal::ctrl_c() => {}
+    println!(
+        "Chorus is running: open {}://{}",
+        server.scheme, server.http_addr
+    );
+    if let Some(fp) = &server.tls_fingerprint {
+        println!("Self-signed certificate, SHA-256 fingerprint {fp}");
     }
+    shutdown_signal().await;
+    tracing::info!(
+        ?drain_timeout,
+        "draining: no new calls; running calls may continue"
+    );
+    server.shutdown_gracefully(drain_timeout).await;
     std::process::ExitCode::SUCCESS
 }
 
-async fn server_wait(server: Server) {
-    server.wait().await;
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

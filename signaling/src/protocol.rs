@@ -103,6 +103,8 @@ pub enum EndReason {
     Disconnected,
     /// The media connection could not be set up or was lost.
     MediaFailed,
+    /// The server is shutting down.
+    ServerShutdown,
 }
 
 /// Why a participant left a room.
@@ -125,6 +127,10 @@ pub enum ClientMsg {
     Auth {
         /// From `POST /api/token` or the operator's backend.
         token: String,
+        /// The `resume_token` of a session whose connection dropped: resumes
+        /// it (same calls, nobody sees you leave) within the grace period.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume: Option<String>,
     },
     /// Ring someone.
     Call {
@@ -202,6 +208,11 @@ pub enum ServerMsg {
         protocol: u32,
         /// Who you are.
         user: User,
+        /// Send it in `auth` after a lost connection to resume this session.
+        resume_token: String,
+        /// True when this connection resumed an earlier session: calls and
+        /// media go on, and messages sent meanwhile follow.
+        resumed: bool,
     },
     /// Everyone else who is online, sent on login and on every change.
     Presence {
@@ -237,6 +248,16 @@ pub enum ServerMsg {
         reason: EndReason,
         /// Who caused it, when someone did.
         by: Option<User>,
+    },
+    /// Someone you invited into your call will not join (declined, busy,
+    /// missed, or you cancelled). Your call goes on.
+    InviteEnded {
+        /// Your call.
+        room_id: String,
+        /// Who was invited.
+        to: User,
+        /// Why.
+        reason: EndReason,
     },
     /// You are in the room: set up media now with `media_offer`.
     RoomJoined {
@@ -341,6 +362,16 @@ pub enum ErrorCode {
     MediaError,
     /// Another connection logged in with the same identity.
     Replaced,
+    /// Too many messages, or too many calls rung in a minute.
+    RateLimited,
+    /// The room has as many participants as allowed.
+    RoomFull,
+    /// The server has as many rooms as allowed.
+    TooManyRooms,
+    /// The SDP is larger than allowed.
+    SdpTooLarge,
+    /// The server is shutting down: no new calls.
+    Draining,
 }
 
 /// Parses one text frame: the error says which code to answer with.

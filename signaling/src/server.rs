@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -25,23 +25,33 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::auth::{TokenError, Tokens, clean_name};
-use crate::config::Config;
+use crate::config::{Config, Limits, Tls};
 use crate::hub::{ConnId, Effect, Hub, HubConfig, Identity, MediaCmd};
 use crate::protocol::{ClientMsg, ErrorCode, ServerMsg, parse_client_msg};
 use crate::web;
-
-/// The largest WebSocket message accepted.
-pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
 /// How long a new connection may take to send `auth`.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 
 enum HubInput {
     Register(ConnId, mpsc::UnboundedSender<Outgoing>),
-    Login(ConnId, Identity),
+    Login(ConnId, Identity, Option<String>),
     Message(ConnId, ClientMsg),
-    Disconnect(ConnId),
-    Counts(oneshot::Sender<(usize, usize)>),
+    Lost(ConnId),
+    Counts(oneshot::Sender<Counts>),
+    Drain,
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// What the hub holds, for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Users online (suspended sessions included).
+    pub online: usize,
+    /// Rooms open, ringing calls included.
+    pub rooms: usize,
+    /// Participants in rooms.
+    pub participants: usize,
 }
 
 enum Outgoing {
@@ -55,6 +65,9 @@ struct AppState {
     tokens: Arc<Tokens>,
     dev: bool,
     next_conn: Arc<AtomicU64>,
+    limits: Limits,
+    ready: Arc<AtomicBool>,
+    media: Option<MediaNode>,
 }
 
 /// A running server.
@@ -63,8 +76,14 @@ pub struct Server {
     pub http_addr: SocketAddr,
     /// The media node's announced UDP address.
     pub udp_addr: SocketAddr,
+    /// The SHA-256 fingerprint of the generated certificate, with
+    /// `--tls-self-signed`.
+    pub tls_fingerprint: Option<String>,
+    /// `https` or `http`.
+    pub scheme: &'static str,
     media: MediaNode,
     hub: mpsc::UnboundedSender<HubInput>,
+    ready: Arc<AtomicBool>,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -80,38 +99,113 @@ impl Server {
             Some(secret) => Tokens::new(secret.as_bytes()),
             None => Tokens::random(),
         });
+        let l = &config.limits;
         let hub = Hub::new(HubConfig {
             ring_timeout: config.ring_timeout,
+            reconnect_grace: config.reconnect_grace,
+            max_room_participants: l.max_room_participants,
+            max_rooms: l.max_rooms,
+            calls_per_minute: l.calls_per_minute,
+            max_sdp_bytes: l.max_sdp_bytes,
         });
         let (hub_tx, hub_rx) = mpsc::unbounded_channel();
         tokio::spawn(run_hub(hub, hub_rx, media.clone(), media_events));
+        let ready = Arc::new(AtomicBool::new(true));
         let state = AppState {
             hub: hub_tx.clone(),
             tokens,
             dev: config.dev,
             next_conn: Arc::new(AtomicU64::new(1)),
+            limits: config.limits.clone(),
+            ready: ready.clone(),
+            media: Some(media.clone()),
         };
-        let listener = TcpListener::bind(config.listen).await?;
-        let http_addr = listener.local_addr()?;
-        let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let app = app(state);
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = shutdown_rx.await;
-            });
-            if let Err(e) = serve.await {
-                warn!("http server stopped: {e}");
+        let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+        let (http_addr, tls_fingerprint, task) = match &config.tls {
+            Tls::Off => {
+                let listener = TcpListener::bind(config.listen).await?;
+                let http_addr = listener.local_addr()?;
+                let task = tokio::spawn(async move {
+                    let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                        let _ = shutdown_rx.await;
+                    });
+                    if let Err(e) = serve.await {
+                        warn!("http server stopped: {e}");
+                    }
+                });
+                (http_addr, None, task)
             }
-        });
-        info!(%http_addr, udp = %media.udp_addr(), dev = config.dev, "chorus started");
+            tls => {
+                let (rustls, fingerprint) =
+                    crate::tls::rustls_config(tls, config.public_ip).await?;
+                let listener = std::net::TcpListener::bind(config.listen)?;
+                listener.set_nonblocking(true)?;
+                let http_addr = listener.local_addr()?;
+                let handle = axum_server::Handle::new();
+                let h = handle.clone();
+                tokio::spawn(async move {
+                    let _ = shutdown_rx.await;
+                    h.graceful_shutdown(Some(Duration::from_secs(2)));
+                });
+                let server = axum_server::from_tcp_rustls(listener, rustls)?;
+                let task = tokio::spawn(async move {
+                    if let Err(e) = server.handle(handle).serve(app.into_make_service()).await {
+                        warn!("https server stopped: {e}");
+                    }
+                });
+                (http_addr, fingerprint, task)
+            }
+        };
+        let scheme = if config.tls == Tls::Off {
+            "http"
+        } else {
+            "https"
+        };
+        info!(%http_addr, udp = %media.udp_addr(), dev = config.dev, scheme, "chorus started");
         Ok(Server {
             http_addr,
             udp_addr: media.udp_addr(),
+            tls_fingerprint,
+            scheme,
             media,
             hub: hub_tx,
+            ready,
             shutdown: Some(shutdown_tx),
             task,
         })
+    }
+
+    /// Stops taking new calls (`/readyz` answers 503); running calls go on.
+    pub fn drain(&self) {
+        self.ready.store(false, Ordering::SeqCst);
+        let _ = self.hub.send(HubInput::Drain);
+    }
+
+    /// Ends every running call with `server_shutdown`.
+    pub async fn end_calls(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.hub.send(HubInput::Shutdown(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// SIGTERM: drain, wait for calls to end or `deadline`, end the rest,
+    /// then stop.
+    pub async fn shutdown_gracefully(self, deadline: Duration) {
+        self.drain();
+        let until = tokio::time::Instant::now() + deadline;
+        while tokio::time::Instant::now() < until {
+            match self.counts().await {
+                Some(c) if c.rooms > 0 => {}
+                _ => break,
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        self.end_calls().await;
+        // Let the last messages reach the clients.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.stop().await;
     }
 
     /// The media node's counters.
@@ -119,8 +213,8 @@ impl Server {
         self.media.stats().await
     }
 
-    /// Users online and rooms open.
-    pub async fn counts(&self) -> Option<(usize, usize)> {
+    /// Users online, rooms open, participants in rooms.
+    pub async fn counts(&self) -> Option<Counts> {
         let (tx, rx) = oneshot::channel();
         self.hub.send(HubInput::Counts(tx)).ok()?;
         rx.await.ok()
@@ -147,7 +241,8 @@ fn app(state: AppState) -> Router {
         .route("/", get(|| async { web::asset("index.html") }))
         .route("/call/{room}", get(|| async { web::asset("index.html") }))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ready" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/api/token", post(issue_token))
         .route("/ws", get(ws_upgrade))
         .route(
@@ -218,9 +313,39 @@ async fn issue_token(
     }
 }
 
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.ready.load(Ordering::SeqCst) {
+        "ready".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let (tx, rx) = oneshot::channel();
+    let counts = if state.hub.send(HubInput::Counts(tx)).is_ok() {
+        rx.await.unwrap_or_default()
+    } else {
+        Counts::default()
+    };
+    let media = match &state.media {
+        Some(m) => m.stats().await.unwrap_or_default(),
+        None => MediaStats::default(),
+    };
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        crate::metrics::render(counts, media),
+    )
+        .into_response()
+}
+
 async fn ws_upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
-    ws.max_message_size(MAX_MESSAGE_BYTES)
-        .max_frame_size(MAX_MESSAGE_BYTES)
+    let max = state.limits.max_message_bytes;
+    ws.max_message_size(max)
+        .max_frame_size(max)
         .on_upgrade(move |socket| connection(state, socket))
 }
 
@@ -263,6 +388,10 @@ async fn connection(state: AppState, socket: WebSocket) {
     };
     let mut authed = false;
     let auth_deadline = tokio::time::Instant::now() + AUTH_TIMEOUT;
+    let mut bucket = RateLimit::new(
+        state.limits.messages_per_second,
+        tokio::time::Instant::now(),
+    );
     loop {
         let next = if authed {
             stream.next().await
@@ -291,6 +420,13 @@ async fn connection(state: AppState, socket: WebSocket) {
             }
             Some(Ok(_)) => continue,
         };
+        if !bucket.take(tokio::time::Instant::now()) {
+            reply(
+                ErrorCode::RateLimited,
+                "too many messages; slow down".into(),
+            );
+            continue;
+        }
         let msg = match parse_client_msg(&text) {
             Ok(m) => m,
             Err((code, message)) => {
@@ -305,7 +441,7 @@ async fn connection(state: AppState, socket: WebSocket) {
             }
             continue;
         }
-        let ClientMsg::Auth { token } = msg else {
+        let ClientMsg::Auth { token, resume } = msg else {
             reply(
                 ErrorCode::NotAuthenticated,
                 "the first message must be auth".into(),
@@ -316,7 +452,11 @@ async fn connection(state: AppState, socket: WebSocket) {
         match state.tokens.verify(&token) {
             Ok(identity) => {
                 authed = true;
-                if state.hub.send(HubInput::Login(conn, identity)).is_err() {
+                if state
+                    .hub
+                    .send(HubInput::Login(conn, identity, resume))
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -331,9 +471,39 @@ async fn connection(state: AppState, socket: WebSocket) {
             }
         }
     }
-    let _ = state.hub.send(HubInput::Disconnect(conn));
+    let _ = state.hub.send(HubInput::Lost(conn));
     drop(out_tx);
     let _ = tokio::time::timeout(Duration::from_secs(2), send_task).await;
+}
+
+/// A token bucket: `rate` messages per second, bursts of twice that.
+struct RateLimit {
+    rate: f64,
+    tokens: f64,
+    at: tokio::time::Instant,
+}
+
+impl RateLimit {
+    fn new(rate: u32, now: tokio::time::Instant) -> Self {
+        let rate = f64::from(rate.max(1));
+        RateLimit {
+            rate,
+            tokens: rate * 2.0,
+            at: now,
+        }
+    }
+
+    fn take(&mut self, now: tokio::time::Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate * 2.0);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// The hub task: the only owner of the call state.
@@ -356,15 +526,31 @@ async fn run_hub(
                         conns.insert(conn, tx);
                         Vec::new()
                     }
-                    HubInput::Login(conn, identity) => hub.handle_login(conn, identity),
+                    HubInput::Login(conn, identity, resume) => match resume {
+                        Some(r) => hub.handle_resume(conn, identity, &r),
+                        None => hub.handle_login(conn, identity),
+                    },
                     HubInput::Message(conn, msg) => hub.handle_message(conn, msg, Instant::now()),
-                    HubInput::Disconnect(conn) => {
+                    HubInput::Lost(conn) => {
                         conns.remove(&conn);
-                        hub.handle_disconnect(conn)
+                        hub.handle_connection_lost(conn, Instant::now())
                     }
                     HubInput::Counts(reply) => {
-                        let _ = reply.send((hub.online_count(), hub.room_count()));
+                        let _ = reply.send(Counts {
+                            online: hub.online_count(),
+                            rooms: hub.room_count(),
+                            participants: hub.participant_count(),
+                        });
                         Vec::new()
+                    }
+                    HubInput::Drain => {
+                        hub.handle_drain();
+                        Vec::new()
+                    }
+                    HubInput::Shutdown(done) => {
+                        let fx = hub.handle_shutdown();
+                        let _ = done.send(());
+                        fx
                     }
                 }
             }
@@ -392,11 +578,13 @@ async fn run_hub(
                             room,
                             participant,
                             label,
+                            publish,
                             sdp,
                         } => Command::Offer {
                             room,
                             participant,
                             label,
+                            publish,
                             sdp,
                         },
                         MediaCmd::Answer { participant, sdp } => {
@@ -427,6 +615,9 @@ mod tests {
             tokens: Arc::new(Tokens::new(b"test")),
             dev,
             next_conn: Arc::new(AtomicU64::new(1)),
+            limits: Limits::default(),
+            ready: Arc::new(AtomicBool::new(true)),
+            media: None,
         })
     }
 

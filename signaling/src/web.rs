@@ -8,6 +8,7 @@ use rust_embed::RustEmbed;
 #[folder = "../client-web/"]
 #[exclude = "tests/*"]
 #[exclude = "node_modules/*"]
+#[exclude = "test-output/*"]
 #[exclude = "*.json"]
 struct Assets;
 
@@ -23,5 +24,24 @@ pub(crate) fn asset(path: &str) -> Response {
         )
             .into_response(),
         None => (StatusCode::NOT_FOUND, "not found").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_client_is_embedded() {
+        let files: Vec<String> = Assets::iter().map(|f| f.to_string()).collect();
+        assert!(files.iter().any(|f| f == "index.html"), "{files:?}");
+        for f in &files {
+            assert!(
+                !f.starts_with("tests/")
+                    && !f.starts_with("test-output/")
+                    && !f.contains("node_modules"),
+                "{f} is embedded"
+            );
+        }
     }
 }

@@ -122,6 +122,9 @@ pub enum RemoveReason {
     ConsentTimeout,
     /// The peer closed its DTLS connection.
     Closed,
+    /// Handling this participant hit a bug (a panic); it was isolated and
+    /// dropped so the others go on.
+    Failed,
 }
 
 /// Errors answering a control-plane command.
@@ -228,6 +231,8 @@ pub struct Stats {
     pub dropped_unknown_source: u64,
     /// Datagrams dropped because they did not parse.
     pub dropped_malformed: u64,
+    /// Panics caught while handling one participant.
+    pub panics: u64,
 }
 
 /// A publisher's track, as seen by the SFU.
@@ -285,6 +290,11 @@ struct Participant {
     disconnected_since: Option<Instant>,
     rtc_timeout: Instant,
     addrs: Vec<SocketAddr>,
+    /// The token allows sending media; otherwise nothing it sends is forwarded.
+    may_publish: bool,
+    /// Makes the next poll panic, to test isolation.
+    #[cfg(test)]
+    fault: bool,
 }
 
 /// The media core of one worker. See the module docs for the run loop.
@@ -349,10 +359,14 @@ impl Sfu {
         room: RoomId,
         id: ParticipantId,
         label: &str,
+        may_publish: bool,
         sdp: &str,
     ) {
         self.advance(now);
-        if let Err(error) = self.accept_offer(now, room, id, label, sdp) {
+        let result = self.guarded(id, |sfu| {
+            sfu.accept_offer(now, room, id, label, may_publish, sdp)
+        });
+        if let Some(Err(error)) = result {
             self.events.push_back(Event::Error {
                 participant: id,
                 error,
@@ -363,7 +377,7 @@ impl Sfu {
     /// The client's answer to the last SFU offer.
     pub fn handle_answer(&mut self, now: Instant, id: ParticipantId, sdp: &str) {
         self.advance(now);
-        if let Err(error) = self.accept_answer(id, sdp) {
+        if let Some(Err(error)) = self.guarded(id, |sfu| sfu.accept_answer(id, sdp)) {
             self.events.push_back(Event::Error {
                 participant: id,
                 error,
@@ -397,22 +411,41 @@ impl Sfu {
                 contents,
             },
         );
-        let Some(p) = self.participants.get_mut(&id) else {
-            return;
-        };
-        if !p.rtc.accepts(&input) {
-            self.stats.dropped_unknown_source += 1;
-            return;
+        self.guarded(id, |sfu| {
+            let Some(p) = sfu.participants.get_mut(&id) else {
+                return;
+            };
+            // str0m accepts STUN only with valid credentials, and anything
+            // else only from an address that completed ICE.
+            if !p.rtc.accepts(&input) {
+                sfu.stats.dropped_unknown_source += 1;
+                return;
+            }
+            if let Err(e) = p.rtc.handle_input(input) {
+                debug!(participant = %id, "dropped datagram: {e}");
+                sfu.stats.dropped_malformed += 1;
+            }
+            if !p.addrs.contains(&source) {
+                p.addrs.push(source);
+                sfu.by_addr.insert(source, id);
+            }
+            sfu.dirty.push(id);
+        });
+    }
+
+    /// Runs `f`, which handles participant `id`. A panic inside (a bug)
+    /// drops that participant instead of the worker; it is counted in
+    /// [`Stats::panics`].
+    fn guarded<R>(&mut self, id: ParticipantId, f: impl FnOnce(&mut Sfu) -> R) -> Option<R> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self))) {
+            Ok(r) => Some(r),
+            Err(_) => {
+                self.stats.panics += 1;
+                tracing::error!(participant = %id, "panic while handling participant; dropping it");
+                self.remove(id, RemoveReason::Failed, true);
+                None
+            }
         }
-        if let Err(e) = p.rtc.handle_input(input) {
-            debug!(participant = %id, "dropped datagram: {e}");
-            self.stats.dropped_malformed += 1;
-        }
-        if !p.addrs.contains(&source) {
-            p.addrs.push(source);
-            self.by_addr.insert(source, id);
-        }
-        self.dirty.push(id);
     }
 
     /// Time passed.
@@ -431,11 +464,19 @@ impl Sfu {
                 continue;
             }
             if now >= p.rtc_timeout {
+                self.dirty.push(*id);
+            }
+        }
+        let due: Vec<ParticipantId> = self.dirty.clone();
+        for id in due {
+            self.guarded(id, |sfu| {
+                let Some(p) = sfu.participants.get_mut(&id) else {
+                    return;
+                };
                 if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
                     warn!(participant = %id, "timeout handling failed: {e}");
                 }
-                self.dirty.push(*id);
-            }
+            });
         }
         for (id, reason) in expired {
             info!(participant = %id, ?reason, "removing participant");
@@ -450,7 +491,7 @@ impl Sfu {
                 return Output::Transmit(t);
             }
             if let Some(id) = self.dirty.pop() {
-                self.drain_rtc(id);
+                self.guarded(id, |sfu| sfu.drain_rtc(id));
                 continue;
             }
             if let Some(id) = self.negotiate.pop() {
@@ -506,6 +547,7 @@ impl Sfu {
         room: RoomId,
         id: ParticipantId,
         label: &str,
+        may_publish: bool,
         sdp: &str,
     ) -> Result<(), SfuError> {
         let offer =
@@ -537,6 +579,9 @@ impl Sfu {
                     disconnected_since: None,
                     rtc_timeout: now,
                     addrs: Vec::new(),
+                    may_publish,
+                    #[cfg(test)]
+                    fault: false,
                 },
             );
         }
@@ -566,13 +611,18 @@ impl Sfu {
             }
         };
         p.ready = true;
+        // An ICE restart in the offer gives us new credentials.
+        let ufrag = p.rtc.direct_api().local_ice_credentials().ufrag;
+        if ufrag != p.ufrag {
+            let old = std::mem::replace(&mut p.ufrag, ufrag.clone());
+            self.by_ufrag.remove(&old);
+        }
+        self.by_ufrag.insert(ufrag, id);
         self.events.push_back(Event::Answer {
             participant: id,
             sdp: answer.to_sdp_string(),
         });
         if is_new {
-            let ufrag = p.ufrag.clone();
-            self.by_ufrag.insert(ufrag, id);
             let members = self.rooms.entry(room.clone()).or_default();
             // Subscribe the newcomer to everything already published.
             let existing: Vec<ParticipantId> = members.clone();
@@ -695,6 +745,10 @@ impl Sfu {
             let Some(p) = self.participants.get_mut(&id) else {
                 return;
             };
+            #[cfg(test)]
+            if p.fault {
+                panic!("injected fault");
+            }
             if !p.rtc.is_alive() {
                 self.remove(id, RemoveReason::Closed, true);
                 return;
@@ -755,6 +809,10 @@ impl Sfu {
             return;
         };
         if p.published.iter().any(|t| t.mid == mid) {
+            return;
+        }
+        if !p.may_publish {
+            debug!(participant = %id, %mid, "not allowed to publish; track ignored");
             return;
         }
         let track = Published {
@@ -938,5 +996,89 @@ fn new_forward(source: ParticipantId, label: &Arc<str>, track: &Published) -> Fo
         kind: track.kind,
         state: ForwardState::Wanted,
         seq: SeqRewriter::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client_offer(now: Instant, port: u16) -> String {
+        let mut rtc = Rtc::builder().build(now);
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if let Ok(c) = Candidate::host(addr, "udp") {
+            rtc.add_local_candidate(c);
+        }
+        let mut api = rtc.sdp_api();
+        api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let (offer, _pending) = api.apply().expect("an offer");
+        offer.to_sdp_string()
+    }
+
+    fn drain(sfu: &mut Sfu) -> Vec<Event> {
+        let mut events = Vec::new();
+        loop {
+            match sfu.poll_output() {
+                Output::Event(e) => events.push(e),
+                Output::Transmit(_) => {}
+                Output::Timeout(_) => return events,
+            }
+        }
+    }
+
+    #[test]
+    fn a_panic_in_one_participant_drops_only_that_participant() {
+        let now = Instant::now();
+        let mut sfu = Sfu::new(SocketAddr::from(([127, 0, 0, 1], 5000)), now);
+        let (a, b) = (ParticipantId(1), ParticipantId(2));
+        sfu.handle_offer(now, "r".into(), a, "a", true, &client_offer(now, 6001));
+        sfu.handle_offer(now, "r".into(), b, "b", true, &client_offer(now, 6002));
+        let answers = drain(&mut sfu)
+            .iter()
+            .filter(|e| matches!(e, Event::Answer { .. }))
+            .count();
+        assert_eq!(answers, 2);
+
+        if let Some(p) = sfu.participants.get_mut(&a) {
+            p.fault = true;
+        }
+        sfu.handle_timeout(now + Duration::from_secs(1));
+        let events = drain(&mut sfu);
+        assert!(
+            events.contains(&Event::Removed {
+                participant: a,
+                reason: RemoveReason::Failed
+            }),
+            "{events:?}"
+        );
+        assert_eq!(sfu.stats().panics, 1);
+        assert!(sfu.has_participant(b));
+        assert!(!sfu.has_participant(a));
+        // The worker goes on.
+        sfu.handle_timeout(now + Duration::from_secs(2));
+        drain(&mut sfu);
+        assert_eq!(sfu.stats().participants, 1);
+    }
+
+    #[test]
+    fn invalid_sdp_is_an_error_and_leaves_nothing_behind() {
+        let now = Instant::now();
+        let mut sfu = Sfu::new(SocketAddr::from(([127, 0, 0, 1], 5000)), now);
+        for sdp in ["", "v=0", "garbage\r\nm=audio", &"a=x\r\n".repeat(10_000)] {
+            sfu.handle_offer(now, "r".into(), ParticipantId(9), "x", true, sdp);
+            let events = drain(&mut sfu);
+            assert!(
+                matches!(
+                    events.as_slice(),
+                    [Event::Error {
+                        error: SfuError::InvalidSdp(_),
+                        ..
+                    }]
+                ),
+                "{events:?}"
+            );
+        }
+        assert_eq!(sfu.stats().participants, 0);
+        assert_eq!(sfu.stats().rooms, 0);
     }
 }

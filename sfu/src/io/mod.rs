@@ -40,6 +40,8 @@ pub enum Command {
         participant: ParticipantId,
         /// The participant's label, used as the msid stream id of its tracks.
         label: String,
+        /// Whether what it sends may be forwarded.
+        publish: bool,
         /// The offer.
         sdp: String,
     },
@@ -158,8 +160,9 @@ fn handle_command(sfu: &mut Sfu, command: Command) {
             room,
             participant,
             label,
+            publish,
             sdp,
-        } => sfu.handle_offer(now, room, participant, &label, &sdp),
+        } => sfu.handle_offer(now, room, participant, &label, publish, &sdp),
         Command::Answer { participant, sdp } => sfu.handle_answer(now, participant, &sdp),
         Command::Leave { participant } => sfu.handle_leave(now, participant),
         Command::Stats { reply } => {

@@ -83,6 +83,7 @@ impl World {
             RoomId::from(room),
             id,
             &format!("user{n}"),
+            true,
             &offer.to_sdp_string(),
         );
         let answer = self.drain_sfu().into_iter().find_map(|e| match e {

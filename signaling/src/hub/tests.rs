@@ -13,6 +13,7 @@ fn login(hub: &mut Hub, conn: u64, id: &str) -> Vec<Effect> {
             user_id: id.into(),
             name: id.to_uppercase(),
             rooms: vec!["*".into()],
+            publish: true,
         },
     )
 }
@@ -395,7 +396,10 @@ fn requests_in_the_wrong_state_get_errors() {
             to: "zed".into(),
             media: CallMedia::Audio,
         },
-        ClientMsg::Auth { token: "x".into() },
+        ClientMsg::Auth {
+            token: "x".into(),
+            resume: None,
+        },
     ];
     for msg in cases {
         let fx = h.handle_message(ConnId(1), msg.clone(), t0);
@@ -412,4 +416,333 @@ fn requests_in_the_wrong_state_get_errors() {
             ..
         }]
     ));
+}
+
+#[test]
+fn a_dropped_connection_resumes_within_the_grace_period_unnoticed() {
+    let t0 = Instant::now();
+    let mut h = two_online();
+    let resume = match to(&login(&mut h, 3, "c"), 3).first() {
+        Some(ServerMsg::Welcome {
+            resume_token,
+            resumed: false,
+            ..
+        }) => resume_token.clone(),
+        other => panic!("{other:?}"),
+    };
+    let room = {
+        let fx = h.handle_message(
+            ConnId(3),
+            ClientMsg::Call {
+                to: "b".into(),
+                media: CallMedia::Audio,
+            },
+            t0,
+        );
+        to(&fx, 2)
+            .into_iter()
+            .find_map(|m| match m {
+                ServerMsg::IncomingCall { room_id, .. } => Some(room_id),
+                _ => None,
+            })
+            .expect("rung")
+    };
+    let fx = h.handle_connection_lost(ConnId(3), t0);
+    assert!(fx.is_empty(), "nobody is told: {fx:?}");
+    // B accepts while C is away: C's messages wait for it.
+    let fx = h.handle_message(
+        ConnId(2),
+        ClientMsg::Accept {
+            room_id: room.clone(),
+        },
+        t0,
+    );
+    assert!(to(&fx, 3).is_empty());
+    assert_eq!(
+        h.next_deadline(),
+        Some(t0 + HubConfig::default().reconnect_grace)
+    );
+    // A wrong resume token signs in afresh (and ends the old session).
+    let fx = h.handle_resume(
+        ConnId(4),
+        Identity {
+            user_id: "c".into(),
+            name: "C".into(),
+            rooms: vec!["*".into()],
+            publish: true,
+        },
+        "wrong",
+    );
+    assert!(matches!(
+        to(&fx, 4).first(),
+        Some(ServerMsg::Welcome { resumed: false, .. })
+    ));
+    assert_eq!(ended(&fx, 2), Some(EndReason::Disconnected));
+
+    // Again, now resuming properly.
+    let t1 = t0 + Duration::from_secs(1);
+    let room = {
+        let fx = h.handle_message(
+            ConnId(4),
+            ClientMsg::Call {
+                to: "b".into(),
+                media: CallMedia::Audio,
+            },
+            t1,
+        );
+        to(&fx, 2)
+            .into_iter()
+            .find_map(|m| match m {
+                ServerMsg::IncomingCall { room_id, .. } => Some(room_id),
+                _ => None,
+            })
+            .expect("rung")
+    };
+    let resume = match h.online.get("c") {
+        Some(o) => {
+            assert_ne!(o.resume_token, resume);
+            o.resume_token.clone()
+        }
+        None => panic!("c online"),
+    };
+    h.handle_connection_lost(ConnId(4), t1);
+    h.handle_message(
+        ConnId(2),
+        ClientMsg::Accept {
+            room_id: room.clone(),
+        },
+        t1,
+    );
+    let fx = h.handle_resume(
+        ConnId(5),
+        Identity {
+            user_id: "c".into(),
+            name: "C".into(),
+            rooms: vec!["*".into()],
+            publish: true,
+        },
+        &resume,
+    );
+    let msgs = to(&fx, 5);
+    assert!(
+        matches!(msgs.first(), Some(ServerMsg::Welcome { resumed: true, .. })),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| matches!(m, ServerMsg::RoomJoined { .. })),
+        "buffered messages follow"
+    );
+    assert!(
+        to(&fx, 2)
+            .iter()
+            .all(|m| !matches!(m, ServerMsg::CallEnded { .. }))
+    );
+    assert_eq!(h.next_deadline(), None);
+}
+
+#[test]
+fn a_session_not_resumed_in_time_ends() {
+    let t0 = Instant::now();
+    let mut h = two_online();
+    let room = ring(&mut h, t0);
+    h.handle_message(ConnId(2), ClientMsg::Accept { room_id: room }, t0);
+    h.handle_connection_lost(ConnId(2), t0);
+    let grace = HubConfig::default().reconnect_grace;
+    assert!(
+        h.handle_tick(t0 + grace - Duration::from_millis(1))
+            .is_empty()
+    );
+    let fx = h.handle_tick(t0 + grace);
+    assert_eq!(ended(&fx, 1), Some(EndReason::Disconnected));
+    assert_eq!(h.online_count(), 1);
+    assert_eq!(h.room_count(), 0);
+}
+
+#[test]
+fn ringing_spam_is_rate_limited() {
+    let t0 = Instant::now();
+    let mut h = two_online();
+    let limit = HubConfig::default().calls_per_minute;
+    for i in 0..limit {
+        let now = t0 + Duration::from_secs(i as u64);
+        let room = ring(&mut h, now);
+        h.handle_message(ConnId(1), ClientMsg::Cancel { room_id: room }, now);
+    }
+    let t = t0 + Duration::from_secs(limit as u64);
+    let fx = h.handle_message(
+        ConnId(1),
+        ClientMsg::Call {
+            to: "b".into(),
+            media: CallMedia::Audio,
+        },
+        t,
+    );
+    assert!(matches!(
+        to(&fx, 1).as_slice(),
+        [ServerMsg::Error {
+            code: ErrorCode::RateLimited,
+            ..
+        }]
+    ));
+    assert!(to(&fx, 2).is_empty(), "B is not rung");
+    // A minute after the first call, one more is allowed.
+    ring(&mut h, t0 + Duration::from_secs(60));
+}
+
+#[test]
+fn room_and_server_limits_are_enforced() {
+    let t0 = Instant::now();
+    let config = HubConfig {
+        max_room_participants: 2,
+        max_rooms: 1,
+        max_sdp_bytes: 100,
+        ..HubConfig::default()
+    };
+    let mut h = Hub::with_rng(config, StdRng::seed_from_u64(1));
+    for (c, u) in [(1, "a"), (2, "b"), (3, "c")] {
+        login(&mut h, c, u);
+    }
+    let fx = h.handle_message(ConnId(1), ClientMsg::CreateRoom {}, t0);
+    let room = to(&fx, 1)
+        .into_iter()
+        .find_map(|m| match m {
+            ServerMsg::RoomJoined { room_id, .. } => Some(room_id),
+            _ => None,
+        })
+        .expect("created");
+    let fx = h.handle_message(ConnId(3), ClientMsg::CreateRoom {}, t0);
+    assert!(matches!(
+        to(&fx, 3).as_slice(),
+        [ServerMsg::Error {
+            code: ErrorCode::TooManyRooms,
+            ..
+        }]
+    ));
+    h.handle_message(
+        ConnId(2),
+        ClientMsg::JoinRoom {
+            room_id: room.clone(),
+        },
+        t0,
+    );
+    let fx = h.handle_message(
+        ConnId(3),
+        ClientMsg::JoinRoom {
+            room_id: room.clone(),
+        },
+        t0,
+    );
+    assert!(matches!(
+        to(&fx, 3).as_slice(),
+        [ServerMsg::Error {
+            code: ErrorCode::RoomFull,
+            ..
+        }]
+    ));
+    let fx = h.handle_message(
+        ConnId(1),
+        ClientMsg::MediaOffer {
+            room_id: room,
+            sdp: "x".repeat(101),
+        },
+        t0,
+    );
+    assert!(matches!(
+        to(&fx, 1).as_slice(),
+        [ServerMsg::Error {
+            code: ErrorCode::SdpTooLarge,
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn draining_refuses_new_calls_and_shutdown_ends_running_ones() {
+    let t0 = Instant::now();
+    let mut h = two_online();
+    login(&mut h, 3, "c");
+    let room = ring(&mut h, t0);
+    h.handle_message(ConnId(2), ClientMsg::Accept { room_id: room }, t0);
+    h.handle_drain();
+    for msg in [
+        ClientMsg::CreateRoom {},
+        ClientMsg::Call {
+            to: "a".into(),
+            media: CallMedia::Audio,
+        },
+    ] {
+        let fx = h.handle_message(ConnId(3), msg, t0);
+        assert!(matches!(
+            to(&fx, 3).as_slice(),
+            [ServerMsg::Error {
+                code: ErrorCode::Draining,
+                ..
+            }]
+        ));
+    }
+    let fx = h.handle_shutdown();
+    assert_eq!(ended(&fx, 1), Some(EndReason::ServerShutdown));
+    assert_eq!(ended(&fx, 2), Some(EndReason::ServerShutdown));
+    assert_eq!(media_leaves(&fx), 2);
+    assert_eq!(h.room_count(), 0);
+    assert_eq!(h.participant_count(), 0);
+}
+
+#[test]
+fn the_inviter_learns_when_an_invite_ends() {
+    let t0 = Instant::now();
+    let mut h = two_online();
+    login(&mut h, 3, "c");
+    login(&mut h, 4, "d");
+    let room = ring(&mut h, t0);
+    h.handle_message(
+        ConnId(2),
+        ClientMsg::Accept {
+            room_id: room.clone(),
+        },
+        t0,
+    );
+    let invite = |h: &mut Hub, to: &str| {
+        h.handle_message(
+            ConnId(1),
+            ClientMsg::Invite {
+                room_id: room.clone(),
+                to: to.into(),
+            },
+            t0,
+        )
+    };
+    invite(&mut h, "c");
+    let fx = h.handle_message(
+        ConnId(3),
+        ClientMsg::Decline {
+            room_id: room.clone(),
+        },
+        t0,
+    );
+    assert!(to(&fx, 1).iter().any(|m| matches!(m, ServerMsg::InviteEnded { reason: EndReason::Declined, to, .. } if to.id == "c")));
+    assert_eq!(ended(&fx, 1), None, "A's call goes on");
+    assert_eq!(ended(&fx, 2), None);
+    // D is busy in a call of its own.
+    h.handle_message(ConnId(4), ClientMsg::CreateRoom {}, t0);
+    let fx = invite(&mut h, "d");
+    assert!(matches!(
+        to(&fx, 1).as_slice(),
+        [ServerMsg::InviteEnded {
+            reason: EndReason::Busy,
+            ..
+        }]
+    ));
+    // C is rung again and does not answer.
+    invite(&mut h, "c");
+    let fx = h.handle_tick(t0 + HubConfig::default().ring_timeout);
+    assert!(to(&fx, 1).iter().any(|m| matches!(
+        m,
+        ServerMsg::InviteEnded {
+            reason: EndReason::Missed,
+            ..
+        }
+    )));
+    assert_eq!(ended(&fx, 3), Some(EndReason::Missed));
 }

@@ -1,0 +1,98 @@
+// A 1:1 video call driven only through the UI: ring, accept, media both
+// ways, mute, camera off and on, hang up.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  startServer, launchBrowser, openPerson, until, stats, expectMedia, screenshot, cleanup, onlineUser, remoteTile,
+} from './harness.mjs';
+
+let server;
+let browser;
+
+before(async () => {
+  server = await startServer();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await cleanup({ browser, server });
+});
+
+test('1:1 video call: ring, accept, media both ways, mute, camera, hang up', async () => {
+  const ada = await openPerson(browser, server.url, 'Ada');
+  const bo = await openPerson(browser, server.url, 'Bo');
+  const a = ada.page;
+  const b = bo.page;
+
+  // The lobby lists the other person live.
+  await onlineUser(a, 'Bo').waitFor();
+  await onlineUser(b, 'Ada').waitFor();
+  await screenshot(a, 'lobby');
+
+  await onlineUser(a, 'Bo').getByTestId('call-video').click();
+  await until('Ada to see "ringing"', async () => (await a.getByTestId('call-status').textContent()) === 'ringing');
+  const incoming = b.getByTestId('incoming-call');
+  await incoming.waitFor();
+  assert.match(await incoming.textContent(), /Ada/);
+  assert.match(await incoming.textContent(), /video call/i);
+  assert.equal(await b.evaluate(() => window.chorus.ringing()), 'incoming', 'the callee hears the ring tone');
+  assert.equal(await a.evaluate(() => window.chorus.ringing()), 'outgoing', 'the caller hears the ring-back tone');
+  await screenshot(b, 'incoming-call');
+  await screenshot(a, 'outgoing-ringing');
+
+  await b.getByTestId('accept-call').click();
+  await remoteTile(a, 'Bo').waitFor();
+  await remoteTile(b, 'Ada').waitFor();
+  assert.equal(await b.evaluate(() => window.chorus.ringing()), null, 'the ring stops on accept');
+
+  await expectMedia(b, ['Ada']);
+  await expectMedia(a, ['Bo']);
+  const mb = await b.evaluate(() => window.chorus.metrics);
+  const ma = await a.evaluate(() => window.chorus.metrics);
+  const calleeMs = Math.round(mb.firstRemoteFrameAt - mb.acceptClickAt);
+  const callerMs = Math.round(ma.firstRemoteFrameAt - mb.acceptClickAt);
+  console.log(`join-to-first-frame: accept click → first decoded remote frame: callee ${calleeMs} ms, caller ${callerMs} ms`
+    + ` (room_joined +${Math.round(mb.roomJoinedAt - mb.acceptClickAt)} ms, media connected +${Math.round(mb.mediaConnectedAt - mb.acceptClickAt)} ms)`);
+  const tb = await b.evaluate(() => window.chorus.session.timings);
+  const rel = (t) => (t ? `+${Math.round(t - mb.acceptClickAt)}` : '-');
+  console.log(`callee setup after accept (ms): devices open & media start ${rel(tb.start)}, offer sent ${rel(tb.offerSent)},`
+    + ` answer ${rel(tb.answerReceived)}, ICE+DTLS connected ${rel(tb.connected)}, first server offer ${rel(tb.firstServerOffer)},`
+    + ` first frame ${rel(mb.firstRemoteFrameAt)}`);
+  assert.ok(calleeMs > 0 && callerMs > 0);
+  await until('the call timer to run', async () => (await a.getByTestId('call-timer').textContent()) !== '0:00');
+  await screenshot(a, 'call-1to1');
+  await screenshot(b, 'call-1to1-callee');
+
+  // Mute on Ada shows on Bo's tile for Ada, and unmuting clears it.
+  const adaOnBo = remoteTile(b, 'Ada');
+  assert.equal(await adaOnBo.getByTestId('remote-muted').isVisible(), false);
+  await a.getByTestId('toggle-mic').click();
+  await adaOnBo.getByTestId('remote-muted').waitFor({ state: 'visible' });
+  assert.equal(await a.getByTestId('toggle-mic').getAttribute('data-state'), 'off');
+  await a.getByTestId('toggle-mic').click();
+  await adaOnBo.getByTestId('remote-muted').waitFor({ state: 'hidden' });
+
+  // Camera off: Bo sees Ada's avatar; on again: frames flow again. No new client offer.
+  await a.getByTestId('toggle-camera').click();
+  await until('Ada\'s tile to show her avatar', async () => (await adaOnBo.getAttribute('data-video')) === 'off');
+  assert.ok(await adaOnBo.getByTestId('remote-avatar').isVisible());
+  assert.equal(await a.getByTestId('local-tile').getAttribute('data-video'), 'off');
+  await a.getByTestId('toggle-camera').click();
+  await until('Ada\'s tile to show video again', async () => (await adaOnBo.getAttribute('data-video')) === 'on');
+  const before = (await stats(b)).Ada.video.framesDecoded;
+  await until('frames from the new camera track', async () => (await stats(b)).Ada.video.framesDecoded > before + 10);
+  assert.equal(await a.evaluate(() => window.chorus.session.offersSent), 1, 'the client offers once per call');
+  assert.equal(await b.evaluate(() => window.chorus.session.offersSent), 1, 'the client offers once per call');
+
+  // Ada hangs up: both are back in the lobby and see that the call ended.
+  await a.getByTestId('hangup').click();
+  await a.getByTestId('new-group-call').waitFor();
+  await b.getByTestId('new-group-call').waitFor();
+  assert.equal(await a.getByTestId('call-status').textContent(), 'ended');
+  assert.equal(await b.getByTestId('call-status').textContent(), 'ended');
+  assert.equal(await b.getByTestId('remote-tile').count(), 0);
+  await onlineUser(a, 'Bo').waitFor();
+  await until('Bo to be shown available again', async () => (await onlineUser(a, 'Bo').getAttribute('data-busy')) === 'false');
+  await screenshot(b, 'lobby-after-call');
+});

@@ -1,0 +1,180 @@
+// Shared helpers for the browser tests: start `chorus`, launch Debian's
+// Chromium with fake devices, open people in separate browser contexts,
+// wait on conditions (never fixed sleeps) and save screenshots.
+
+import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const OUTPUT_DIR = path.resolve(here, '..', 'test-output');
+const DEFAULT_BIN = path.resolve(here, '..', '..', 'target', 'debug', 'chorus');
+
+export const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+  '--allow-loopback-in-peer-connection',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+];
+
+/**
+ * Starts `chorus` on free ports and resolves once it printed its URL.
+ * @param {string[]} extraArgs e.g. ['--ring-timeout', '3']
+ */
+export function startServer(extraArgs = [], { listen = '127.0.0.1:0' } = {}) {
+  const bin = process.env.CHORUS_BIN || DEFAULT_BIN;
+  const args = ['--listen', listen, '--udp-port', '0', ...extraArgs];
+  const proc = spawn(bin, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, CHORUS_LOG: process.env.CHORUS_LOG || 'warn' },
+  });
+  // Never leave a server behind, even when the test process is torn down.
+  const killOnExit = () => proc.kill('SIGKILL');
+  process.once('exit', killOnExit);
+  proc.once('exit', () => process.removeListener('exit', killOnExit));
+  let log = '';
+  proc.stderr.on('data', (d) => {
+    log += d;
+    if (log.length > 200000) log = log.slice(-100000);
+  });
+  const ready = new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`chorus did not start in 20 s\n${log}`)), 20000);
+    proc.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/Chorus is running: open (http:\/\/\S+)/);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1].replace(/\/$/, ''));
+      }
+    });
+    proc.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`chorus exited (${code ?? signal}) before it was ready\n${log}`));
+    });
+    proc.on('error', (err) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot run ${bin}: ${err.message}`));
+    });
+  });
+  return ready.then((url) => ({
+    url,
+    proc,
+    log: () => log,
+    /** SIGTERM (SIGKILL after 3 s); `crash` kills at once, like a lost server. */
+    async stop({ crash = false } = {}) {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      const gone = new Promise((r) => proc.once('exit', r));
+      proc.kill(crash ? 'SIGKILL' : 'SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 3000);
+      await gone;
+      clearTimeout(t);
+    },
+  }));
+}
+
+export async function launchBrowser() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_BIN || '/usr/bin/chromium',
+    args: CHROMIUM_ARGS,
+    headless: true,
+  });
+}
+
+/**
+ * A person: their own browser context (own localStorage) and page.
+ * Opens `url` and, when the name form shows, signs in as `name`.
+ */
+export async function openPerson(browser, url, name, { viewport = { width: 1100, height: 720 }, waitFor = 'lobby', init = null } = {}) {
+  const context = await browser.newContext({ viewport, permissions: ['camera', 'microphone'] });
+  if (init) await context.addInitScript(init);
+  const page = await context.newPage();
+  page.on('pageerror', (err) => console.error(`[${name}] page error:`, err.message));
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') console.error(`[${name}] console:`, msg.text());
+  });
+  await page.goto(url);
+  await page.getByTestId('name-input').fill(name);
+  await page.getByTestId('name-submit').click();
+  if (waitFor === 'lobby') await page.getByTestId('new-group-call').waitFor();
+  if (waitFor === 'call') await page.getByTestId('hangup').waitFor();
+  return { name, context, page };
+}
+
+/** Polls `fn` until it returns a truthy value; throws with `what` after `timeout` ms. */
+export async function until(what, fn, { timeout = 15000, interval = 100 } = {}) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeout} ms waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+    }
+    await new Promise((r) => setTimeout(r, interval));
+  }
+}
+
+/** Per-person receive stats from the page's debug handle (window.chorus). */
+export function stats(page) {
+  return page.evaluate(() => window.chorus.stats());
+}
+
+/**
+ * Waits until `page` decodes video from `names` (frames rising, width > 0 in
+ * the tile's video element) and receives their audio (packets rising).
+ */
+export async function expectMedia(page, names, { video = true, audio = true, timeout = 20000 } = {}) {
+  const first = await until(`${names.join(', ')} to send media`, async () => {
+    const s = await stats(page);
+    const ok = names.every((n) => s[n] && (!video || (s[n].video && s[n].video.framesDecoded > 0)) && (!audio || (s[n].audio && s[n].audio.packetsReceived > 0)));
+    return ok ? s : null;
+  }, { timeout });
+  await until(`${names.join(', ')}: media to keep flowing`, async () => {
+    const s = await stats(page);
+    return names.every((n) => (!video || s[n].video.framesDecoded > first[n].video.framesDecoded + 5)
+      && (!audio || s[n].audio.packetsReceived > first[n].audio.packetsReceived + 10));
+  }, { timeout });
+  if (video) {
+    for (const n of names) {
+      const tile = page.locator(`[data-testid="remote-tile"][data-name="${n}"]`);
+      await until(`${n}'s remote-video to show frames`, () =>
+        tile.getByTestId('remote-video').evaluate((v) => v.videoWidth > 0 && v.videoHeight > 0), { timeout });
+    }
+  }
+  return stats(page);
+}
+
+export async function screenshot(page, name) {
+  mkdirSync(OUTPUT_DIR, { recursive: true });
+  const file = path.join(OUTPUT_DIR, `${name}.png`);
+  await page.screenshot({ path: file });
+  return file;
+}
+
+/** Closes everything that was opened, ignoring what is already gone. */
+export async function cleanup({ browser, server }) {
+  if (browser) await browser.close().catch(() => {});
+  if (server) await server.stop().catch(() => {});
+}
+
+/** The lobby row of `name` on `page`. */
+export function onlineUser(page, name) {
+  return page.locator(`[data-testid="online-user"][data-name="${name}"]`);
+}
+
+export function remoteTile(page, name) {
+  return page.locator(`[data-testid="remote-tile"][data-name="${name}"]`);
+}
