@@ -80,17 +80,45 @@ impl TestServer {
 
     /// Connects, authenticates and waits for `welcome`.
     pub async fn client(&self, name: &str) -> Result<Client, Error> {
-        let (token, user_id) = self.token(name).await?;
-        let mut c = Client::connect(&self.ws_url()).await?;
-        c.send_raw(&serde_json::json!({"type":"auth","token":token}).to_string())?;
-        c.recv_until(
-            Duration::from_secs(5),
-            |m| matches!(m, ServerMsg::Welcome { user, .. } if user.id == user_id),
-        )
-        .await?;
-        c.user_id = user_id;
-        c.name = name.to_string();
+        let (token, _user_id) = self.token(name).await?;
+        let (c, resumed) = self.sign_in(&token, None).await?;
+        if resumed {
+            return Err("a new session was resumed".into());
+        }
         Ok(c)
+    }
+
+    /// Signs in with `token`, resuming the session of `resume` if given.
+    /// Returns the client and whether the session was resumed.
+    pub async fn sign_in(
+        &self,
+        token: &str,
+        resume: Option<&str>,
+    ) -> Result<(Client, bool), Error> {
+        let mut c = Client::connect(&self.ws_url()).await?;
+        c.send(&ClientMsg::Auth {
+            token: token.to_string(),
+            resume: resume.map(str::to_string),
+        })?;
+        let welcome = c
+            .recv_until(Duration::from_secs(5), |m| {
+                matches!(m, ServerMsg::Welcome { .. })
+            })
+            .await?;
+        let ServerMsg::Welcome {
+            user,
+            resume_token,
+            resumed,
+            ..
+        } = welcome
+        else {
+            unreachable!("filtered above")
+        };
+        c.user_id = user.id;
+        c.name = user.name;
+        c.token = token.to_string();
+        c.resume_token = resume_token;
+        Ok((c, resumed))
     }
 }
 
@@ -110,6 +138,10 @@ pub struct Client {
     pub user_id: String,
     /// The display name.
     pub name: String,
+    /// The access token it signed in with.
+    pub token: String,
+    /// The session's resume token.
+    pub resume_token: String,
     out: mpsc::UnboundedSender<Message>,
     inbox: mpsc::UnboundedReceiver<Result<ServerMsg, String>>,
     media: Arc<Mutex<MediaState>>,
@@ -163,6 +195,8 @@ impl Client {
         Ok(Client {
             user_id: String::new(),
             name: String::new(),
+            token: String::new(),
+            resume_token: String::new(),
             out,
             inbox,
             media,
