@@ -449,12 +449,13 @@ impl Hub {
         let Some((user_id, room_id)) = self.participants.get(&pid).cloned() else {
             return fx;
         };
-        let Some(conn) = self.online.get(&user_id).map(|o| o.conn) else {
+        if !self.online.contains_key(&user_id) {
             return fx;
-        };
+        }
+        // Through send_to, so a suspended session gets them on resume.
         match event {
             MediaEvent::Answer { sdp, .. } => {
-                fx.push(Effect::Send(conn, ServerMsg::MediaAnswer { room_id, sdp }));
+                self.send_to(&user_id, ServerMsg::MediaAnswer { room_id, sdp }, &mut fx);
             }
             MediaEvent::Offer { sdp, tracks, .. } => {
                 let tracks = tracks
@@ -468,21 +469,22 @@ impl Hub {
                         },
                     })
                     .collect();
-                fx.push(Effect::Send(
-                    conn,
+                self.send_to(
+                    &user_id,
                     ServerMsg::MediaOffer {
                         room_id,
                         sdp,
                         tracks,
                     },
-                ));
+                    &mut fx,
+                );
             }
             MediaEvent::Error { error: e, .. } => {
                 let code = match e {
                     SfuError::InvalidSdp(_) => ErrorCode::InvalidSdp,
                     _ => ErrorCode::MediaError,
                 };
-                fx.push(Effect::Send(conn, error(code, e.to_string())));
+                self.send_to(&user_id, error(code, e.to_string()), &mut fx);
             }
             MediaEvent::Connected { .. } => {}
             MediaEvent::Removed { reason, .. } => {
@@ -500,14 +502,15 @@ impl Hub {
                     false,
                     &mut fx,
                 );
-                fx.push(Effect::Send(
-                    conn,
+                self.send_to(
+                    &user_id,
                     ServerMsg::CallEnded {
                         room_id,
                         reason: end,
                         by: None,
                     },
-                ));
+                    &mut fx,
+                );
             }
         }
         fx
