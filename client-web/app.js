@@ -6,14 +6,21 @@
 // The call screen is updated in place so video elements keep playing.
 
 import { h, icon, avatar, formatDuration } from './ui.js';
-import { Signaling } from './signaling.js';
+import { Signaling, RESUME_GRACE_MS } from './signaling.js';
 import { acquireMedia } from './localmedia.js';
 import { CallSession } from './session.js';
 import * as ring from './ringtone.js';
 
 const IDENTITY_KEY = 'chorus.identity';
 const NAME_KEY = 'chorus.name';
-const INVITE_RING_MS = 35000;
+/** How long "Cy declined" and the like stay in the call header. */
+const INVITE_NOTE_MS = 8000;
+/**
+ * A call, ring or invite survives a dropped connection while the server may
+ * still resume the session. After this long without a connection it is
+ * over here too (the server's default grace, plus slack).
+ */
+const GIVE_UP_MS = RESUME_GRACE_MS + 5000;
 
 const view = document.getElementById('view');
 const overlay = document.getElementById('overlay');
@@ -122,16 +129,57 @@ function send(msg) {
   return false;
 }
 
+/**
+ * Requests that end something (hangup, cancel, decline) and cannot wait: when
+ * the connection is down but the session may be resumed, they are sent right
+ * after the resume. Their "no such call" errors are then expected, and quiet.
+ */
+const afterResume = [];
+let quietUntil = 0;
+
+function sendSoon(msg) {
+  if (signaling.send(msg)) return true;
+  if (signaling.mayResume()) {
+    afterResume.push(msg);
+    return true;
+  }
+  return false;
+}
+
+function flushAfterResume() {
+  const msgs = afterResume.splice(0);
+  for (const m of msgs) signaling.send(m);
+  if (msgs.length) quietUntil = Date.now() + 5000;
+}
+
+/** A call, a ring either way, or a call being joined. */
+function busyHere() {
+  return !!(state.call || state.outgoing || state.incoming || state.connecting);
+}
+
+let giveUpTimer = null;
+
 function connectionState(s, detail) {
   const was = state.conn;
   state.conn = s;
   if (s === 'online') {
+    clearTimeout(giveUpTimer);
+    giveUpTimer = null;
     state.me = detail.user;
     if (detail.user.name !== state.name) {
       state.name = detail.user.name;
       localStorage.setItem(NAME_KEY, state.name);
     }
     state.connError = '';
+    if (detail.resumed) {
+      // The same session: calls and rings go on, the messages sent meanwhile follow.
+      flushAfterResume();
+      if (state.call) state.call.session.signalingResumed();
+    } else {
+      // A new session: whatever went on in the old one is over.
+      afterResume.length = 0;
+      if (busyHere()) dropEverything('Lost the connection to the server');
+    }
     if (state.screen === 'name') state.screen = 'lobby';
     render();
     if (state.pendingRoom && !state.call && !state.pending) {
@@ -143,14 +191,18 @@ function connectionState(s, detail) {
   }
   if (s !== 'connecting') state.users = []; // No longer live: show nobody rather than stale rows.
   if (s === 'lost') {
-    if (was === 'online') dropEverything('Lost the connection to the server');
+    if (was === 'online') connectionLost();
     state.connError = signaling.wasOnline
       ? 'Connection to the server lost. Reconnecting…'
       : 'Cannot reach the server. Retrying…';
   } else if (s === 'replaced') {
+    clearTimeout(giveUpTimer);
+    afterResume.length = 0;
     dropEverything('You signed in somewhere else');
     state.connError = 'Chorus is open in another tab or window, so this one was signed out.';
   } else if (s === 'failed') {
+    clearTimeout(giveUpTimer);
+    afterResume.length = 0;
     dropEverything(null);
     state.screen = 'name';
     state.nameError = detail && detail.message ? detail.message : 'Could not sign in.';
@@ -158,10 +210,34 @@ function connectionState(s, detail) {
   render();
 }
 
-/** The connection is gone: every call and ring ends here too. */
+/**
+ * The connection dropped. The server keeps the session for a while, so the
+ * call (and its media) goes on here too, until the session resumes, or is
+ * found gone, or GIVE_UP_MS pass.
+ */
+function connectionLost() {
+  clearTimeout(giveUpTimer);
+  giveUpTimer = null;
+  if (!busyHere()) return;
+  giveUpTimer = setTimeout(() => {
+    giveUpTimer = null;
+    if (state.conn === 'online' || !busyHere()) return;
+    // Should the server still have the session, leave its call when back.
+    if (state.call) afterResume.push({ type: 'hangup', room_id: state.call.session.roomId });
+    if (state.outgoing && state.outgoing.roomId) afterResume.push({ type: 'cancel', room_id: state.outgoing.roomId });
+    if (state.incoming) afterResume.push({ type: 'decline', room_id: state.incoming.room_id });
+    dropEverything('Lost the connection to the server');
+    render();
+  }, GIVE_UP_MS);
+}
+
+/** The connection is gone for good: every call and ring ends here too. */
 function dropEverything(why) {
-  const hadCall = state.call || state.outgoing || state.incoming || state.connecting;
-  if (state.call) state.call.session.close();
+  const hadCall = busyHere();
+  if (state.call) {
+    state.call.session.close();
+    clearInterval(state.call.timer);
+  }
   state.call = null;
   state.outgoing = null;
   state.incoming = null;
@@ -171,6 +247,7 @@ function dropEverything(why) {
   ring.stopRing();
   clearAudio();
   resetPath();
+  document.body.classList.remove('in-call');
   if (hadCall && why) state.notice = { status: 'ended', detail: `${why}, so the call ended.` };
   if (state.screen !== 'name') state.screen = 'lobby';
 }
@@ -236,9 +313,24 @@ const ERRORS_FOR = {
   invite: ['user_not_found', 'not_in_room', 'cannot_call_self', 'already_in_call', 'room_full', 'rate_limited', 'draining'],
 };
 
+/** Refusals that concern the media negotiation of the call. */
+const MEDIA_ERRORS = ['invalid_sdp', 'media_error', 'sdp_too_large', 'rate_limited'];
+
 function serverError(msg) {
   const code = msg.code;
   const text = ERROR_TEXT[code] || msg.message || 'Something went wrong on the server.';
+  if ((code === 'room_not_found' || code === 'not_in_room') && Date.now() < quietUntil && !state.pending) {
+    // A hangup (or cancel, decline) sent after a resume, for a call that ended meanwhile.
+    return;
+  }
+  if (code === 'not_in_room' && state.call) {
+    // The server no longer has us in this call: it ended while the
+    // connection was down (and its call_ended went missing).
+    state.pending = null;
+    endCall({ status: 'ended', detail: 'The call ended while the connection to the server was interrupted.' });
+    return;
+  }
+  if (state.call && MEDIA_ERRORS.includes(code)) state.call.session.refused(code);
   const pending = state.pending && (ERRORS_FOR[state.pending] || []).includes(code) ? state.pending : null;
   if (pending) state.pending = null;
   if (pending === 'call') state.cancelNextRinging = false;
@@ -322,7 +414,7 @@ function startCall(user, media) {
 function cancelCall() {
   const out = state.outgoing;
   if (!out) return;
-  if (out.roomId) send({ type: 'cancel', room_id: out.roomId });
+  if (out.roomId) sendSoon({ type: 'cancel', room_id: out.roomId });
   // Not ringing yet: cancel as soon as the server says where it rings.
   else state.cancelNextRinging = true;
   state.outgoing = null;
@@ -356,7 +448,7 @@ function acceptCall() {
 function declineCall() {
   const inc = state.incoming;
   if (!inc) return;
-  send({ type: 'decline', room_id: inc.room_id });
+  sendSoon({ type: 'decline', room_id: inc.room_id });
   state.incoming = null;
   ring.stopRing();
   state.notice = { status: 'declined', detail: `You declined ${inc.from.name}'s call.` };
@@ -396,7 +488,7 @@ function joinRoom(roomId) {
 function hangUp() {
   const c = state.call;
   if (!c) return;
-  send({ type: 'hangup', room_id: c.session.roomId });
+  sendSoon({ type: 'hangup', room_id: c.session.roomId });
   endCall({ status: 'ended', detail: callSummary(c, 'You left') });
 }
 
@@ -411,7 +503,6 @@ function endCall(notice) {
   if (c) {
     c.session.close();
     clearInterval(c.timer);
-    clearTimeout(c.inviteTimer);
   }
   state.call = null;
   state.media = null;
@@ -428,7 +519,7 @@ function invite(user) {
   if (!c) return;
   if (!send({ type: 'invite', room_id: c.session.roomId, to: user.id })) return;
   state.pending = 'invite';
-  c.invites.set(user.id, { name: user.name, since: Date.now(), sawBusy: false });
+  c.invites.set(user.id, { name: user.name, since: Date.now() });
   c.inviteNote = null;
   c.sheetOpen = false;
   renderCall();
@@ -448,6 +539,28 @@ const END_STATUS = {
   server_shutdown: 'ended',
 };
 
+/** `invite_ended`: why someone invited into our call will not join. */
+function inviteEndedText(msg) {
+  const who = (msg.to && msg.to.name) || 'They';
+  switch (msg.reason) {
+    case 'declined':
+      return `${who} declined.`;
+    case 'busy':
+      return `${who} is busy.`;
+    case 'missed':
+      return `${who} did not answer.`;
+    case 'cancelled':
+      return `The invite to ${who} was cancelled.`;
+    case 'disconnected':
+    case 'unavailable':
+      return `${who} went offline.`;
+    case 'server_shutdown':
+      return `${who} could not join: the server is restarting.`;
+    default:
+      return `${who} did not join.`;
+  }
+}
+
 function endDetail(msg, peer, role) {
   const who = (msg.by && msg.by.name) || peer || 'The other person';
   switch (msg.reason) {
@@ -466,7 +579,7 @@ function endDetail(msg, peer, role) {
     case 'media_failed':
       return 'The audio and video connection could not be set up, so the call ended.';
     case 'server_shutdown':
-      return 'The server is restarting, so the call ended.';
+      return 'The server is restarting; the call ended.';
     default:
       return null;
   }
@@ -477,7 +590,10 @@ function handleMessage(msg) {
     case 'presence':
       state.users = msg.users || [];
       if (state.screen === 'lobby') renderLobby();
-      if (state.call) settleInvites(state.call);
+      if (state.call) renderCall();
+      break;
+    case 'invite_ended':
+      onInviteEnded(msg);
       break;
     case 'ringing':
       onRinging(msg);
@@ -532,8 +648,7 @@ function onRinging(msg) {
   if (state.call && msg.room_id === state.call.session.roomId) {
     // Our invite rings at someone's.
     if (state.pending === 'invite') state.pending = null;
-    const known = state.call.invites.get(msg.to.id);
-    state.call.invites.set(msg.to.id, { sawBusy: false, ...known, name: msg.to.name, since: Date.now() });
+    state.call.invites.set(msg.to.id, { name: msg.to.name, since: Date.now() });
     renderCall();
     return;
   }
@@ -549,6 +664,16 @@ function onRinging(msg) {
   state.outgoing.status = 'ringing';
   ring.startRing('outgoing');
   renderOutgoing();
+}
+
+function onInviteEnded(msg) {
+  const c = state.call;
+  if (!c || msg.room_id !== c.session.roomId) return;
+  c.invites.delete(msg.to.id);
+  // A busy invitee is answered at once, without ringing.
+  if (state.pending === 'invite') state.pending = null;
+  c.inviteNote = { text: inviteEndedText(msg), reason: msg.reason, until: Date.now() + INVITE_NOTE_MS };
+  renderCall();
 }
 
 function onIncoming(msg) {
@@ -569,14 +694,6 @@ function onCallEnded(msg) {
   }
   if (state.call && state.call.session.roomId === msg.room_id) {
     const c = state.call;
-    if (msg.reason === 'busy' && msg.by && state.me && msg.by.id !== state.me.id) {
-      // An invite found them busy: our call goes on.
-      c.invites.delete(msg.by.id);
-      if (state.pending === 'invite') state.pending = null;
-      showError(`${msg.by.name} is in another call.`);
-      renderCall();
-      return;
-    }
     if (msg.reason === 'media_failed') showError('The audio and video connection could not be set up, so the call ended.');
     const detail = msg.reason === 'hangup'
       ? (c.kind === 'group' ? callSummary(c, 'You left') : `${(msg.by && msg.by.name) || c.title} hung up · ${formatDuration(Date.now() - c.session.joinedAt)}`)
@@ -626,6 +743,7 @@ async function onRoomJoined(msg) {
     media: msg.media,
     participants: others,
     send: (m) => signaling.send(m),
+    online: () => signaling.connected(),
     onChange: (what) => onSessionChange(what),
     onProblem: (text) => showError(text),
   });
@@ -637,7 +755,6 @@ async function onRoomJoined(msg) {
     invites: new Map(),
     sheetOpen: false,
     timer: null,
-    inviteTimer: null,
     view: null,
     tiles: new Map(),
     local: null,
@@ -980,7 +1097,7 @@ function buildCallView(c) {
   v.timer = h('span', { class: 'call-timer', 'data-testid': 'call-timer' }, '0:00');
   v.conn = h('span', { class: 'call-conn' });
   v.kind = h('span', { class: 'call-kind' });
-  v.invites = h('p', { class: 'invites', 'aria-live': 'polite' });
+  v.invites = h('p', { class: 'invites', 'data-testid': 'invites', 'aria-live': 'polite' });
   v.link = h('a', { class: 'room-link', 'data-testid': 'room-link', target: '_blank', rel: 'noopener' });
   v.copy = h('button', { class: 'chip', 'data-testid': 'copy-link', onclick: () => copyLink(v) }, icon('copy', 'icon small'), h('span', {}, 'Copy link'));
   v.share = h('div', { class: 'share', hidden: true }, h('span', { class: 'share-label' }, 'Invite with this link'), v.link, v.copy);
@@ -1025,37 +1142,11 @@ function copyLink(v) {
   }
 }
 
-/**
- * The server tells an inviter nothing when an invite is declined or not
- * answered; presence does: the invitee turns busy while rung and free again
- * when the ring ends without them joining (joining keeps them busy).
- */
-function settleInvites(c) {
-  for (const [id, inv] of c.invites) {
-    const u = state.users.find((x) => x.id === id);
-    if (u && u.busy) {
-      inv.sawBusy = true;
-    } else if (!u || inv.sawBusy) {
-      c.invites.delete(id);
-      c.inviteNote = { text: `${inv.name} did not join.`, until: Date.now() + 5000 };
-    }
-  }
-  renderCall();
-}
-
 function expireInvites(c) {
   if (c.inviteNote && c.inviteNote.until < Date.now()) {
     c.inviteNote = null;
     renderCall();
   }
-  let changed = false;
-  for (const [id, inv] of c.invites) {
-    if (Date.now() - inv.since > INVITE_RING_MS) {
-      c.invites.delete(id);
-      changed = true;
-    }
-  }
-  if (changed) renderCall();
 }
 
 function toggleMic() {
@@ -1095,7 +1186,10 @@ function renderCall() {
     : c.title;
   v.kind.textContent = c.media === 'video' ? 'Video call' : 'Voice call';
   const connState = s.pc ? s.pc.connectionState : 'new';
-  v.conn.textContent = connState === 'connected' ? '' : connState === 'failed' ? 'media failed' : 'connecting…';
+  const iceState = s.pc ? s.pc.iceConnectionState : 'new';
+  v.conn.textContent = connState === 'connected' && iceState !== 'disconnected' ? ''
+    : iceState === 'disconnected' || (s.connectedAt && connState !== 'closed') ? 'reconnecting…'
+      : connState === 'failed' ? 'media failed' : 'connecting…';
   v.conn.dataset.state = connState;
   // Group calls show their link; 1:1 calls get one once they become group calls.
   if (c.kind === 'group') {
@@ -1110,7 +1204,8 @@ function renderCall() {
   }
   const ringingNames = [...c.invites.values()].map((i) => i.name);
   const note = c.inviteNote && c.inviteNote.until > Date.now() ? c.inviteNote.text : '';
-  v.invites.textContent = ringingNames.length ? `Ringing ${ringingNames.join(', ')}…` : note;
+  v.invites.textContent = [ringingNames.length ? `Ringing ${ringingNames.join(', ')}…` : '', note].filter(Boolean).join(' ');
+  v.invites.dataset.reason = note && c.inviteNote.reason ? c.inviteNote.reason : '';
   v.invites.hidden = !v.invites.textContent;
   v.waiting.hidden = people.length > 0;
   v.waiting.textContent = c.kind === 'group' ? 'Waiting for others to join…' : 'Waiting for the other side…';
@@ -1319,6 +1414,14 @@ window.chorus = {
   ringing: () => ring.ringing(),
   audioState: () => ring.audioState(),
   signaling,
+  /** Restarts ICE in the current call (a new offer with iceRestart); false without a call. */
+  restartIce() {
+    return state.call ? state.call.session.restartIce({ now: true }) : false;
+  },
+  /** Drops the signaling connection as a network outage would, for `offlineMs`; it then resumes. */
+  dropConnection({ offlineMs = 0 } = {}) {
+    signaling.simulateDrop({ offlineMs });
+  },
 };
 
 render();

@@ -9,10 +9,26 @@
 // - the media node then offers what it forwards (`media_offer` with `tracks`)
 //   whenever that changes, and the client answers each offer.
 // SDP is sent complete: ICE gathering is awaited before sending.
+//
+// The client offers again only to repair things, and never while an offer of
+// its own is outstanding (a server offer that crosses it is ignored: the
+// media node answers ours, then offers again):
+// - ICE restart: when ICE stays `disconnected` for ICE_DISCONNECTED_MS, or
+//   goes `failed`, a new offer with `iceRestart` (also `restartIce()`);
+// - after the signaling connection resumed: messages to or from the media
+//   node may have been lost with the old socket, so a new offer brings both
+//   sides back in step (with an ICE restart if ICE is down too);
+// - when a sent offer got no answer in ANSWER_TIMEOUT_MS, or was refused.
 
 import { openCamera, cameraError } from './localmedia.js';
 
 const ICE_WAIT_MS = 4000;
+/** How long ICE may stay `disconnected` before an ICE restart. */
+const ICE_DISCONNECTED_MS = 2000;
+/** The least time between two ICE restarts. */
+const ICE_RESTART_GAP_MS = 3000;
+/** An own offer with no answer for this long is given up and made again. */
+const ANSWER_TIMEOUT_MS = 10000;
 
 const wallClock = () => performance.timeOrigin + performance.now();
 const LEVEL_POLL_MS = 200;
@@ -37,6 +53,43 @@ function waitForIce(pc) {
   });
 }
 
+/** `a=fmtp` parameters as a comparable string (order-free). */
+function fmtpKey(line) {
+  return (line || '').split(';').map((x) => x.trim()).filter(Boolean).sort().join(';');
+}
+
+/**
+ * Before a re-offer: keeps every forwarded (receive-only) m-line to the codecs
+ * already negotiated on it. Left alone, Chrome offers all its codecs there,
+ * which changes that m-line's demuxing rules; Chrome then re-checks them
+ * against the SSRCs it has learned, and fails the whole offer ("Failed to
+ * apply demuxer criteria") if the media node's packets taught it another
+ * binding (they carry the publisher's MID header extension).
+ */
+function pinReceiveCodecs(pc) {
+  if (typeof RTCRtpReceiver.getCapabilities !== 'function') return;
+  for (const t of pc.getTransceivers()) {
+    if (t.mid === null || t.currentDirection !== 'recvonly' || typeof t.setCodecPreferences !== 'function') continue;
+    const kind = t.receiver.track.kind;
+    const negotiated = t.receiver.getParameters().codecs || [];
+    const caps = (RTCRtpReceiver.getCapabilities(kind) || { codecs: [] }).codecs;
+    const prefs = [];
+    for (const c of negotiated) {
+      const mime = c.mimeType.toLowerCase();
+      const plain = ['video/rtx', 'video/red', 'video/ulpfec', 'audio/red'].includes(mime);
+      const cap = caps.find((k) => k.mimeType.toLowerCase() === mime && k.clockRate === c.clockRate
+        && (k.channels || 1) === (c.channels || 1) && (plain || fmtpKey(k.sdpFmtpLine) === fmtpKey(c.sdpFmtpLine)));
+      if (cap && !prefs.includes(cap)) prefs.push(cap);
+    }
+    if (!prefs.some((k) => !/\/(rtx|red|ulpfec)$/i.test(k.mimeType))) continue;
+    try {
+      t.setCodecPreferences(prefs);
+    } catch (err) {
+      console.warn('cannot keep the codecs of', t.mid, err);
+    }
+  }
+}
+
 export class CallSession {
   /**
    * @param {object} o
@@ -44,7 +97,8 @@ export class CallSession {
    * @param {'call'|'group'} o.kind
    * @param {'audio'|'video'} o.media
    * @param {Array<{id,name,audio,video}>} o.participants everyone else
-   * @param {(msg: object) => boolean} o.send a signaling message
+   * @param {(msg: object) => boolean} o.send a signaling message (false: not connected)
+   * @param {() => boolean} [o.online] the signaling connection is up
    * @param {(what: string) => void} o.onChange something to redraw
    * @param {(text: string) => void} o.onProblem a message for the person
    */
@@ -53,6 +107,7 @@ export class CallSession {
     this.kind = o.kind;
     this.media = o.media;
     this.send = o.send;
+    this.online = o.online || (() => true);
     this.onChange = o.onChange;
     this.onProblem = o.onProblem;
     /** @type {Map<string, object>} id → participant with its tracks and speaking state */
@@ -65,7 +120,18 @@ export class CallSession {
     this.local = null;
     this.audioTx = null;
     this.videoTx = null;
+    /** An own offer was sent and its answer has not come yet. */
     this.ownOffer = false;
+    /** A (new) own offer should be made as soon as none is outstanding. */
+    this.wantOffer = false;
+    /** ... and it should restart ICE. */
+    this.wantIceRestart = false;
+    this.offerQueued = false;
+    this.answerTimer = null;
+    this.iceTimer = null;
+    this.lastIceRestart = 0;
+    /** A media_state could not be sent: send it again when connected. */
+    this.stateUnsent = false;
     this.queue = Promise.resolve();
     this.closed = false;
     this.joinedAt = Date.now();
@@ -77,6 +143,9 @@ export class CallSession {
     /** Offers and answers sent: the tests check the client offers only once. */
     this.offersSent = 0;
     this.answersSent = 0;
+    this.iceRestarts = 0;
+    /** Server offers ignored because they crossed an own offer. */
+    this.offersIgnored = 0;
     /** Epoch milliseconds of the setup steps, for diagnostics and the tests. */
     this.timings = { start: null, offerSent: null, answerReceived: null, connected: null, firstServerOffer: null };
   }
@@ -103,28 +172,162 @@ export class CallSession {
         this.connectedAt = Date.now();
         this.timings.connected = wallClock();
       }
-      if (pc.connectionState === 'failed' && !this.closed) {
+      if (pc.connectionState === 'failed' && !this.closed && !this.connectedAt) {
+        // Never connected: an ICE restart will not help a blocked network.
         this.onProblem('The media connection failed: check that this device can reach the server over UDP.');
       }
       this.onChange('connection');
     });
+    pc.addEventListener('iceconnectionstatechange', () => this.iceStateChanged());
     if (local.mode === 'listen-only') {
       pc.addTransceiver('audio', { direction: 'recvonly' });
     } else {
       this.audioTx = pc.addTransceiver(local.audioTrack ?? 'audio', { direction: 'sendonly', streams: [local.stream] });
       this.videoTx = pc.addTransceiver(local.videoTrack ?? 'video', { direction: 'sendonly', streams: [local.stream] });
     }
-    this.enqueue(async () => {
-      const offer = await pc.createOffer();
-      await pc.setLocalDescription(offer);
-      await waitForIce(pc);
-      if (this.closed) return;
-      this.ownOffer = true;
-      this.offersSent += 1;
-      this.timings.offerSent = wallClock();
-      this.send({ type: 'media_offer', room_id: this.roomId, sdp: pc.localDescription.sdp });
-    });
+    this.offer();
     this.levelTimer = setInterval(() => this.pollLevels(), LEVEL_POLL_MS);
+  }
+
+  /** Asks for a new own offer (with an ICE restart when `iceRestart`). */
+  offer({ iceRestart = false } = {}) {
+    if (this.closed || !this.pc) return;
+    this.wantOffer = true;
+    if (iceRestart) this.wantIceRestart = true;
+    this.offerWhenFree();
+  }
+
+  /** Makes the wanted offer once no own offer is outstanding. */
+  offerWhenFree() {
+    if (!this.wantOffer || this.ownOffer || this.offerQueued || this.closed) return;
+    this.offerQueued = true;
+    this.enqueue(() => this.makeOffer()).finally(() => {
+      this.offerQueued = false;
+      // Asked for again while this one was on its way (offline: signalingResumed).
+      if (this.wantOffer && !this.ownOffer && this.online()) this.offerWhenFree();
+    });
+  }
+
+  async makeOffer() {
+    const pc = this.pc;
+    if (!this.wantOffer || this.ownOffer || this.closed) return;
+    if (!this.online()) return; // Sent once the connection is back (signalingResumed).
+    const iceRestart = this.wantIceRestart && this.offersSent > 0;
+    this.wantOffer = false;
+    this.wantIceRestart = false;
+    if (this.offersSent > 0) pinReceiveCodecs(pc);
+    const offer = await pc.createOffer(iceRestart ? { iceRestart: true } : {});
+    await pc.setLocalDescription(offer);
+    await waitForIce(pc);
+    if (this.closed) return;
+    if (!this.send({ type: 'media_offer', room_id: this.roomId, sdp: pc.localDescription.sdp })) {
+      // The connection dropped meanwhile: undo, and offer once it is back.
+      await pc.setLocalDescription({ type: 'rollback' });
+      this.wantOffer = true;
+      if (iceRestart) this.wantIceRestart = true;
+      return;
+    }
+    this.ownOffer = true;
+    this.offersSent += 1;
+    if (iceRestart) {
+      this.iceRestarts += 1;
+      this.lastIceRestart = Date.now();
+      this.timings.iceRestartSent = wallClock();
+    }
+    if (!this.timings.offerSent) this.timings.offerSent = wallClock();
+    this.armAnswerTimer();
+  }
+
+  armAnswerTimer() {
+    clearTimeout(this.answerTimer);
+    this.answerTimer = setTimeout(() => {
+      if (!this.ownOffer || this.closed) return;
+      // Offline: signalingResumed() looks again.
+      if (this.online()) this.giveUpOffer({ again: true });
+    }, ANSWER_TIMEOUT_MS);
+  }
+
+  /**
+   * Forgets the outstanding own offer (no answer came, or the server
+   * refused it) and, with `again`, makes a new one.
+   */
+  giveUpOffer({ again = false } = {}) {
+    this.enqueue(async () => {
+      if (!this.ownOffer) return;
+      this.ownOffer = false;
+      clearTimeout(this.answerTimer);
+      if (this.pc.signalingState === 'have-local-offer') await this.pc.setLocalDescription({ type: 'rollback' });
+    }).then(() => {
+      if (again) this.offer();
+    });
+  }
+
+  /** The server refused a request (invalid_sdp, media_error, sdp_too_large, rate_limited). */
+  refused(code) {
+    if (!this.ownOffer) return;
+    // Errors name no request: the outstanding offer is the likely one. Only a
+    // rate limit is worth another try; a refused SDP would be refused again.
+    if (code === 'rate_limited') setTimeout(() => this.giveUpOffer({ again: true }), 1000);
+    else this.giveUpOffer();
+  }
+
+  /** ICE connection state changed: restart ICE when it stays down. */
+  iceStateChanged() {
+    const pc = this.pc;
+    if (!pc || this.closed) return;
+    const s = pc.iceConnectionState;
+    if (s === 'connected' || s === 'completed') {
+      clearTimeout(this.iceTimer);
+      this.iceTimer = null;
+    } else if (s === 'disconnected' && !this.iceTimer) {
+      this.iceTimer = setTimeout(() => {
+        this.iceTimer = null;
+        if (['disconnected', 'failed'].includes(pc.iceConnectionState)) this.restartIce();
+      }, ICE_DISCONNECTED_MS);
+    } else if (s === 'failed' && this.connectedAt) {
+      clearTimeout(this.iceTimer);
+      this.iceTimer = null;
+      this.restartIce();
+    }
+    this.onChange('connection');
+  }
+
+  /**
+   * Restarts ICE (a new offer with new credentials); true when one is on its
+   * way. Without `now`, at most one every ICE_RESTART_GAP_MS.
+   */
+  restartIce({ now = false } = {}) {
+    if (this.closed || !this.pc) return false;
+    const wait = this.lastIceRestart + ICE_RESTART_GAP_MS - Date.now();
+    if (wait > 0 && !now) {
+      // Just restarted: look again a little later.
+      if (!this.iceTimer) {
+        this.iceTimer = setTimeout(() => {
+          this.iceTimer = null;
+          if (['disconnected', 'failed'].includes(this.pc.iceConnectionState)) this.restartIce();
+        }, wait);
+      }
+      return true;
+    }
+    this.offer({ iceRestart: true });
+    return true;
+  }
+
+  /**
+   * The signaling connection resumed its session. Messages to or from the
+   * media node may have been lost with the old socket: send what failed,
+   * and offer again so both sides are in step (restarting ICE if it is down).
+   */
+  signalingResumed() {
+    if (this.closed || !this.pc) return;
+    if (this.stateUnsent) this.sendState();
+    if (this.ownOffer) {
+      // Its answer may still come among the buffered messages: wait for it.
+      this.armAnswerTimer();
+      return;
+    }
+    const ice = this.pc.iceConnectionState;
+    this.offer({ iceRestart: ice === 'disconnected' || ice === 'failed' });
   }
 
   /** A `media_answer` or `media_offer` from the server. */
@@ -133,13 +336,21 @@ export class CallSession {
       this.enqueue(async () => {
         if (!this.ownOffer) return;
         this.timings.answerReceived = wallClock();
-        await this.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
-        this.ownOffer = false;
-      });
+        clearTimeout(this.answerTimer);
+        try {
+          await this.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+        } finally {
+          this.ownOffer = false;
+          if (this.pc.signalingState === 'have-local-offer') await this.pc.setLocalDescription({ type: 'rollback' });
+        }
+      }).then(() => this.offerWhenFree());
     } else if (msg.type === 'media_offer') {
       this.enqueue(async () => {
         // Our own offer wins a crossing: the server answers it and offers again.
-        if (this.ownOffer) return;
+        if (this.ownOffer) {
+          this.offersIgnored += 1;
+          return;
+        }
         if (!this.timings.firstServerOffer) this.timings.firstServerOffer = wallClock();
         const pc = this.pc;
         this.trackMap = new Map((msg.tracks ?? []).map((t) => [String(t.mid), t]));
@@ -148,8 +359,9 @@ export class CallSession {
         await pc.setLocalDescription(answer);
         await waitForIce(pc);
         if (this.closed) return;
-        this.answersSent += 1;
-        this.send({ type: 'media_answer', room_id: this.roomId, sdp: pc.localDescription.sdp });
+        // Unsent (connection down): the offer made after the resume repairs it.
+        if (this.send({ type: 'media_answer', room_id: this.roomId, sdp: pc.localDescription.sdp })) this.answersSent += 1;
+        else this.wantOffer = true;
         this.syncReceivers();
       });
     }
@@ -236,7 +448,7 @@ export class CallSession {
   }
 
   sendState() {
-    this.send({ type: 'media_state', room_id: this.roomId, ...this.localState() });
+    this.stateUnsent = !this.send({ type: 'media_state', room_id: this.roomId, ...this.localState() });
   }
 
   /** Mutes or unmutes the microphone (no renegotiation). */
@@ -381,6 +593,8 @@ export class CallSession {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.levelTimer);
+    clearTimeout(this.answerTimer);
+    clearTimeout(this.iceTimer);
     if (this.pc) this.pc.close();
     if (this.local) for (const t of this.local.stream.getTracks()) t.stop();
     if (this.local && this.local.videoTrack) this.local.videoTrack.stop();

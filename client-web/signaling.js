@@ -3,8 +3,17 @@
 // It authenticates with the stored token, reconnects on its own when the
 // connection drops (with a growing delay), and asks for a fresh token when
 // the server refuses the stored one.
+//
+// Every `welcome` carries a `resume_token`. After a dropped connection the
+// next `auth` sends it as `resume`: within the server's grace period the
+// session goes on (`resumed: true`, calls untouched, the messages sent
+// meanwhile follow); later it signs in afresh (`resumed: false`).
 
 const RETRY_DELAYS_MS = [250, 1000, 2000, 3000, 5000];
+/** While a session may still be resumed, retry at least this often. */
+const RESUME_RETRY_MAX_MS = 2000;
+/** The server's default reconnect grace; it does not tell its own. */
+export const RESUME_GRACE_MS = 20000;
 
 export class Signaling {
   /**
@@ -13,7 +22,7 @@ export class Signaling {
    * @param {() => Promise<string>} opts.freshToken a new token, the stored one was refused
    * @param {(msg: object) => void} opts.onMessage every server message after `welcome`
    * @param {(state: string, detail?: object) => void} opts.onState
-   *   `connecting`, `online` (detail: welcome), `lost` (will retry), `replaced`, `failed`
+   *   `connecting`, `online` (detail: welcome, with `resumed`), `lost` (will retry), `replaced`, `failed`
    */
   constructor(opts) {
     this.opts = opts;
@@ -24,6 +33,15 @@ export class Signaling {
     this.stopped = false;
     this.refreshNext = false;
     this.wasOnline = false;
+    /** From the latest `welcome`: sent as `resume` after a drop. */
+    this.resumeToken = null;
+    /** When the last connection dropped (epoch ms), while not back. */
+    this.lostAt = null;
+    /** Test hook: connection attempts fail until then (epoch ms). */
+    this.offlineUntil = 0;
+    /** Counts, for diagnostics and the tests. */
+    this.resumes = 0;
+    this.freshSignIns = 0;
   }
 
   start() {
@@ -44,12 +62,14 @@ export class Signaling {
     this.setState('idle');
   }
 
-  /** Reconnects now with a new token (a new name, or a replaced session). */
+  /** Reconnects now with a new token (a new name, or a replaced session): nothing to resume. */
   restart({ fresh = false } = {}) {
     this.stop();
     this.stopped = false;
     this.attempt = 0;
     this.refreshNext = fresh;
+    this.resumeToken = null;
+    this.lostAt = null;
     this.connect();
   }
 
@@ -59,11 +79,33 @@ export class Signaling {
     this.connect();
   }
 
+  /**
+   * Test and debug hook: the connection drops as if the network went away
+   * (no sign-out), and stays unreachable for `offlineMs`. The client then
+   * reconnects and resumes like after any other drop.
+   */
+  simulateDrop({ offlineMs = 0 } = {}) {
+    this.offlineUntil = Date.now() + offlineMs;
+    const ws = this.ws;
+    if (ws) ws.close(4000, 'simulated drop');
+    else this.retryNow();
+  }
+
+  /** Signed in on an open socket: send() will work. */
+  connected() {
+    return !!this.ws && this.ws.readyState === WebSocket.OPEN && this.state === 'online';
+  }
+
   /** Sends one message; false when not connected. */
   send(msg) {
-    if (!this.ws || this.ws.readyState !== WebSocket.OPEN || this.state !== 'online') return false;
+    if (!this.connected()) return false;
     this.ws.send(JSON.stringify(msg));
     return true;
+  }
+
+  /** True while a dropped session may still be resumed (by the default grace period). */
+  mayResume() {
+    return !!this.resumeToken && (this.lostAt === null || Date.now() - this.lostAt < RESUME_GRACE_MS);
   }
 
   setState(state, detail) {
@@ -75,6 +117,11 @@ export class Signaling {
     clearTimeout(this.retryTimer);
     if (this.stopped) return;
     this.setState('connecting');
+    if (Date.now() < this.offlineUntil) {
+      // Simulated network outage (see simulateDrop).
+      this.scheduleRetry();
+      return;
+    }
     let token;
     try {
       token = this.refreshNext ? await this.opts.freshToken() : await this.opts.token();
@@ -88,8 +135,13 @@ export class Signaling {
     const ws = new WebSocket(url);
     this.ws = ws;
     let authed = false;
-    ws.onopen = () => ws.send(JSON.stringify({ type: 'auth', token }));
+    ws.onopen = () => {
+      const auth = { type: 'auth', token };
+      if (this.resumeToken) auth.resume = this.resumeToken;
+      ws.send(JSON.stringify(auth));
+    };
     ws.onmessage = (ev) => {
+      if (this.ws !== ws) return;
       let msg;
       try {
         msg = JSON.parse(ev.data);
@@ -101,6 +153,10 @@ export class Signaling {
           authed = true;
           this.attempt = 0;
           this.wasOnline = true;
+          this.lostAt = null;
+          this.resumeToken = typeof msg.resume_token === 'string' && msg.resume_token ? msg.resume_token : null;
+          if (msg.resumed) this.resumes += 1;
+          else this.freshSignIns += 1;
           this.setState('online', msg);
           return;
         }
@@ -112,6 +168,7 @@ export class Signaling {
       }
       if (msg.type === 'error' && msg.code === 'replaced') {
         this.stopped = true;
+        this.resumeToken = null;
         ws.onclose = null;
         this.ws = null;
         this.setState('replaced');
@@ -123,6 +180,7 @@ export class Signaling {
       if (this.ws !== ws) return;
       this.ws = null;
       if (this.stopped) return;
+      if (authed && this.lostAt === null) this.lostAt = Date.now();
       this.scheduleRetry();
     };
     ws.onerror = () => {
@@ -141,7 +199,8 @@ export class Signaling {
   }
 
   scheduleRetry() {
-    const delay = this.refreshNext && this.attempt < 2 ? 0 : RETRY_DELAYS_MS[Math.min(this.attempt, RETRY_DELAYS_MS.length - 1)];
+    let delay = this.refreshNext && this.attempt < 2 ? 0 : RETRY_DELAYS_MS[Math.min(this.attempt, RETRY_DELAYS_MS.length - 1)];
+    if (this.mayResume()) delay = Math.min(delay, RESUME_RETRY_MAX_MS);
     this.attempt += 1;
     this.setState('lost');
     this.retryTimer = setTimeout(() => this.connect(), delay);

@@ -92,11 +92,14 @@ export async function launchBrowser() {
 /**
  * A person: their own browser context (own localStorage) and page.
  * Opens `url` and, when the name form shows, signs in as `name`.
+ * `onPage(page)` runs before the page loads.
  */
-export async function openPerson(browser, url, name, { viewport = { width: 1100, height: 720 }, waitFor = 'lobby', init = null } = {}) {
+export async function openPerson(browser, url, name, { viewport = { width: 1100, height: 720 }, waitFor = 'lobby', init = null, onPage = null } = {}) {
   const context = await browser.newContext({ viewport, permissions: ['camera', 'microphone'] });
   if (init) await context.addInitScript(init);
   const page = await context.newPage();
+  // E.g. to listen to the page's WebSocket frames from the first one on.
+  if (onPage) onPage(page);
   page.on('pageerror', (err) => console.error(`[${name}] page error:`, err.message));
   page.on('console', (msg) => {
     if (msg.type() === 'error') console.error(`[${name}] console:`, msg.text());
@@ -177,4 +180,26 @@ export function onlineUser(page, name) {
 
 export function remoteTile(page, name) {
   return page.locator(`[data-testid="remote-tile"][data-name="${name}"]`);
+}
+
+/**
+ * Records the JSON messages `page` sends and receives on the signaling
+ * WebSocket (every connection, in order). Attach with openPerson's `onPage`.
+ */
+export function recordSignaling(page) {
+  const log = { sent: [], received: [], sockets: 0 };
+  page.on('websocket', (ws) => {
+    if (!new URL(ws.url()).pathname.endsWith('/ws')) return;
+    log.sockets += 1;
+    const add = (list) => (frame) => {
+      try {
+        list.push(JSON.parse(frame.payload));
+      } catch {
+        // Not JSON: not ours.
+      }
+    };
+    ws.on('framesent', add(log.sent));
+    ws.on('framereceived', add(log.received));
+  });
+  return log;
 }

@@ -1,6 +1,6 @@
 // When things go wrong: a blocked camera (audio-only), a blocked microphone
-// (listen-only), and a lost signaling connection (banner, then reconnect
-// with a fresh token after the server restarts).
+// (listen-only), and a lost signaling connection (banner with the call kept,
+// then a fresh token and a fresh session after the server restarts).
 
 import { test, before, after, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
@@ -98,7 +98,7 @@ test('microphone blocked: listen-only with a recvonly audio transceiver', async 
   await Promise.all([ada.context.close(), cy.context.close()]);
 });
 
-test('signaling lost: banner, back to the lobby, reconnect with a new token', async () => {
+test('server lost: banner, call kept, then a fresh session with a new token ends it', async () => {
   const ada = await openPerson(browser, server.url, 'Ada');
   const bo = await openPerson(browser, server.url, 'Bo');
   await onlineUser(ada.page, 'Bo').getByTestId('call-audio').click();
@@ -113,13 +113,21 @@ test('signaling lost: banner, back to the lobby, reconnect with a new token', as
     const banner = p.getByTestId('error-banner');
     await banner.waitFor({ state: 'visible' });
     assert.match(await banner.textContent(), /Connection to the server lost\. Reconnecting/);
-    await p.getByTestId('new-group-call').waitFor();
+    // The call stays on screen while the session might still be resumed.
+    assert.equal(await p.evaluate(() => window.chorus.state.screen), 'call');
   }
-  assert.equal(await ada.page.getByTestId('call-status').textContent(), 'ended');
-  assert.equal(await ada.page.getByTestId('remote-tile').count(), 0);
   await screenshot(ada.page, 'connection-lost');
 
+  // The new server does not know the old session: both sign in afresh
+  // (resumed: false), and the call is over.
   server = await startServer([], { listen: `127.0.0.1:${port}` });
+  for (const p of [ada.page, bo.page]) {
+    await p.getByTestId('new-group-call').waitFor({ timeout: 15000 });
+    assert.equal(await p.getByTestId('call-status').textContent(), 'ended');
+    assert.match(await p.locator('.notice').textContent(), /Lost the connection to the server, so the call ended/);
+  }
+  assert.equal(await ada.page.getByTestId('remote-tile').count(), 0);
+  await screenshot(ada.page, 'connection-lost-lobby');
   await onlineUser(ada.page, 'Bo').waitFor({ timeout: 15000 });
   await onlineUser(bo.page, 'Ada').waitFor({ timeout: 15000 });
   await ada.page.getByTestId('error-banner').waitFor({ state: 'hidden' });

@@ -96,7 +96,7 @@ pub struct HubConfig {
     pub max_rooms: usize,
     /// Calls and invites one user may ring per minute.
     pub calls_per_minute: usize,
-    /// The largest SDP accepted, in bytes.
+    /// The largest SDP offer accepted from a client, in bytes.
     pub max_sdp_bytes: usize,
 }
 
@@ -1029,7 +1029,10 @@ impl Hub {
             .member(user, room_id)
             .map(|m| m.participant)
             .ok_or((ErrorCode::NotInRoom, "you are not in that call"))?;
-        if sdp.len() > self.config.max_sdp_bytes {
+        // Answers echo the media node's own offers, which keep one stopped
+        // m-line per track that ever came and went (str0m does not recycle
+        // them as offerer): only the WebSocket message size bounds them.
+        if offer && sdp.len() > self.config.max_sdp_bytes {
             return Err((
                 ErrorCode::SdpTooLarge,
                 "the session description is too large",

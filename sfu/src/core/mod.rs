@@ -45,7 +45,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How long a participant may stay disconnected (no ICE consent) before it is
 /// removed.
-pub const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(6);
+///
+/// As long as the signaling reconnect grace: a client whose network changed
+/// has that long to come back (ICE restart) before anyone sees it leave.
+pub const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Identifies one participant connection; chosen by the control plane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -856,6 +859,16 @@ impl Sfu {
         let Some(members) = self.rooms.get(&room) else {
             return;
         };
+        // The publisher's connection-level extensions mean nothing on a
+        // subscriber's connection: its MID would name one of the
+        // subscriber's own m-lines, and transport-wide sequence numbers
+        // belong to each connection. str0m fills in the subscriber's own.
+        let mut ext_vals = packet.header.ext_vals.clone();
+        ext_vals.mid = None;
+        ext_vals.rid = None;
+        ext_vals.rid_repair = None;
+        ext_vals.transport_cc = None;
+        ext_vals.abs_send_time = None;
         for sub_id in members {
             if *sub_id == id {
                 continue;
@@ -893,7 +906,7 @@ impl Sfu {
                     packet.payload.clone(),
                 )
                 .marker(packet.header.marker)
-                .ext_vals(packet.header.ext_vals.clone())
+                .ext_vals(ext_vals.clone())
                 .nackable(nackable),
             );
             self.stats.packets_forwarded += 1;
