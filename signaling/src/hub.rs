@@ -325,10 +325,10 @@ impl Hub {
                 old,
                 error(ErrorCode::Replaced, "signed in from another connection"),
             ));
-            fx.push(Effect::Close(old));
             // A suspended session has no connection left: end it by user.
             self.conns.insert(old, user_id.clone());
             self.logout(old, &mut fx);
+            fx.push(Effect::Close(old));
         }
         let resume_token = Alphanumeric.sample_string(&mut self.rng, 24);
         fx.push(Effect::Send(

@@ -291,11 +291,13 @@ impl Client {
                 matches!(m, ServerMsg::MediaAnswer { .. } | ServerMsg::Error { .. })
             })
             .await?;
+        // The reader task applied the answer before passing it on, so a
+        // media offer right behind it finds the peer stable.
         match m {
-            ServerMsg::MediaAnswer { sdp, .. } => {
-                peer.accept_answer(&sdp).await?;
-                Ok(())
-            }
+            ServerMsg::MediaAnswer { .. } => match self.media_errors().first() {
+                Some(e) => Err(format!("{}: answer not applied: {e}", self.name).into()),
+                None => Ok(()),
+            },
             other => Err(format!("{}: offer refused: {other:?}", self.name).into()),
         }
     }
@@ -327,12 +329,25 @@ impl Client {
     }
 }
 
-/// Answers media offers in the background; passes everything else on.
+/// Applies media answers and answers media offers in the background, in
+/// the order they arrive; passes everything else on (answers too, once
+/// applied).
 async fn handle_media(
     media: &Arc<Mutex<MediaState>>,
     out: &mpsc::UnboundedSender<Message>,
     msg: ServerMsg,
 ) -> Option<ServerMsg> {
+    if let ServerMsg::MediaAnswer { sdp, .. } = &msg {
+        let peer = media.lock().ok().and_then(|m| m.peer.clone());
+        let applied = match peer {
+            Some(peer) => peer.accept_answer(sdp).await.map_err(|e| e.to_string()),
+            None => Ok(()),
+        };
+        if let (Err(e), Ok(mut m)) = (applied, media.lock()) {
+            m.errors.push(e);
+        }
+        return Some(msg);
+    }
     let ServerMsg::MediaOffer {
         room_id,
         sdp,

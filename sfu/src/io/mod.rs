@@ -17,6 +17,10 @@ use tracing::{debug, warn};
 
 use crate::core::{Event, Output, ParticipantId, RoomId, Sfu, Stats};
 
+/// Socket buffer size asked of the kernel (it may cap it at
+/// net.core.rmem_max / wmem_max).
+const SOCKET_BUFFER_BYTES: usize = 4 << 20;
+
 /// The largest datagram the worker reads.
 const MAX_DATAGRAM: usize = 2048;
 
@@ -77,6 +81,15 @@ impl MediaNode {
     pub fn start(config: NodeConfig) -> io::Result<(MediaNode, mpsc::UnboundedReceiver<Event>)> {
         let socket = StdUdpSocket::bind(config.bind)?;
         socket.set_nonblocking(true)?;
+        // A worker busy with a join (DTLS certificate, SDP) must not lose
+        // the media that arrives meanwhile: give the kernel room to queue.
+        let sock = socket2::SockRef::from(&socket);
+        if let Err(e) = sock.set_recv_buffer_size(SOCKET_BUFFER_BYTES) {
+            debug!("could not enlarge the receive buffer: {e}");
+        }
+        if let Err(e) = sock.set_send_buffer_size(SOCKET_BUFFER_BYTES) {
+            debug!("could not enlarge the send buffer: {e}");
+        }
         let bound = socket.local_addr()?;
         let announced = SocketAddr::new(config.public_ip.unwrap_or(bound.ip()), bound.port());
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
