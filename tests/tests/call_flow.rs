@@ -249,3 +249,74 @@ async fn bad_input_gets_errors_and_the_socket_stays_usable() -> Result<(), Error
     server.server.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn tokens_from_the_operator_are_checked_for_expiry_and_scope() -> Result<(), Error> {
+    use chorus_signaling::auth::{Claims, Tokens, unix_now};
+    let secret = "operator secret";
+    let server = TestServer::start_with(Config {
+        dev: false,
+        token_secret: Some(secret.into()),
+        ..Config::local()
+    })
+    .await?;
+    // Dev mode is off: the token endpoint refuses.
+    let (status, body) = server.post_token(r#"{"name":"Ada"}"#).await?;
+    assert_eq!((status, body["code"].as_str()), (403, Some("dev_mode_off")));
+
+    let backend = Tokens::new(secret.as_bytes());
+    let claims = |sub: &str, rooms: &[&str], exp: u64| Claims {
+        sub: sub.into(),
+        name: sub.to_uppercase(),
+        rooms: rooms.iter().map(|r| r.to_string()).collect(),
+        publish: true,
+        exp,
+    };
+    // Expired: refused with a clear reason, socket closed.
+    let expired = backend.sign(&claims("old", &["*"], unix_now() - 5))?;
+    let mut c = Client::connect(&server.ws_url()).await?;
+    c.send(&ClientMsg::Auth {
+        token: expired,
+        resume: None,
+    })?;
+    let msg = c.expect_error(ErrorCode::InvalidToken).await?;
+    assert!(msg.contains("expired"), "{msg}");
+
+    // Scoped: a token for one room cannot join another.
+    let (owner, _) = server
+        .sign_in(
+            &backend.sign(&claims("owner", &["*"], unix_now() + 60))?,
+            None,
+        )
+        .await?;
+    let mut owner = owner;
+    owner.send(&ClientMsg::CreateRoom {})?;
+    let ServerMsg::RoomJoined { room_id, .. } = owner
+        .recv_until(T, |m| matches!(m, ServerMsg::RoomJoined { .. }))
+        .await?
+    else {
+        unreachable!()
+    };
+    let (mut guest, _) = server
+        .sign_in(
+            &backend.sign(&claims("guest", &["another-room"], unix_now() + 60))?,
+            None,
+        )
+        .await?;
+    guest.send(&ClientMsg::JoinRoom {
+        room_id: room_id.clone(),
+    })?;
+    guest.expect_error(ErrorCode::Forbidden).await?;
+    let (mut invited, _) = server
+        .sign_in(
+            &backend.sign(&claims("invited", &[&room_id], unix_now() + 60))?,
+            None,
+        )
+        .await?;
+    invited.send(&ClientMsg::JoinRoom { room_id })?;
+    invited
+        .recv_until(T, |m| matches!(m, ServerMsg::RoomJoined { .. }))
+        .await?;
+    server.server.stop().await;
+    Ok(())
+}
