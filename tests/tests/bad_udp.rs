@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use chorus_sfu::Stats;
 use chorus_signaling::protocol::{CallMedia, ClientMsg, EndReason, ServerMsg};
-use chorus_tests::peer::{Kind, Peer, PeerConfig, RemoteTrackStats};
+use chorus_tests::peer::{Kind, Peer, RemoteTrackStats};
+use chorus_tests::scenario::{call_accepted, tone_peer};
 use chorus_tests::signal::{Client, Error, TestServer};
 use chorus_tests::wait::{RemoteMedia, track_from, wait_for};
 use rand::rngs::StdRng;
@@ -388,41 +389,9 @@ async fn garbage_datagrams_do_not_disturb_a_call() -> Result<(), Error> {
     let server = TestServer::start().await?;
     let mut a = server.client("Ada").await?;
     let mut b = server.client("Bo").await?;
-    a.send(&ClientMsg::Call {
-        to: b.user_id.clone(),
-        media: CallMedia::Video,
-    })?;
-    let ServerMsg::IncomingCall { room_id, .. } = b
-        .recv_until(T, |m| matches!(m, ServerMsg::IncomingCall { .. }))
-        .await?
-    else {
-        unreachable!()
-    };
-    b.send(&ClientMsg::Accept {
-        room_id: room_id.clone(),
-    })?;
-    for c in [&mut a, &mut b] {
-        c.recv_until(T, |m| matches!(m, ServerMsg::RoomJoined { .. }))
-            .await?;
-    }
-    let pa = Arc::new(
-        Peer::new(PeerConfig {
-            name: "Ada".into(),
-            tone_hz: Some(440.0),
-            video: true,
-            video_seq_base: 1_000_000,
-        })
-        .await?,
-    );
-    let pb = Arc::new(
-        Peer::new(PeerConfig {
-            name: "Bo".into(),
-            tone_hz: Some(660.0),
-            video: true,
-            video_seq_base: 2_000_000,
-        })
-        .await?,
-    );
+    let room_id = call_accepted(&mut a, &mut b, CallMedia::Video).await?;
+    let pa = tone_peer("Ada", 440.0, 1_000_000).await?;
+    let pb = tone_peer("Bo", 660.0, 2_000_000).await?;
     let (ra, rb) = tokio::join!(
         publish(&mut a, &room_id, pa.clone()),
         publish(&mut b, &room_id, pb.clone())

@@ -1,50 +1,16 @@
 //! Sessions that outlive their connection, and a server that drains.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chorus_signaling::config::Config;
 use chorus_signaling::protocol::{CallMedia, ClientMsg, EndReason, ErrorCode, ServerMsg};
-use chorus_tests::peer::{Kind, Peer, PeerConfig};
-use chorus_tests::signal::{Client, Error, TestServer};
+use chorus_tests::peer::{Kind, Peer};
+use chorus_tests::scenario::{call_accepted, tone_peer};
+use chorus_tests::signal::{Error, TestServer};
 use chorus_tests::wait::{RemoteMedia, track_from, wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const T: Duration = Duration::from_secs(10);
-
-/// A rings B, B accepts; returns the room id.
-async fn call(a: &mut Client, b: &mut Client) -> Result<String, Error> {
-    a.send(&ClientMsg::Call {
-        to: b.user_id.clone(),
-        media: CallMedia::Video,
-    })?;
-    let ServerMsg::IncomingCall { room_id, .. } = b
-        .recv_until(T, |m| matches!(m, ServerMsg::IncomingCall { .. }))
-        .await?
-    else {
-        unreachable!()
-    };
-    b.send(&ClientMsg::Accept {
-        room_id: room_id.clone(),
-    })?;
-    for c in [a, b] {
-        c.recv_until(T, |m| matches!(m, ServerMsg::RoomJoined { .. }))
-            .await?;
-    }
-    Ok(room_id)
-}
-
-async fn peer(name: &str, tone: f32) -> Result<Arc<Peer>, Error> {
-    Ok(Arc::new(
-        Peer::new(PeerConfig {
-            name: name.into(),
-            tone_hz: Some(tone),
-            video: true,
-            video_seq_base: 0,
-        })
-        .await?,
-    ))
-}
 
 fn packets_from(peer: &Peer, publisher: &str) -> u64 {
     let tracks = peer.received();
@@ -59,8 +25,11 @@ async fn a_dropped_socket_resumes_and_media_never_stops() -> Result<(), Error> {
     let server = TestServer::start().await?;
     let mut a = server.client("Ada").await?;
     let mut b = server.client("Bo").await?;
-    let room = call(&mut a, &mut b).await?;
-    let (pa, pb) = (peer("Ada", 440.0).await?, peer("Bo", 660.0).await?);
+    let room = call_accepted(&mut a, &mut b, CallMedia::Video).await?;
+    let (pa, pb) = (
+        tone_peer("Ada", 440.0, 0).await?,
+        tone_peer("Bo", 660.0, 0).await?,
+    );
     let (ra, rb) = tokio::join!(a.publish(&room, pa.clone()), b.publish(&room, pb.clone()));
     ra?;
     rb?;
@@ -154,7 +123,7 @@ async fn draining_keeps_running_calls_and_refuses_new_ones() -> Result<(), Error
     let mut a = server.client("Ada").await?;
     let mut b = server.client("Bo").await?;
     let mut c = server.client("Cy").await?;
-    let room = call(&mut a, &mut b).await?;
+    let room = call_accepted(&mut a, &mut b, CallMedia::Video).await?;
     assert_eq!(http_get(&server, "/readyz").await?, 200);
 
     server.server.drain();

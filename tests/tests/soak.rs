@@ -16,9 +16,10 @@
 //! for a CPU, and the share of all threads' CPU demand spent waiting. On a
 //! 2-core machine shared with other work the worker can wait most of a
 //! window; the node's socket buffer then overflows and video is lost through
-//! no fault of the server. Such a window is marked starved and its loss is
-//! not judged; more than half the windows starved fails the test as
-//! inconclusive.
+//! no fault of the server. Such a window is marked starved; its loss over
+//! the bound is not held against the server, but more than half the windows
+//! both starved and over the bound fail the test as inconclusive. Loss over
+//! the bound in a window that was not starved fails it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -391,10 +392,14 @@ async fn six_peer_group_call_holds_up() -> Result<(), Error> {
         let (run_all, wait_all) = (s.all.0 - prev.all.0, s.all.1 - prev.all.1);
         let wait_share = wait_all as f64 / (run_all + wait_all).max(1) as f64 * 100.0;
         let starved_now = wait > STARVED_PERCENT || wait_share > STARVED_PERCENT;
-        if starved_now {
-            starved += 1;
-        } else {
-            failures.extend(window_failures);
+        // A window within the bounds counts whatever the load; a lossy one
+        // counts against the server unless the machine starved it.
+        if !window_failures.is_empty() {
+            if starved_now {
+                starved += 1;
+            } else {
+                failures.extend(window_failures);
+            }
         }
         println!(
             "{:>6.1} {:>7} {:>8} {:>6} {:>7.2}%{} {:>13} {:>11} {:>8.0}% {:>7.1} {:>7.1} {:>8.1}{}",
@@ -419,7 +424,7 @@ async fn six_peer_group_call_holds_up() -> Result<(), Error> {
             s.pcm_kb as f64 / 1024.0,
             (s.rss_kb - s.pcm_kb) as f64 / 1024.0,
             if starved_now {
-                "  starved: loss not judged"
+                "  starved (loss judged only if within bounds)"
             } else {
                 ""
             }
@@ -449,8 +454,8 @@ async fn six_peer_group_call_holds_up() -> Result<(), Error> {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(
         starved * 2 <= windows,
-        "inconclusive: the media worker waited for a CPU over {STARVED_PERCENT}% of the time in \
-         {starved} of {windows} windows (the machine is overloaded)"
+        "inconclusive: over the loss bound in {starved} of {windows} windows while the media \
+         worker waited for a CPU over {STARVED_PERCENT}% of the time (the machine is overloaded)"
     );
     assert_eq!(stats.participants, PEERS);
     assert!(

@@ -1,0 +1,52 @@
+//! Steps that many tests share.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chorus_signaling::protocol::{CallMedia, ClientMsg, ServerMsg};
+
+use crate::peer::{Peer, PeerConfig};
+use crate::signal::{Client, Error};
+
+const T: Duration = Duration::from_secs(10);
+
+/// `caller` rings `callee`, who accepts; returns once both are in the room,
+/// with the room id.
+pub async fn call_accepted(
+    caller: &mut Client,
+    callee: &mut Client,
+    media: CallMedia,
+) -> Result<String, Error> {
+    caller.send(&ClientMsg::Call {
+        to: callee.user_id.clone(),
+        media,
+    })?;
+    let ServerMsg::IncomingCall { room_id, .. } = callee
+        .recv_until(T, |m| matches!(m, ServerMsg::IncomingCall { .. }))
+        .await?
+    else {
+        unreachable!("filtered above")
+    };
+    callee.send(&ClientMsg::Accept {
+        room_id: room_id.clone(),
+    })?;
+    for c in [caller, callee] {
+        c.recv_until(T, |m| matches!(m, ServerMsg::RoomJoined { .. }))
+            .await?;
+    }
+    Ok(room_id)
+}
+
+/// A peer publishing a tone of `tone_hz` and video frames numbered from
+/// `video_seq_base`.
+pub async fn tone_peer(name: &str, tone_hz: f32, video_seq_base: u32) -> Result<Arc<Peer>, Error> {
+    Ok(Arc::new(
+        Peer::new(PeerConfig {
+            name: name.into(),
+            tone_hz: Some(tone_hz),
+            video: true,
+            video_seq_base,
+        })
+        .await?,
+    ))
+}
