@@ -667,10 +667,13 @@ impl Sfu {
             return Err(SfuError::InvalidSdp(e.to_string()));
         }
         let mut started = Vec::new();
+        let connected = p.connected;
         for f in &mut p.forwards {
             if let ForwardState::Offered(mid) = f.state {
                 f.state = ForwardState::Active(mid);
-                if f.kind == TrackKind::Video {
+                // Before DTLS completes a keyframe could not reach the
+                // subscriber: it is asked for on connect instead.
+                if f.kind == TrackKind::Video && connected {
                     started.push((f.source, f.source_mid));
                 }
             }
@@ -781,8 +784,22 @@ impl Sfu {
     fn handle_rtc_event(&mut self, id: ParticipantId, event: RtcEvent) {
         match event {
             RtcEvent::Connected => {
+                let mut started = Vec::new();
                 if let Some(p) = self.participants.get_mut(&id) {
                     p.connected = true;
+                    // The subscriber can receive now: a picture at once.
+                    started.extend(
+                        p.forwards
+                            .iter()
+                            .filter(|f| {
+                                f.kind == TrackKind::Video
+                                    && matches!(f.state, ForwardState::Active(_))
+                            })
+                            .map(|f| (f.source, f.source_mid)),
+                    );
+                }
+                for (source, mid) in started {
+                    self.request_keyframe(source, mid, str0m::media::KeyframeRequestKind::Pli);
                 }
                 self.events.push_back(Event::Connected { participant: id });
             }
