@@ -3,7 +3,8 @@
 //! - [`core`] is sans-IO: it owns one `str0m::Rtc` per participant, routes
 //!   datagrams to them and forwards RTP between them. Time and packets are
 //!   inputs; datagrams to send and events for the control plane are outputs.
-//! - [`io`] drives cores from worker threads that each own one UDP socket.
+//! - [`io`] drives cores from worker threads that each own one UDP socket,
+//!   reading and writing datagrams in batches.
 //!
 //! A participant's connection carries what it publishes (it offers) and what
 //! it receives (the SFU offers, one outstanding offer at a time).
@@ -14,4 +15,4 @@ pub mod io;
 pub use crate::core::{
     Event, ParticipantId, RemoveReason, RoomId, Sfu, SfuError, Stats, TrackInfo, TrackKind,
 };
-pub use crate::io::{Command, MediaNode, NodeConfig};
+pub use crate::io::{Command, IoStats, MediaNode, NodeConfig, WorkerStats};

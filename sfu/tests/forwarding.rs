@@ -61,6 +61,23 @@ fn audio_reaches_every_other_participant_intact_and_in_order() {
     assert_eq!(stats.packets_forwarded, 2 * stats.packets_in);
 }
 
+/// The driver hands the core a whole `recvmmsg` batch before polling it:
+/// every packet of a burst must still be forwarded.
+#[test]
+fn a_burst_handed_in_before_polling_is_forwarded_whole() {
+    let mut w = World::new();
+    w.join("room", Some(MediaKind::Audio));
+    w.join("room", None);
+    w.run_for(Duration::from_secs(1));
+    // 20 frames written at once reach the core as 20 datagrams in one go.
+    for f in 0..20 {
+        w.send_audio(0, &payload(0, f), f);
+    }
+    w.run_for(Duration::from_millis(200));
+    let want: Vec<Vec<u8>> = (0..20).map(|f| payload(0, f)).collect();
+    assert_eq!(w.received(1), want);
+}
+
 #[test]
 fn rooms_are_isolated() {
     let mut w = World::new();

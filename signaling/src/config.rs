@@ -32,6 +32,10 @@ pub struct Cli {
     /// The address put into ICE candidates [default: the IP of --listen].
     #[arg(long, env = "CHORUS_PUBLIC_IP")]
     pub public_ip: Option<IpAddr>,
+    /// Media worker threads, each with its own UDP port (udp_port,
+    /// udp_port+1, ...) and its own rooms [default: one per core].
+    #[arg(long, env = "CHORUS_WORKERS")]
+    pub workers: Option<usize>,
     /// Issue tokens to anyone who asks (POST /api/token) [default: on when
     /// no token secret is configured].
     #[arg(long, env = "CHORUS_DEV", num_args = 0..=1, default_missing_value = "true")]
@@ -136,6 +140,8 @@ pub struct Config {
     pub udp_port: u16,
     /// The address put into ICE candidates.
     pub public_ip: IpAddr,
+    /// Media worker threads.
+    pub workers: usize,
     /// Dev mode: `POST /api/token` issues tokens.
     pub dev: bool,
     /// The token secret; random in dev mode when unset.
@@ -161,6 +167,7 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             udp_port: 0,
             public_ip: IpAddr::from([127, 0, 0, 1]),
+            workers: 2,
             dev: true,
             token_secret: None,
             ring_timeout: Duration::from_secs(30),
@@ -218,6 +225,11 @@ impl Config {
             listen,
             udp_port: cli.udp_port.or(file.udp_port).unwrap_or(50000),
             public_ip: cli.public_ip.or(file.public_ip).unwrap_or(listen.ip()),
+            workers: cli
+                .workers
+                .or(file.workers)
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+                .max(1),
             dev,
             token_secret,
             ring_timeout: secs(cli.ring_timeout, file.ring_timeout, 30),

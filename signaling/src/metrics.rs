@@ -1,15 +1,25 @@
 //! Prometheus metrics (`GET /metrics`), in the OpenMetrics text format.
 
-use chorus_sfu::Stats as MediaStats;
+use chorus_sfu::{Stats as MediaStats, WorkerStats};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::server::Counts;
 
-/// Renders a snapshot of the hub's and the media node's counters.
-pub(crate) fn render(counts: Counts, media: MediaStats) -> String {
+type Labels = Vec<(&'static str, String)>;
+
+/// A per-worker counter: name, help, how to read it.
+type WorkerCounter = (&'static str, &'static str, fn(&WorkerStats) -> u64);
+
+/// Renders a snapshot of the hub's and the media node's counters: node-wide
+/// totals, and per media worker (label `worker`).
+pub(crate) fn render(counts: Counts, workers: &[WorkerStats]) -> String {
+    let media = workers
+        .iter()
+        .fold(MediaStats::default(), |a, w| a.merged(&w.core));
     let mut registry = Registry::with_prefix("chorus");
     let gauge = |registry: &mut Registry, name: &str, help: &str, value: usize| {
         let g: Gauge = Gauge::default();
@@ -81,11 +91,91 @@ pub(crate) fn render(counts: Counts, media: MediaStats) -> String {
         "Panics caught and isolated in participant handling",
         media.panics,
     );
+    per_worker(&mut registry, workers);
     let mut out = String::new();
     if encode(&mut out, &registry).is_err() {
         out.clear();
     }
     out
+}
+
+/// Counters per media worker, so an operator sees one saturate.
+fn per_worker(registry: &mut Registry, workers: &[WorkerStats]) {
+    let counters: [WorkerCounter; 9] = [
+        ("media_worker_datagrams_in", "Datagrams read", |w| {
+            w.io.datagrams_in
+        }),
+        ("media_worker_bytes_in", "Bytes read", |w| w.io.bytes_in),
+        ("media_worker_datagrams_out", "Datagrams written", |w| {
+            w.io.datagrams_out
+        }),
+        ("media_worker_bytes_out", "Bytes written", |w| {
+            w.io.bytes_out
+        }),
+        ("media_worker_receive_calls", "recvmmsg calls", |w| {
+            w.io.receive_calls
+        }),
+        (
+            "media_worker_packets_in",
+            "RTP packets received from publishers",
+            |w| w.core.packets_in,
+        ),
+        (
+            "media_worker_packets_forwarded",
+            "RTP packets written toward subscribers",
+            |w| w.core.packets_forwarded,
+        ),
+        (
+            "media_worker_panics",
+            "Panics caught in participant handling",
+            |w| w.core.panics,
+        ),
+        (
+            "media_worker_send_errors",
+            "Datagrams the kernel refused to send",
+            |w| w.io.send_errors,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let family = Family::<Labels, Counter>::default();
+        for (i, w) in workers.iter().enumerate() {
+            family
+                .get_or_create(&vec![("worker", i.to_string())])
+                .inc_by(value(w));
+        }
+        registry.register(name, help, family);
+    }
+    let dropped = Family::<Labels, Counter>::default();
+    for (i, w) in workers.iter().enumerate() {
+        for (reason, n) in [
+            ("unknown_source", w.core.dropped_unknown_source),
+            ("malformed", w.core.dropped_malformed),
+            ("send_error", w.io.send_errors),
+        ] {
+            dropped
+                .get_or_create(&vec![
+                    ("worker", i.to_string()),
+                    ("reason", reason.to_string()),
+                ])
+                .inc_by(n);
+        }
+    }
+    registry.register(
+        "media_worker_dropped",
+        "Datagrams dropped, by reason",
+        dropped,
+    );
+    let participants = Family::<Labels, Gauge>::default();
+    for (i, w) in workers.iter().enumerate() {
+        participants
+            .get_or_create(&vec![("worker", i.to_string())])
+            .set(i64::try_from(w.core.participants).unwrap_or(i64::MAX));
+    }
+    registry.register(
+        "media_worker_participants",
+        "Participant connections per media worker",
+        participants,
+    );
 }
 
 #[cfg(test)]
@@ -100,11 +190,27 @@ mod tests {
                 rooms: 1,
                 participants: 2,
             },
-            MediaStats {
-                panics: 1,
-                packets_forwarded: 42,
-                ..MediaStats::default()
-            },
+            &[
+                WorkerStats {
+                    core: MediaStats {
+                        panics: 1,
+                        packets_forwarded: 40,
+                        ..MediaStats::default()
+                    },
+                    ..WorkerStats::default()
+                },
+                WorkerStats {
+                    core: MediaStats {
+                        packets_forwarded: 2,
+                        dropped_malformed: 5,
+                        ..MediaStats::default()
+                    },
+                    io: chorus_sfu::IoStats {
+                        datagrams_in: 9,
+                        ..Default::default()
+                    },
+                },
+            ],
         );
         assert!(text.contains("chorus_users_online 3"), "{text}");
         assert!(
@@ -112,6 +218,18 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("chorus_media_panics_total 1"), "{text}");
+        assert!(
+            text.contains("chorus_media_worker_packets_forwarded_total{worker=\"0\"} 40"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chorus_media_worker_datagrams_in_total{worker=\"1\"} 9"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chorus_media_worker_dropped_total{worker=\"1\",reason=\"malformed\"} 5"),
+            "{text}"
+        );
         assert!(text.trim_end().ends_with("# EOF"));
     }
 }

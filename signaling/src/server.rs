@@ -94,6 +94,7 @@ impl Server {
         let (media, media_events) = MediaNode::start(NodeConfig {
             bind: SocketAddr::new(config.listen.ip(), config.udp_port),
             public_ip: Some(config.public_ip),
+            workers: config.workers,
         })?;
         let tokens = Arc::new(match &config.token_secret {
             Some(secret) => Tokens::new(secret.as_bytes()),
@@ -328,16 +329,16 @@ async fn metrics(State(state): State<AppState>) -> Response {
     } else {
         Counts::default()
     };
-    let media = match &state.media {
-        Some(m) => m.stats().await.unwrap_or_default(),
-        None => MediaStats::default(),
+    let workers = match &state.media {
+        Some(m) => m.worker_stats().await.unwrap_or_default(),
+        None => Vec::new(),
     };
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        crate::metrics::render(counts, media),
+        crate::metrics::render(counts, &workers),
     )
         .into_response()
 }

@@ -238,6 +238,21 @@ pub struct Stats {
     pub panics: u64,
 }
 
+impl Stats {
+    /// The sum of two cores' counters.
+    pub fn merged(&self, other: &Stats) -> Stats {
+        Stats {
+            participants: self.participants + other.participants,
+            rooms: self.rooms + other.rooms,
+            packets_in: self.packets_in + other.packets_in,
+            packets_forwarded: self.packets_forwarded + other.packets_forwarded,
+            dropped_unknown_source: self.dropped_unknown_source + other.dropped_unknown_source,
+            dropped_malformed: self.dropped_malformed + other.dropped_malformed,
+            panics: self.panics + other.panics,
+        }
+    }
+}
+
 /// A publisher's track, as seen by the SFU.
 #[derive(Debug)]
 struct Published {
@@ -432,7 +447,9 @@ impl Sfu {
                 p.addrs.push(source);
                 sfu.by_addr.insert(source, id);
             }
-            sfu.dirty.push(id);
+            // str0m holds one received packet until polled: drain it now,
+            // so a caller may hand in a whole batch before polling.
+            sfu.drain_rtc(id);
         });
     }
 
