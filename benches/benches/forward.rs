@@ -15,7 +15,7 @@ use str0m::media::MediaKind;
 
 fn forward(c: &mut Criterion) {
     let mut group = c.benchmark_group("forward_audio_packet");
-    for subscribers in [1usize, 10, 50] {
+    for subscribers in [1usize, 10, 100] {
         let mut w = World::new();
         w.join("room", Some(MediaKind::Audio));
         for _ in 0..subscribers {

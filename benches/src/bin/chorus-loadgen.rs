@@ -52,7 +52,7 @@ struct Cli {
     #[arg(long, default_value_t = 1)]
     publishers: usize,
     /// Total subscribers at each step of the ramp.
-    #[arg(long, value_delimiter = ',', default_values_t = [20usize, 50, 100, 200, 300])]
+    #[arg(long, value_delimiter = ',', default_values_t = [25usize, 50, 100, 200, 300, 400])]
     steps: Vec<usize>,
     /// Seconds measured per step.
     #[arg(long, default_value_t = 5.0)]

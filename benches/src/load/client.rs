@@ -44,9 +44,9 @@ pub struct Counters {
 pub struct Latencies(Mutex<Vec<u32>>);
 
 impl Latencies {
-    /// Records one sample.
-    pub fn push(&self, send_ns: u64) {
-        let us = now_ns().saturating_sub(send_ns) / 1000;
+    /// Records one sample: sent and received at these [`now_ns`] times.
+    pub fn push(&self, send_ns: u64, received_ns: u64) {
+        let us = received_ns.saturating_sub(send_ns) / 1000;
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -106,9 +106,71 @@ pub fn rtp_ids(data: &[u8]) -> Option<(u32, u16)> {
     Some((ssrc, seq))
 }
 
-/// Reads one datagram if one is queued.
-pub fn try_recv(socket: &UdpSocket, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
-    socket.try_recv_from(buf).ok().map(|(n, a)| (a, n))
+/// Asks the kernel to stamp received datagrams with their arrival time.
+pub fn enable_rx_timestamps(socket: &UdpSocket) {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = nix::sys::socket::setsockopt(
+            socket,
+            nix::sys::socket::sockopt::ReceiveTimestampns,
+            &true,
+        );
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = socket;
+}
+
+/// Reads one datagram if one is queued: its source, length and the time
+/// the kernel received it ([`now_ns`] clock; the time of reading where the
+/// kernel gives none).
+pub fn try_recv(socket: &UdpSocket, buf: &mut [u8]) -> Option<(SocketAddr, usize, u64)> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::io::IoSliceMut;
+        use std::os::fd::AsRawFd;
+
+        use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg};
+
+        let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
+        let r = socket.try_io(tokio::io::Interest::READABLE, || {
+            let mut iov = [IoSliceMut::new(buf)];
+            let msg = recvmsg::<SockaddrStorage>(
+                socket.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_DONTWAIT,
+            )
+            .map_err(std::io::Error::from)?;
+            let mut at = None;
+            if let Ok(cmsgs) = msg.cmsgs() {
+                for c in cmsgs {
+                    if let ControlMessageOwned::ScmTimestampns(ts) = c {
+                        let ns = i128::from(ts.tv_sec()) * 1_000_000_000 + i128::from(ts.tv_nsec());
+                        at = u64::try_from(ns).ok();
+                    }
+                }
+            }
+            let source = msg.address.and_then(|a| {
+                a.as_sockaddr_in()
+                    .map(|v4| SocketAddr::from(*v4))
+                    .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::from(*v6)))
+            });
+            Ok((source, msg.bytes, at))
+        });
+        match r {
+            Ok((Some(source), n, at)) => Some((source, n, at.unwrap_or_else(now_ns))),
+            // No source address: skip it, look at the next one.
+            Ok((None, _, _)) => Some((SocketAddr::from(([0, 0, 0, 0], 0)), 0, now_ns())),
+            Err(_) => None,
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        socket
+            .try_recv_from(buf)
+            .ok()
+            .map(|(n, a)| (a, n, now_ns()))
+    }
 }
 
 /// What a client does.
@@ -193,6 +255,7 @@ pub async fn spawn(
     latencies: Arc<Latencies>,
 ) -> std::io::Result<ClientHandle> {
     let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+    enable_rx_timestamps(&socket);
     let local = socket.local_addr()?;
     let now = Instant::now();
     let mut rtc = Rtc::builder()
@@ -215,6 +278,7 @@ pub async fn spawn(
         latencies,
         sample: sample.max(1),
         rtp_seen: 0,
+        rx_ns: 0,
         tracker: SeqTracker::default(),
         pending: None,
         media: Vec::new(),
@@ -234,6 +298,8 @@ struct Client {
     latencies: Arc<Latencies>,
     sample: u64,
     rtp_seen: u64,
+    /// When the datagram last handed to str0m arrived.
+    rx_ns: u64,
     tracker: SeqTracker,
     pending: Option<SdpPendingOffer>,
     /// Sending m-lines: mid, kind, next sequence number.
@@ -269,9 +335,11 @@ impl Client {
                         return;
                     }
                     let now = Instant::now();
-                    while let Some((source, n)) = try_recv(&self.socket, &mut buf) {
-                        if let Some(data) = buf.get(..n) {
-                            self.receive(now, source, data);
+                    while let Some((source, n, at)) = try_recv(&self.socket, &mut buf) {
+                        let fed = buf.get(..n).is_some_and(|d| self.receive(now, source, d, at));
+                        // str0m holds one received packet until polled.
+                        if fed && self.drain().await.is_none() {
+                            return;
                         }
                     }
                 },
@@ -290,7 +358,8 @@ impl Client {
         }
     }
 
-    fn receive(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+    /// Counts a datagram; returns true if it went to str0m.
+    fn receive(&mut self, now: Instant, source: SocketAddr, data: &[u8], at: u64) -> bool {
         if is_rtp(data) {
             if let Some((ssrc, seq)) = rtp_ids(data) {
                 self.counters.received.fetch_add(1, Ordering::Relaxed);
@@ -299,12 +368,13 @@ impl Client {
             }
             self.rtp_seen += 1;
             if !self.rtp_seen.is_multiple_of(self.sample) {
-                return;
+                return false;
             }
         }
         let Ok(contents) = data.try_into() else {
-            return;
+            return false;
         };
+        self.rx_ns = at;
         let input = Input::Receive(
             now,
             Receive {
@@ -314,9 +384,7 @@ impl Client {
                 contents,
             },
         );
-        if self.rtc.accepts(&input) {
-            let _ = self.rtc.handle_input(input);
-        }
+        self.rtc.accepts(&input) && self.rtc.handle_input(input).is_ok()
     }
 
     /// Polls str0m until it waits; sends its datagrams. None once closed.
@@ -345,7 +413,7 @@ impl Client {
             Event::Connected => self.counters.connected.store(true, Ordering::Relaxed),
             Event::RtpPacket(p) => {
                 if let Some(sent) = read_stamp(&p.payload) {
-                    self.latencies.push(sent);
+                    self.latencies.push(sent, self.rx_ns);
                 }
             }
             Event::MediaAdded(m)

@@ -19,9 +19,6 @@ pub mod reflector;
 pub mod report;
 pub mod run;
 
-use std::sync::OnceLock;
-use std::time::Instant;
-
 /// The load: rooms × publishers, and the subscriber counts of the ramp.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Plan {
@@ -59,12 +56,13 @@ impl Plan {
     }
 }
 
-/// The clock every client stamps with: nanoseconds since the process began
-/// measuring.
+/// The clock payloads are stamped with: the system clock, in nanoseconds,
+/// the clock the kernel stamps received datagrams with (`SO_TIMESTAMPNS`),
+/// so a subscriber's latency does not include its own scheduling delay.
 pub fn now_ns() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// Length of the stamp at the end of every payload.

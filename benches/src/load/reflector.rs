@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use chorus_sfu::io::batch::{Receiver, Sender};
 use tokio::net::UdpSocket;
 
-use super::client::{Counters, Latencies, SeqTracker, rtp_ids, try_recv};
+use super::client::{Counters, Latencies, SeqTracker, enable_rx_timestamps, rtp_ids, try_recv};
 use super::{Plan, is_rtp, now_ns, read_stamp, stamp};
 
 const JOIN: &[u8; 4] = b"JOIN";
@@ -79,6 +79,7 @@ pub async fn spawn_client(
     latencies: Arc<Latencies>,
 ) -> std::io::Result<Arc<Counters>> {
     let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+    enable_rx_timestamps(&socket);
     let counters = Arc::new(Counters::default());
     counters.connected.store(true, Ordering::Relaxed);
     let c = counters.clone();
@@ -99,7 +100,7 @@ pub async fn spawn_client(
                     if r.is_err() {
                         return;
                     }
-                    while let Some((_, n)) = try_recv(&socket, &mut buf) {
+                    while let Some((_, n, at)) = try_recv(&socket, &mut buf) {
                         let Some(data) = buf.get(..n) else { continue };
                         if !is_rtp(data) {
                             continue;
@@ -111,7 +112,7 @@ pub async fn spawn_client(
                         if seen.is_multiple_of(sample.max(1))
                                 && let Some(sent) = read_stamp(data)
                         {
-                                latencies.push(sent);
+                                latencies.push(sent, at);
                         }
                     }
                 }

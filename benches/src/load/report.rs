@@ -95,8 +95,6 @@ pub struct SystemReport {
     pub rcvbuf_errors: RcvbufErrors,
     /// Every step.
     pub steps: Vec<Step>,
-    #[serde(skip)]
-    cdf_us: Vec<u32>,
 }
 
 /// Datagrams dropped at full socket receive buffers.
@@ -140,21 +138,24 @@ impl SystemReport {
                 server: measured.server_rcvbuf_errors,
                 loadgen: measured.client_rcvbuf_errors,
             },
-            cdf_us: lat_step
-                .map(|s| s.latency_samples_us.clone())
-                .unwrap_or_default(),
             steps,
         }
     }
 }
 
-/// Chorus against another system.
+/// Chorus against another system, at the same step of the ramp.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Ratio {
-    /// Chorus' packets per CPU-second / the other's (higher is better).
+    /// Chorus' packets per CPU-second / the other's (higher is better), at
+    /// the largest step where both lost at most 1%.
     pub packets_per_cpu_second: f64,
-    /// Chorus' p99 latency / the other's (lower is better).
+    /// That step's subscribers.
+    pub at_subscribers: usize,
+    /// Chorus' p99 latency / the other's (lower is better), at the step
+    /// nearest half of that one.
     pub p99_latency: f64,
+    /// That step's subscribers.
+    pub p99_at_subscribers: usize,
 }
 
 /// The whole report.
@@ -186,9 +187,30 @@ pub struct Ratios {
 fn ratio(a: &Option<SystemReport>, b: &Option<SystemReport>) -> Option<Ratio> {
     let (a, b) = (a.as_ref()?, b.as_ref()?);
     let div = |x: f64, y: f64| if y > 0.0 { x / y } else { 0.0 };
+    let both: Vec<(&Step, &Step)> = a
+        .steps
+        .iter()
+        .filter_map(|sa| {
+            let sb = b.steps.iter().find(|sb| sb.subscribers == sa.subscribers)?;
+            Some((sa, sb))
+        })
+        .collect();
+    let ok: Vec<&(&Step, &Step)> = both
+        .iter()
+        .filter(|(x, y)| x.loss_ratio <= LOSS_LIMIT && y.loss_ratio <= LOSS_LIMIT)
+        .collect();
+    let (top_a, top_b) = **ok.last().or(both.first().as_ref())?;
+    let half = top_a.subscribers / 2;
+    let (half_a, half_b) = ok
+        .iter()
+        .map(|p| **p)
+        .min_by_key(|(x, _)| x.subscribers.abs_diff(half))
+        .unwrap_or((top_a, top_b));
     Some(Ratio {
-        packets_per_cpu_second: div(a.packets_per_cpu_second, b.packets_per_cpu_second),
-        p99_latency: div(a.latency_ms.p99, b.latency_ms.p99),
+        packets_per_cpu_second: div(top_a.packets_per_cpu_second, top_b.packets_per_cpu_second),
+        at_subscribers: top_a.subscribers,
+        p99_latency: div(half_a.latency_ms.p99, half_b.latency_ms.p99),
+        p99_at_subscribers: half_a.subscribers,
     })
 }
 
@@ -263,8 +285,8 @@ impl Report {
         ] {
             if let Some(r) = r {
                 out.push_str(&format!(
-                    "{label}: packets per CPU-second x{:.2}, p99 latency x{:.2}\n",
-                    r.packets_per_cpu_second, r.p99_latency
+                    "{label}: packets per CPU-second x{:.2} (at {} subscribers), p99 latency x{:.2} (at {})\n",
+                    r.packets_per_cpu_second, r.at_subscribers, r.p99_latency, r.p99_at_subscribers
                 ));
             }
         }
@@ -277,119 +299,170 @@ impl Report {
         std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
-    /// Draws the latency CDF and forwarded packets/s against subscribers.
+    /// Draws the latency CDF, forwarded packets/s and server CPU against
+    /// subscribers.
     pub fn write_svg(&self, path: &Path) -> Result<(), String> {
-        let err = |e: &dyn std::fmt::Display| format!("plot: {e}");
-        let root = SVGBackend::new(path, (1100, 450)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(&e))?;
-        let (left, right) = root.split_horizontally(550);
+        let root = SVGBackend::new(path, (1500, 450)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| format!("plot: {e}"))?;
+        let (left, rest) = root.split_horizontally(500);
+        let (middle, right) = rest.split_horizontally(500);
         let systems = self.systems();
 
-        let max_ms = systems
+        // All systems at the same step: half of the largest step every one
+        // of them carried with loss under 1%.
+        let common = systems
             .iter()
-            .filter_map(|(_, s, _)| {
-                let n = s.cdf_us.len();
-                s.cdf_us
-                    .get(n.saturating_sub(1).min(n * 999 / 1000))
-                    .copied()
+            .map(|(_, s, _)| s.max_subscribers_under_1pct_loss)
+            .min()
+            .unwrap_or(0);
+        let at = |s: &SystemReport| -> Option<Step> {
+            s.steps
+                .iter()
+                .min_by_key(|st| st.subscribers.abs_diff(common / 2))
+                .cloned()
+        };
+        let samples: Vec<Vec<u32>> = systems
+            .iter()
+            .map(|(_, s, _)| at(s).map(|st| st.latency_samples_us).unwrap_or_default())
+            .collect();
+        let step_subs = systems
+            .first()
+            .and_then(|(_, s, _)| at(s))
+            .map_or(0, |st| st.subscribers);
+        let cdf: Vec<Series> = systems
+            .iter()
+            .zip(&samples)
+            .map(|((name, _, color), cdf_us)| {
+                let n = cdf_us.len().max(1);
+                let stride = (n / 400).max(1);
+                let points = cdf_us
+                    .iter()
+                    .enumerate()
+                    .step_by(stride)
+                    .map(|(i, us)| (f64::from(*us) / 1000.0, (i + 1) as f64 / n as f64))
+                    .collect();
+                (name.to_string(), *color, points, false)
             })
+            .collect();
+        // Up to the 99.9th percentile: the tail would squash the rest.
+        let x_max = samples
+            .iter()
+            .filter_map(|s| s.get(s.len() * 999 / 1000).copied())
             .max()
             .unwrap_or(1000) as f64
             / 1000.0;
-        let mut cdf = ChartBuilder::on(&left)
-            .caption("One-way latency at half load (CDF)", ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.0..(max_ms * 1.05).max(0.1), 0.0..1.0)
-            .map_err(|e| err(&e))?;
-        cdf.configure_mesh()
-            .x_desc("milliseconds")
-            .y_desc("fraction of packets")
-            .draw()
-            .map_err(|e| err(&e))?;
-        for (name, s, color) in &systems {
-            let n = s.cdf_us.len().max(1);
-            let stride = (n / 400).max(1);
-            let points: Vec<(f64, f64)> = s
-                .cdf_us
-                .iter()
-                .enumerate()
-                .step_by(stride)
-                .map(|(i, us)| (f64::from(*us) / 1000.0, (i + 1) as f64 / n as f64))
-                .collect();
-            cdf.draw_series(LineSeries::new(points, color.stroke_width(2)))
-                .map_err(|e| err(&e))?
-                .label(*name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                });
-        }
-        cdf.configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(|e| err(&e))?;
+        let caption = format!("One-way latency, {step_subs} subscribers (CDF)");
+        chart(
+            &left,
+            (&caption, "milliseconds", "fraction of packets"),
+            (x_max, 1.0),
+            &cdf,
+            SeriesLabelPosition::LowerRight,
+        )?;
 
+        let per_step = |f: &dyn Fn(&Step) -> f64| -> Vec<Series> {
+            systems
+                .iter()
+                .map(|(name, s, color)| {
+                    let points = s
+                        .steps
+                        .iter()
+                        .map(|st| (st.subscribers as f64, f(st)))
+                        .collect();
+                    (name.to_string(), *color, points, true)
+                })
+                .collect()
+        };
         let max_subs = self.plan.steps.iter().copied().max().unwrap_or(1) as f64;
-        let max_pps = systems
-            .iter()
-            .flat_map(|(_, s, _)| s.steps.iter().map(|st| st.forwarded_pps))
-            .fold(1.0, f64::max);
-        let mut tp = ChartBuilder::on(&right)
-            .caption(
-                "Forwarded packets/s against subscribers",
-                ("sans-serif", 18),
-            )
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0.0..max_subs * 1.05, 0.0..max_pps * 1.1)
-            .map_err(|e| err(&e))?;
-        tp.configure_mesh()
-            .x_desc("subscribers")
-            .y_desc("packets/s")
-            .draw()
-            .map_err(|e| err(&e))?;
-        let offered = self.plan.rooms as f64 * self.plan.publishers as f64 / self.plan.rooms as f64
-            * (Plan::VIDEO_PPS + Plan::AUDIO_PPS) as f64;
-        tp.draw_series(LineSeries::new(
+        // Each subscriber gets every publisher of its room.
+        let offered = self.plan.publishers as f64 * (Plan::VIDEO_PPS + Plan::AUDIO_PPS) as f64;
+        let mut pps = per_step(&|st| st.forwarded_pps);
+        pps.push((
+            "offered".into(),
+            RGBColor(0xbb, 0xbb, 0xbb),
             self.plan
                 .steps
                 .iter()
-                .map(|s| (*s as f64, *s as f64 * offered)),
-            BLACK.mix(0.3).stroke_width(1),
-        ))
-        .map_err(|e| err(&e))?
-        .label("offered")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.mix(0.3)));
-        for (name, s, color) in &systems {
-            let points: Vec<(f64, f64)> = s
-                .steps
-                .iter()
-                .map(|st| (st.subscribers as f64, st.forwarded_pps))
-                .collect();
-            tp.draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-                .map_err(|e| err(&e))?
-                .label(*name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                });
-            tp.draw_series(
-                points
-                    .into_iter()
-                    .map(|p| Circle::new(p, 3, color.filled())),
-            )
-            .map_err(|e| err(&e))?;
-        }
-        tp.configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .map_err(|e| err(&e))?;
-        root.present().map_err(|e| err(&e))?;
-        Ok(())
+                .map(|s| (*s as f64, *s as f64 * offered))
+                .collect(),
+            false,
+        ));
+        chart(
+            &middle,
+            (
+                "Forwarded packets/s against subscribers",
+                "subscribers",
+                "packets/s",
+            ),
+            (max_subs, max_y(&pps)),
+            &pps,
+            SeriesLabelPosition::UpperLeft,
+        )?;
+        let cpu = per_step(&|st| st.cpu_seconds / st.seconds.max(0.001));
+        chart(
+            &right,
+            (
+                "Server CPU against subscribers",
+                "subscribers",
+                "cores busy",
+            ),
+            (max_subs, max_y(&cpu)),
+            &cpu,
+            SeriesLabelPosition::UpperLeft,
+        )?;
+        root.present().map_err(|e| format!("plot: {e}"))
     }
+}
+
+/// A line: its name, colour, points, and whether to mark the points.
+type Series = (String, RGBColor, Vec<(f64, f64)>, bool);
+
+fn max_y(series: &[Series]) -> f64 {
+    series
+        .iter()
+        .flat_map(|s| s.2.iter().map(|p| p.1))
+        .fold(0.001, f64::max)
+}
+
+/// One panel: `labels` are the caption and the axis names.
+fn chart(
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    labels: (&str, &str, &str),
+    (x_max, y_max): (f64, f64),
+    series: &[Series],
+    legend: SeriesLabelPosition,
+) -> Result<(), String> {
+    let err = |e: &dyn std::fmt::Display| format!("plot: {e}");
+    let mut c = ChartBuilder::on(area)
+        .caption(labels.0, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_max.max(0.001) * 1.05, 0.0..y_max * 1.1)
+        .map_err(|e| err(&e))?;
+    c.configure_mesh()
+        .x_desc(labels.1)
+        .y_desc(labels.2)
+        .draw()
+        .map_err(|e| err(&e))?;
+    for (name, color, points, marks) in series {
+        let color = *color;
+        c.draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+            .map_err(|e| err(&e))?
+            .label(name.as_str())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
+        if *marks {
+            c.draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))
+                .map_err(|e| err(&e))?;
+        }
+    }
+    c.configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .position(legend)
+        .draw()
+        .map_err(|e| err(&e))?;
+    Ok(())
 }

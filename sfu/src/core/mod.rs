@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::media::{Direction, KeyframeRequest, MediaKind, Mid};
+use str0m::media::{Direction, KeyframeRequest, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpPacket, RtpWrite};
 use str0m::{Candidate, Event as RtcEvent, IceConnectionState, Input, Output as RtcOutput, Rtc};
@@ -270,6 +270,8 @@ struct Forward {
     kind: TrackKind,
     state: ForwardState,
     seq: SeqRewriter,
+    /// The subscriber's payload type for the publisher's last one.
+    pt_map: Option<(Pt, Pt)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -310,6 +312,9 @@ struct Participant {
     addrs: Vec<SocketAddr>,
     /// The token allows sending media; otherwise nothing it sends is forwarded.
     may_publish: bool,
+    /// Already in `Sfu::dirty`: packets written to it since are sent by
+    /// that one poll.
+    queued: bool,
     /// Makes the next poll panic, to test isolation.
     #[cfg(test)]
     fault: bool,
@@ -511,6 +516,9 @@ impl Sfu {
                 return Output::Transmit(t);
             }
             if let Some(id) = self.dirty.pop() {
+                if let Some(p) = self.participants.get_mut(&id) {
+                    p.queued = false;
+                }
                 self.guarded(id, |sfu| sfu.drain_rtc(id));
                 continue;
             }
@@ -600,6 +608,7 @@ impl Sfu {
                     rtc_timeout: now,
                     addrs: Vec::new(),
                     may_publish,
+                    queued: false,
                     #[cfg(test)]
                     fault: false,
                 },
@@ -688,6 +697,7 @@ impl Sfu {
         for f in &mut p.forwards {
             if let ForwardState::Offered(mid) = f.state {
                 f.state = ForwardState::Active(mid);
+                f.pt_map = None;
                 // Before DTLS completes a keyframe could not reach the
                 // subscriber: it is asked for on connect instead.
                 if f.kind == TrackKind::Video && connected {
@@ -924,8 +934,16 @@ impl Sfu {
                 continue;
             };
             let nackable = f.kind == TrackKind::Video;
-            let Some(out_pt) = sub.rtc.codec_config().match_params(params).map(|c| c.pt()) else {
-                continue;
+            let out_pt = match f.pt_map {
+                Some((from, to)) if from == pt => to,
+                _ => {
+                    let Some(to) = sub.rtc.codec_config().match_params(params).map(|c| c.pt())
+                    else {
+                        continue;
+                    };
+                    f.pt_map = Some((pt, to));
+                    to
+                }
             };
             let mut api = sub.rtc.direct_api();
             let Some(tx) = api.stream_tx_by_mid(out_mid, None) else {
@@ -944,7 +962,10 @@ impl Sfu {
                 .nackable(nackable),
             );
             self.stats.packets_forwarded += 1;
-            self.dirty.push(*sub_id);
+            if !sub.queued {
+                sub.queued = true;
+                self.dirty.push(*sub_id);
+            }
         }
     }
 
@@ -1043,6 +1064,7 @@ fn new_forward(source: ParticipantId, label: &Arc<str>, track: &Published) -> Fo
         kind: track.kind,
         state: ForwardState::Wanted,
         seq: SeqRewriter::default(),
+        pt_map: None,
     }
 }
 
