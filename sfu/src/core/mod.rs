@@ -25,6 +25,8 @@ mod forward;
 mod keyframe;
 
 use std::collections::{HashMap, VecDeque};
+
+use rustc_hash::FxHashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -323,9 +325,12 @@ struct Participant {
 /// The media core of one worker. See the module docs for the run loop.
 pub struct Sfu {
     local_addr: SocketAddr,
-    participants: HashMap<ParticipantId, Participant>,
+    // Looked up several times per forwarded packet: a fast hasher. Keys
+    // are ids we assign and addresses that completed ICE, so nobody
+    // outside chooses what goes in.
+    participants: FxHashMap<ParticipantId, Participant>,
     rooms: HashMap<RoomId, Vec<ParticipantId>>,
-    by_addr: HashMap<SocketAddr, ParticipantId>,
+    by_addr: FxHashMap<SocketAddr, ParticipantId>,
     by_ufrag: HashMap<String, ParticipantId>,
     /// Participants whose `Rtc` must be polled.
     dirty: Vec<ParticipantId>,
@@ -342,9 +347,9 @@ impl Sfu {
     pub fn new(local_addr: SocketAddr, now: Instant) -> Self {
         Sfu {
             local_addr,
-            participants: HashMap::new(),
+            participants: FxHashMap::default(),
             rooms: HashMap::new(),
-            by_addr: HashMap::new(),
+            by_addr: FxHashMap::default(),
             by_ufrag: HashMap::new(),
             dirty: Vec::new(),
             negotiate: Vec::new(),
