@@ -624,6 +624,14 @@ function handleMessage(msg) {
         state.call.session.participantUpdated(msg.participant);
       }
       break;
+    case 'active_speaker':
+      // The media node's choice, from everyone's audio levels: highlighted
+      // and enlarged until someone else takes over.
+      if (state.call && msg.room_id === state.call.session.roomId) {
+        state.call.activeSpeaker = msg.participant_id;
+        renderCall();
+      }
+      break;
     case 'room_changed':
       if (state.call && msg.room_id === state.call.session.roomId) {
         state.call.kind = msg.kind;
@@ -1301,6 +1309,10 @@ function renderTiles(c, people) {
   }
   v.grid.dataset.count = String(people.length);
   v.root.dataset.count = String(people.length);
+  const active = c.activeSpeaker && c.tiles.has(c.activeSpeaker) ? c.activeSpeaker : null;
+  v.grid.dataset.active = active ? 'true' : 'false';
+  for (const [id, tile] of c.tiles) tile.root.dataset.active = id === active ? 'true' : 'false';
+  v.self.dataset.active = state.me && c.activeSpeaker === state.me.id ? 'true' : 'false';
 }
 
 function createTile(p) {

@@ -190,3 +190,38 @@ fn garbage_datagrams_are_dropped_and_media_still_flows() {
     assert_eq!(w.received(1).len(), 20, "media still flows");
     assert_eq!(w.sfu.stats().participants, 2);
 }
+
+/// Everyone sends audio levels; the loud one becomes the room's active
+/// speaker, once, and a turn moves it.
+#[test]
+fn audio_levels_name_the_active_speaker() {
+    let mut w = World::new();
+    for _ in 0..3 {
+        w.join("room", Some(MediaKind::Audio));
+    }
+    w.run_for(Duration::from_secs(1));
+    let ids: Vec<_> = w.clients.iter().map(|c| c.id).collect();
+    let mut speakers = Vec::new();
+    let mut talk = |w: &mut World, frames: std::ops::Range<u64>, levels: [i8; 3]| {
+        for f in frames {
+            for (i, level) in levels.iter().enumerate() {
+                w.send_audio_at_level(i, &payload(i, f), f, Some(*level));
+            }
+            let seen = w.events.len();
+            w.run_for(Duration::from_millis(20));
+            for e in &w.events[seen..] {
+                if let Event::ActiveSpeaker { participant } = e {
+                    speakers.push((f, *participant));
+                }
+            }
+        }
+    };
+    // Client 1 talks (-25 dBov), the others are near silence.
+    talk(&mut w, 0..100, [-110, -25, -120]);
+    // Client 2 takes over.
+    talk(&mut w, 100..200, [-110, -127, -30]);
+    let who: Vec<_> = speakers.iter().map(|(_, p)| *p).collect();
+    assert_eq!(who, vec![ids[1], ids[2]], "{speakers:?}");
+    // Chosen after the hold (25 frames = 500 ms), not at once.
+    assert!(speakers[0].0 >= 20 && speakers[0].0 < 40, "{speakers:?}");
+}

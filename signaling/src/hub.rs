@@ -149,6 +149,8 @@ struct Room {
     media: CallMedia,
     members: Vec<Member>,
     rings: Vec<Ring>,
+    /// The user the media node last named the active speaker.
+    active_speaker: Option<String>,
 }
 
 /// The signaling state of one server.
@@ -444,6 +446,7 @@ impl Hub {
             | MediaEvent::Offer { participant, .. }
             | MediaEvent::Error { participant, .. }
             | MediaEvent::Connected { participant }
+            | MediaEvent::ActiveSpeaker { participant }
             | MediaEvent::Removed { participant, .. } => *participant,
         };
         let Some((user_id, room_id)) = self.participants.get(&pid).cloned() else {
@@ -487,6 +490,24 @@ impl Hub {
                 self.send_to(&user_id, error(code, e.to_string()), &mut fx);
             }
             MediaEvent::Connected { .. } => {}
+            MediaEvent::ActiveSpeaker { .. } => {
+                let Some(room) = self.rooms.get_mut(&room_id) else {
+                    return fx;
+                };
+                room.active_speaker = Some(user_id.clone());
+                let mut to = self.other_members(&room_id, &user_id);
+                to.push(user_id.clone());
+                for member in to {
+                    self.send_to(
+                        &member,
+                        ServerMsg::ActiveSpeaker {
+                            room_id: room_id.clone(),
+                            participant_id: user_id.clone(),
+                        },
+                        &mut fx,
+                    );
+                }
+            }
             MediaEvent::Removed { reason, .. } => {
                 // The media node dropped the participant: it is out of the call.
                 self.participants.remove(&pid);
@@ -587,6 +608,7 @@ impl Hub {
                 kind: RoomKind::Call,
                 media,
                 members: Vec::new(),
+                active_speaker: None,
                 rings: vec![Ring {
                     callee: callee.to_string(),
                     caller: caller.to_string(),
@@ -909,6 +931,7 @@ impl Hub {
                 media: CallMedia::Video,
                 members: Vec::new(),
                 rings: Vec::new(),
+                active_speaker: None,
             },
         );
         self.add_member(user, &room_id, fx);
@@ -1166,6 +1189,25 @@ impl Hub {
             },
             fx,
         );
+        // Whoever speaks now, so a late joiner does not wait for a change.
+        let speaker = self
+            .rooms
+            .get(room_id)
+            .and_then(|r| {
+                let s = r.active_speaker.clone()?;
+                r.members.iter().any(|m| m.user_id == s).then_some(s)
+            })
+            .filter(|s| s != user);
+        if let Some(participant_id) = speaker {
+            self.send_to(
+                user,
+                ServerMsg::ActiveSpeaker {
+                    room_id: room_id.to_string(),
+                    participant_id,
+                },
+                fx,
+            );
+        }
     }
 
     /// Checks the server may open one more room.

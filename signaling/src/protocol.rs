@@ -286,6 +286,14 @@ pub enum ServerMsg {
         /// Why.
         reason: LeaveReason,
     },
+    /// The room's active speaker changed (from the audio levels the media
+    /// node sees); the client highlights and enlarges that tile.
+    ActiveSpeaker {
+        /// The room.
+        room_id: String,
+        /// Who speaks now (may be you).
+        participant_id: String,
+    },
     /// Someone's microphone or camera changed.
     ParticipantUpdated {
         /// The room.

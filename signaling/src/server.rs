@@ -214,6 +214,11 @@ impl Server {
         self.media.stats().await
     }
 
+    /// Each media worker's counters.
+    pub async fn media_worker_stats(&self) -> Option<Vec<chorus_sfu::WorkerStats>> {
+        self.media.worker_stats().await
+    }
+
     /// Users online, rooms open, participants in rooms.
     pub async fn counts(&self) -> Option<Counts> {
         let (tx, rx) = oneshot::channel();

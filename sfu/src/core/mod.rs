@@ -23,6 +23,7 @@
 
 mod forward;
 mod keyframe;
+pub mod speaker;
 
 use std::collections::{HashMap, VecDeque};
 
@@ -192,6 +193,12 @@ pub enum Event {
         /// Who connected.
         participant: ParticipantId,
     },
+    /// The room's active speaker changed to this participant (from the
+    /// RFC 6464 audio levels of what everyone sends; see [`speaker`]).
+    ActiveSpeaker {
+        /// Who speaks now.
+        participant: ParticipantId,
+    },
     /// The participant is gone from the media node.
     Removed {
         /// Who left.
@@ -330,6 +337,7 @@ pub struct Sfu {
     // outside chooses what goes in.
     participants: FxHashMap<ParticipantId, Participant>,
     rooms: HashMap<RoomId, Vec<ParticipantId>>,
+    speakers: HashMap<RoomId, speaker::SpeakerDetector>,
     by_addr: FxHashMap<SocketAddr, ParticipantId>,
     by_ufrag: HashMap<String, ParticipantId>,
     /// Participants whose `Rtc` must be polled.
@@ -349,6 +357,7 @@ impl Sfu {
             local_addr,
             participants: FxHashMap::default(),
             rooms: HashMap::new(),
+            speakers: HashMap::new(),
             by_addr: FxHashMap::default(),
             by_ufrag: HashMap::new(),
             dirty: Vec::new(),
@@ -905,6 +914,18 @@ impl Sfu {
             return;
         };
         let room = p.room.clone();
+        if let Some(level) = packet.header.ext_vals.audio_level
+            && p.may_publish
+        {
+            let now = self.now;
+            let detector = self.speakers.entry(room.clone()).or_default();
+            detector.observe(now, id, level.unsigned_abs());
+            if let Some(speaker) = detector.decide(now) {
+                self.events.push_back(Event::ActiveSpeaker {
+                    participant: speaker,
+                });
+            }
+        }
         let Some(members) = self.rooms.get(&room) else {
             return;
         };
@@ -1022,10 +1043,14 @@ impl Sfu {
         for a in &p.addrs {
             self.by_addr.remove(a);
         }
+        if let Some(d) = self.speakers.get_mut(&p.room) {
+            d.remove(id);
+        }
         if let Some(members) = self.rooms.get_mut(&p.room) {
             members.retain(|m| *m != id);
             if members.is_empty() {
                 self.rooms.remove(&p.room);
+                self.speakers.remove(&p.room);
             }
         }
         for other in self.participants.values_mut() {

@@ -195,12 +195,20 @@ impl World {
 
     /// Client `i` sends one audio frame.
     pub fn send_audio(&mut self, i: usize, payload: &[u8], frame: u64) {
+        self.send_audio_at_level(i, payload, frame, None);
+    }
+
+    /// Client `i` sends one audio frame with an RFC 6464 level (-dBov).
+    pub fn send_audio_at_level(&mut self, i: usize, payload: &[u8], frame: u64, level: Option<i8>) {
         let now = self.now;
         let c = &mut self.clients[i];
         let mid = c.pub_mid.expect("publishes");
-        let Some(writer) = c.rtc.writer(mid) else {
+        let Some(mut writer) = c.rtc.writer(mid) else {
             return;
         };
+        if let Some(level) = level {
+            writer = writer.audio_level(level, level > -60);
+        }
         let pt = writer.payload_params().next().expect("a codec").pt();
         writer
             .write(

@@ -746,3 +746,71 @@ fn the_inviter_learns_when_an_invite_ends() {
     )));
     assert_eq!(ended(&fx, 3), Some(EndReason::Missed));
 }
+
+#[test]
+fn the_active_speaker_goes_to_everyone_in_the_room_and_to_late_joiners() {
+    let t0 = Instant::now();
+    let mut h = hub();
+    for (c, u) in [(1, "a"), (2, "b"), (3, "c"), (4, "d")] {
+        login(&mut h, c, u);
+    }
+    let fx = h.handle_message(ConnId(1), ClientMsg::CreateRoom {}, t0);
+    let room = to(&fx, 1)
+        .into_iter()
+        .find_map(|m| match m {
+            ServerMsg::RoomJoined { room_id, .. } => Some(room_id),
+            _ => None,
+        })
+        .expect("room created");
+    for conn in [2, 3] {
+        h.handle_message(
+            ConnId(conn),
+            ClientMsg::JoinRoom {
+                room_id: room.clone(),
+            },
+            t0,
+        );
+    }
+    let fx = h.handle_message(
+        ConnId(2),
+        ClientMsg::MediaOffer {
+            room_id: room.clone(),
+            sdp: "v=0".into(),
+        },
+        t0,
+    );
+    let Some(Effect::Media(MediaCmd::Offer { participant, .. })) = fx.first() else {
+        panic!("offer forwarded: {fx:?}");
+    };
+    let fx = h.handle_media_event(MediaEvent::ActiveSpeaker {
+        participant: *participant,
+    });
+    for conn in [1, 2, 3] {
+        assert_eq!(
+            to(&fx, conn),
+            vec![ServerMsg::ActiveSpeaker {
+                room_id: room.clone(),
+                participant_id: "b".into()
+            }],
+            "connection {conn}"
+        );
+    }
+    assert!(to(&fx, 4).is_empty(), "not in the room");
+    // A late joiner learns who speaks right after joining.
+    let fx = h.handle_message(
+        ConnId(4),
+        ClientMsg::JoinRoom {
+            room_id: room.clone(),
+        },
+        t0,
+    );
+    let msgs = to(&fx, 4);
+    let joined = msgs
+        .iter()
+        .position(|m| matches!(m, ServerMsg::RoomJoined { .. }))
+        .expect("joined");
+    assert!(matches!(
+        msgs.get(joined + 1),
+        Some(ServerMsg::ActiveSpeaker { participant_id, .. }) if participant_id == "b"
+    ));
+}
