@@ -50,3 +50,20 @@ pub async fn tone_peer(name: &str, tone_hz: f32, video_seq_base: u32) -> Result<
         .await?,
     ))
 }
+
+/// Both peers publish into `room` through their clients, connect, and start
+/// sending media.
+pub async fn publish_pair(
+    (a, pa): (&mut Client, &Arc<Peer>),
+    (b, pb): (&mut Client, &Arc<Peer>),
+    room: &str,
+) -> Result<(), Error> {
+    let (ra, rb) = tokio::join!(a.publish(room, pa.clone()), b.publish(room, pb.clone()));
+    ra?;
+    rb?;
+    pa.wait_connected(T).await?;
+    pb.wait_connected(T).await?;
+    pa.start_media();
+    pb.start_media();
+    Ok(())
+}

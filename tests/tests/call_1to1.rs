@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use chorus_signaling::protocol::{CallMedia, ClientMsg, EndReason, ServerMsg};
 use chorus_tests::media::dominant_frequency;
 use chorus_tests::peer::{Kind, Peer, PeerConfig};
+use chorus_tests::scenario::publish_pair;
 use chorus_tests::signal::{Error, TestServer};
 use chorus_tests::wait::{RemoteMedia, wait_for};
 
@@ -55,16 +56,7 @@ async fn one_to_one_video_call_carries_intact_media() -> Result<(), Error> {
         })
         .await?,
     );
-    let (ra, rb) = tokio::join!(
-        a.publish(&room_id, pa.clone()),
-        b.publish(&room_id, pb.clone())
-    );
-    ra?;
-    rb?;
-    pa.wait_connected(T).await?;
-    pb.wait_connected(T).await?;
-    pa.start_media();
-    pb.start_media();
+    publish_pair((&mut a, &pa), (&mut b, &pb), &room_id).await?;
 
     // Three seconds of media from the other side, on each side.
     let need = RemoteMedia {

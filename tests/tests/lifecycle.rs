@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use chorus_signaling::config::Config;
 use chorus_signaling::protocol::{CallMedia, ClientMsg, EndReason, ErrorCode, ServerMsg};
 use chorus_tests::peer::{Kind, Peer};
-use chorus_tests::scenario::{call_accepted, tone_peer};
+use chorus_tests::scenario::{call_accepted, publish_pair, tone_peer};
 use chorus_tests::signal::{Error, TestServer};
 use chorus_tests::wait::{RemoteMedia, track_from, wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,13 +30,7 @@ async fn a_dropped_socket_resumes_and_media_never_stops() -> Result<(), Error> {
         tone_peer("Ada", 440.0, 0).await?,
         tone_peer("Bo", 660.0, 0).await?,
     );
-    let (ra, rb) = tokio::join!(a.publish(&room, pa.clone()), b.publish(&room, pb.clone()));
-    ra?;
-    rb?;
-    pa.wait_connected(T).await?;
-    pb.wait_connected(T).await?;
-    pa.start_media();
-    pb.start_media();
+    publish_pair((&mut a, &pa), (&mut b, &pb), &room).await?;
     let need = RemoteMedia {
         audio_packets: 50,
         video_frames: 30,

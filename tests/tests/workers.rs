@@ -5,11 +5,9 @@ use std::time::Duration;
 
 use chorus_signaling::protocol::CallMedia;
 use chorus_tests::media::dominant_frequency;
-use chorus_tests::scenario::{call_accepted, tone_peer};
+use chorus_tests::scenario::{call_accepted, publish_pair, tone_peer};
 use chorus_tests::signal::{Error, TestServer};
 use chorus_tests::wait::{RemoteMedia, wait_for};
-
-const T: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_calls_run_on_two_workers() -> Result<(), Error> {
@@ -32,13 +30,7 @@ async fn two_calls_run_on_two_workers() -> Result<(), Error> {
         let base = 1_000_000 * (2 * i as u32 + 1);
         let pa = tone_peer(x, hx, base).await?;
         let pb = tone_peer(y, hy, base + 1_000_000).await?;
-        let (ra, rb) = tokio::join!(a.publish(&room, pa.clone()), b.publish(&room, pb.clone()));
-        ra?;
-        rb?;
-        pa.wait_connected(T).await?;
-        pb.wait_connected(T).await?;
-        pa.start_media();
-        pb.start_media();
+        publish_pair((&mut a, &pa), (&mut b, &pb), &room).await?;
         calls.push((a, b, pa, pb, hx, hy));
     }
 

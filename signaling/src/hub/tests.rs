@@ -67,6 +67,44 @@ fn ring(hub: &mut Hub, now: Instant) -> String {
         .expect("B is rung")
 }
 
+/// Connection 1 creates a group room and `joiners` join it; its id.
+fn group_room(h: &mut Hub, joiners: &[u64], now: Instant) -> String {
+    let fx = h.handle_message(ConnId(1), ClientMsg::CreateRoom {}, now);
+    let room = to(&fx, 1)
+        .into_iter()
+        .find_map(|m| match m {
+            ServerMsg::RoomJoined { room_id, .. } => Some(room_id),
+            _ => None,
+        })
+        .expect("room created");
+    for conn in joiners {
+        h.handle_message(
+            ConnId(*conn),
+            ClientMsg::JoinRoom {
+                room_id: room.clone(),
+            },
+            now,
+        );
+    }
+    room
+}
+
+/// Connection `conn` offers media in `room`; its media participant id.
+fn media_participant(h: &mut Hub, conn: u64, room: &str, now: Instant) -> ParticipantId {
+    let fx = h.handle_message(
+        ConnId(conn),
+        ClientMsg::MediaOffer {
+            room_id: room.to_string(),
+            sdp: "v=0".into(),
+        },
+        now,
+    );
+    match fx.first() {
+        Some(Effect::Media(MediaCmd::Offer { participant, .. })) => *participant,
+        _ => panic!("offer forwarded: {fx:?}"),
+    }
+}
+
 fn two_online() -> Hub {
     let mut h = hub();
     login(&mut h, 1, "a");
@@ -330,34 +368,10 @@ fn media_node_removal_takes_the_participant_out() {
     for (c, u) in [(1, "a"), (2, "b"), (3, "c")] {
         login(&mut h, c, u);
     }
-    let fx = h.handle_message(ConnId(1), ClientMsg::CreateRoom {}, t0);
-    let room = to(&fx, 1)
-        .into_iter()
-        .find_map(|m| match m {
-            ServerMsg::RoomJoined { room_id, .. } => Some(room_id),
-            _ => None,
-        })
-        .expect("room created");
-    h.handle_message(
-        ConnId(2),
-        ClientMsg::JoinRoom {
-            room_id: room.clone(),
-        },
-        t0,
-    );
-    let fx = h.handle_message(
-        ConnId(2),
-        ClientMsg::MediaOffer {
-            room_id: room.clone(),
-            sdp: "v=0".into(),
-        },
-        t0,
-    );
-    let Some(Effect::Media(MediaCmd::Offer { participant, .. })) = fx.first() else {
-        panic!("offer forwarded: {fx:?}");
-    };
+    let room = group_room(&mut h, &[2], t0);
+    let participant = media_participant(&mut h, 2, &room, t0);
     let fx = h.handle_media_event(MediaEvent::Removed {
-        participant: *participant,
+        participant,
         reason: RemoveReason::ConsentTimeout,
     });
     assert_eq!(ended(&fx, 2), Some(EndReason::MediaFailed));
@@ -754,37 +768,9 @@ fn the_active_speaker_goes_to_everyone_in_the_room_and_to_late_joiners() {
     for (c, u) in [(1, "a"), (2, "b"), (3, "c"), (4, "d")] {
         login(&mut h, c, u);
     }
-    let fx = h.handle_message(ConnId(1), ClientMsg::CreateRoom {}, t0);
-    let room = to(&fx, 1)
-        .into_iter()
-        .find_map(|m| match m {
-            ServerMsg::RoomJoined { room_id, .. } => Some(room_id),
-            _ => None,
-        })
-        .expect("room created");
-    for conn in [2, 3] {
-        h.handle_message(
-            ConnId(conn),
-            ClientMsg::JoinRoom {
-                room_id: room.clone(),
-            },
-            t0,
-        );
-    }
-    let fx = h.handle_message(
-        ConnId(2),
-        ClientMsg::MediaOffer {
-            room_id: room.clone(),
-            sdp: "v=0".into(),
-        },
-        t0,
-    );
-    let Some(Effect::Media(MediaCmd::Offer { participant, .. })) = fx.first() else {
-        panic!("offer forwarded: {fx:?}");
-    };
-    let fx = h.handle_media_event(MediaEvent::ActiveSpeaker {
-        participant: *participant,
-    });
+    let room = group_room(&mut h, &[2, 3], t0);
+    let participant = media_participant(&mut h, 2, &room, t0);
+    let fx = h.handle_media_event(MediaEvent::ActiveSpeaker { participant });
     for conn in [1, 2, 3] {
         assert_eq!(
             to(&fx, conn),
