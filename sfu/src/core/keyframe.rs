@@ -2,7 +2,10 @@
 //!
 //! Every subscriber that starts, or loses a picture, asks for a keyframe.
 //! Many such requests arriving together must reach the publisher as one, or
-//! the publisher's encoder spends its bitrate on keyframes.
+//! the publisher's encoder spends its bitrate on keyframes. A request inside
+//! the interval is not lost: one request is sent when the interval ends, for
+//! however many came in it (the subscriber that asked last may have lost the
+//! picture after the keyframe the first request brought).
 
 use std::time::{Duration, Instant};
 
@@ -10,22 +13,46 @@ use std::time::{Duration, Instant};
 /// track. Short enough that a late joiner still sees a picture at once.
 pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(250);
 
-/// Decides whether a keyframe request goes to the publisher now.
+/// Decides when keyframe requests go to the publisher.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct KeyframeThrottle {
     last_sent: Option<Instant>,
+    deferred: bool,
 }
 
 impl KeyframeThrottle {
-    /// Returns true when a request made at `now` should be sent; records it.
-    pub(crate) fn allow(&mut self, now: Instant) -> bool {
+    /// A request at `now`: true when it should be sent now; otherwise one
+    /// is owed at [`KeyframeThrottle::due_at`].
+    pub(crate) fn request(&mut self, now: Instant) -> bool {
         match self.last_sent {
-            Some(last) if now.saturating_duration_since(last) < MIN_INTERVAL => false,
+            Some(last) if now.saturating_duration_since(last) < MIN_INTERVAL => {
+                self.deferred = true;
+                false
+            }
             _ => {
                 self.last_sent = Some(now);
+                self.deferred = false;
                 true
             }
         }
+    }
+
+    /// When the owed request is due, if one is owed.
+    pub(crate) fn due_at(&self) -> Option<Instant> {
+        match (self.deferred, self.last_sent) {
+            (true, Some(last)) => Some(last + MIN_INTERVAL),
+            _ => None,
+        }
+    }
+
+    /// True when an owed request should be sent at `now`; records it.
+    pub(crate) fn poll(&mut self, now: Instant) -> bool {
+        if self.due_at().is_some_and(|t| now >= t) {
+            self.deferred = false;
+            self.last_sent = Some(now);
+            return true;
+        }
+        false
     }
 }
 
@@ -34,12 +61,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn requests_within_the_interval_are_coalesced() {
+    fn requests_within_the_interval_become_one_trailing_request() {
         let t0 = Instant::now();
+        let ms = Duration::from_millis;
         let mut k = KeyframeThrottle::default();
-        assert!(k.allow(t0));
-        assert!(!k.allow(t0 + Duration::from_millis(10)));
-        assert!(!k.allow(t0 + MIN_INTERVAL - Duration::from_millis(1)));
-        assert!(k.allow(t0 + MIN_INTERVAL));
+        assert!(k.request(t0));
+        assert_eq!(k.due_at(), None);
+        // Ten subscribers ask within the interval: none goes now ...
+        for i in 1..=10 {
+            assert!(!k.request(t0 + ms(10 * i)));
+        }
+        assert_eq!(k.due_at(), Some(t0 + MIN_INTERVAL));
+        assert!(!k.poll(t0 + MIN_INTERVAL - ms(1)));
+        // ... one goes when the interval ends, and nothing more is owed.
+        assert!(k.poll(t0 + MIN_INTERVAL));
+        assert!(!k.poll(t0 + MIN_INTERVAL + ms(1)));
+        assert_eq!(k.due_at(), None);
+        // The next request waits for the interval after the trailing one.
+        assert!(!k.request(t0 + MIN_INTERVAL + ms(100)));
+        assert!(k.poll(t0 + MIN_INTERVAL * 2));
+        // A quiet track asks again at once.
+        assert!(k.request(t0 + ms(2000)));
     }
 }

@@ -505,6 +505,19 @@ impl Sfu {
             if now >= p.rtc_timeout {
                 self.dirty.push(*id);
             }
+            // Keyframe requests owed since the last interval.
+            let mut owed = Vec::new();
+            for t in &mut p.published {
+                if t.keyframes.poll(now) {
+                    owed.push(t.mid);
+                }
+            }
+            for mid in owed {
+                if let Some(rx) = p.rtc.direct_api().stream_rx_by_mid(mid, None) {
+                    rx.request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+                    self.dirty.push(*id);
+                }
+            }
         }
         let due: Vec<ParticipantId> = self.dirty.clone();
         for id in due {
@@ -564,6 +577,9 @@ impl Sfu {
                 }
                 if let Some(since) = p.disconnected_since {
                     t = t.min(since + DISCONNECT_TIMEOUT);
+                }
+                for due in p.published.iter().filter_map(|k| k.keyframes.due_at()) {
+                    t = t.min(due);
                 }
                 t
             })
@@ -1024,7 +1040,7 @@ impl Sfu {
         let Some(track) = p.published.iter_mut().find(|t| t.mid == mid) else {
             return;
         };
-        if !track.keyframes.allow(now) {
+        if !track.keyframes.request(now) {
             return;
         }
         if let Some(rx) = p.rtc.direct_api().stream_rx_by_mid(mid, None) {
