@@ -5,6 +5,7 @@
 
 pub mod media;
 pub mod peer;
+pub mod relay;
 pub mod scenario;
 pub mod signal;
 pub mod wait;

@@ -17,7 +17,9 @@ use bytes::Bytes;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::peer_connection::configuration::media_engine::{
+    MIME_TYPE_OPUS, MIME_TYPE_RTX, MIME_TYPE_VP8,
+};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -614,6 +616,27 @@ impl Peer {
         opus_pt: u8,
         vp8_pt: u8,
     ) -> Result<Peer, PeerError> {
+        Self::build(cfg, opus_pt, vp8_pt, None).await
+    }
+
+    /// Like [`Peer::new`], also offering RTX (RFC 4588) for VP8, as browsers
+    /// do: a lost video packet it NACKs comes back on the repair stream.
+    pub async fn with_rtx(cfg: PeerConfig) -> Result<Peer, PeerError> {
+        Self::build(
+            cfg,
+            DEFAULT_OPUS_PT,
+            DEFAULT_VP8_PT,
+            Some(DEFAULT_VP8_PT + 1),
+        )
+        .await
+    }
+
+    async fn build(
+        cfg: PeerConfig,
+        opus_pt: u8,
+        vp8_pt: u8,
+        rtx_pt: Option<u8>,
+    ) -> Result<Peer, PeerError> {
         let mut media_engine = MediaEngine::default();
         media_engine.register_codec(
             RTCRtpCodecParameters {
@@ -629,6 +652,21 @@ impl Peer {
             },
             RtpCodecKind::Video,
         )?;
+        if let Some(rtx_pt) = rtx_pt {
+            media_engine.register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: RTCRtpCodec {
+                        mime_type: MIME_TYPE_RTX.to_owned(),
+                        clock_rate: VIDEO_CLOCK_RATE,
+                        channels: 0,
+                        sdp_fmtp_line: format!("apt={vp8_pt}"),
+                        rtcp_feedback: vec![],
+                    },
+                    payload_type: rtx_pt,
+                },
+                RtpCodecKind::Video,
+            )?;
+        }
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)?
             // Transport-wide sequence numbers on outgoing media, as browsers send them (the
             // default chain only generates TWCC feedback for received media).

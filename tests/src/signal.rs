@@ -122,10 +122,14 @@ impl TestServer {
     }
 }
 
+/// Rewrites SDP from the server before the peer sees it.
+type SdpFilter = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
 /// What the background reader saw of media negotiation.
 #[derive(Default)]
 struct MediaState {
     peer: Option<Arc<Peer>>,
+    filter: Option<SdpFilter>,
     room: Option<String>,
     tracks: Vec<Track>,
     offers: usize,
@@ -315,6 +319,14 @@ impl Client {
         by
     }
 
+    /// Rewrites the media node's SDP before the peer applies it (e.g.
+    /// [`crate::relay::Relay::sdp_filter`]).
+    pub fn set_sdp_filter(&self, f: impl Fn(&str) -> String + Send + Sync + 'static) {
+        if let Ok(mut m) = self.media.lock() {
+            m.filter = Some(Arc::new(f));
+        }
+    }
+
     /// How many media offers were answered.
     pub fn offers_answered(&self) -> usize {
         self.media.lock().map(|m| m.offers).unwrap_or(0)
@@ -337,10 +349,18 @@ async fn handle_media(
     out: &mpsc::UnboundedSender<Message>,
     msg: ServerMsg,
 ) -> Option<ServerMsg> {
+    let filter = media.lock().ok().and_then(|m| m.filter.clone());
+    let filtered = |sdp: &str| match &filter {
+        Some(f) => f(sdp),
+        None => sdp.to_string(),
+    };
     if let ServerMsg::MediaAnswer { sdp, .. } = &msg {
         let peer = media.lock().ok().and_then(|m| m.peer.clone());
         let applied = match peer {
-            Some(peer) => peer.accept_answer(sdp).await.map_err(|e| e.to_string()),
+            Some(peer) => peer
+                .accept_answer(&filtered(sdp))
+                .await
+                .map_err(|e| e.to_string()),
             None => Ok(()),
         };
         if let (Err(e), Ok(mut m)) = (applied, media.lock()) {
@@ -364,7 +384,7 @@ async fn handle_media(
             tracks,
         });
     };
-    match peer.handle_offer(&sdp).await {
+    match peer.handle_offer(&filtered(&sdp)).await {
         Ok(answer) => {
             let reply = ClientMsg::MediaAnswer {
                 room_id,
