@@ -185,8 +185,9 @@ impl MediaNode {
     }
 
     /// Sends a command to the worker of its participant (an offer for a new
-    /// participant places it); false if that worker is gone or the
-    /// participant is unknown.
+    /// participant places it; an unknown participant's command goes to the
+    /// first worker, which answers it with an error); false if the worker is
+    /// gone.
     pub fn send(&self, command: Command) -> bool {
         let worker = {
             let mut placement = self
@@ -197,11 +198,15 @@ impl MediaNode {
                 Command::Offer {
                     room, participant, ..
                 } => Some(placement.place(*participant, room)),
-                Command::Answer { participant, .. } => placement.worker_of(*participant),
+                // A participant no worker has (it never offered, or it is
+                // gone) still gets the core's answer: an error event.
+                Command::Answer { participant, .. } => {
+                    Some(placement.worker_of(*participant).unwrap_or(0))
+                }
                 Command::Leave { participant } => {
-                    let w = placement.worker_of(*participant);
+                    let w = placement.worker_of(*participant).unwrap_or(0);
                     placement.remove(*participant);
-                    w
+                    Some(w)
                 }
                 Command::Stats { .. } => Some(0),
             }
