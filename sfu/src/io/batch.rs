@@ -250,9 +250,13 @@ mod tests {
 
     #[tokio::test]
     async fn batches_round_trip() {
-        let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let to = b.local_addr().unwrap();
+        let a = UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind a test socket");
+        let b = UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind a test socket");
+        let to = b.local_addr().expect("a bound socket has an address");
         let mut sender = Sender::default();
         // More than one batch, of different sizes.
         for i in 0..(BATCH + 7) {
@@ -265,10 +269,10 @@ mod tests {
         let mut receiver = Receiver::default();
         let mut got = Vec::new();
         while got.len() < BATCH + 7 {
-            let r = receiver.recv(&b).await.unwrap();
+            let r = receiver.recv(&b).await.expect("loopback receive");
             assert!(r.len() <= BATCH);
             for (source, data) in r.iter() {
-                assert_eq!(source, a.local_addr().unwrap());
+                assert_eq!(source, a.local_addr().expect("bound"));
                 got.push(data.to_vec());
             }
         }

@@ -96,11 +96,6 @@ pub enum Command {
         /// Who.
         participant: ParticipantId,
     },
-    /// Read the counters.
-    Stats {
-        /// Where to answer.
-        reply: oneshot::Sender<Stats>,
-    },
 }
 
 /// A running media node: its workers and the way to reach them.
@@ -208,20 +203,11 @@ impl MediaNode {
                     placement.remove(*participant);
                     Some(w)
                 }
-                Command::Stats { .. } => Some(0),
             }
         };
         let Some(worker) = worker.and_then(|w| self.workers.get(w)) else {
             return false;
         };
-        if let Command::Stats { reply } = command {
-            // The node-wide sum, as the caller expects.
-            let node = self.clone();
-            tokio::spawn(async move {
-                let _ = reply.send(node.stats().await.unwrap_or_default());
-            });
-            return true;
-        }
         worker.commands.send(WorkerCommand::Sfu(command)).is_ok()
     }
 
@@ -314,9 +300,6 @@ fn handle_command(sfu: &mut Sfu, command: Command) {
         } => sfu.handle_offer(now, room, participant, &label, publish, &sdp),
         Command::Answer { participant, sdp } => sfu.handle_answer(now, participant, &sdp),
         Command::Leave { participant } => sfu.handle_leave(now, participant),
-        Command::Stats { reply } => {
-            let _ = reply.send(sfu.stats());
-        }
     }
 }
 
