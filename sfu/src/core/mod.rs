@@ -21,8 +21,10 @@
 //! crosses an SFU offer wins: the SFU drops its own and offers again after
 //! answering (the SFU is the "polite" peer).
 
+mod allocate;
 mod forward;
 mod keyframe;
+mod layers;
 pub mod speaker;
 
 use std::collections::{HashMap, VecDeque};
@@ -33,15 +35,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::media::{Direction, KeyframeRequest, MediaKind, Mid, Pt};
+use str0m::media::{Direction, KeyframeRequest, KeyframeRequestKind, MediaKind, Mid, Pt, Rid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpPacket, RtpWrite};
 use str0m::{Candidate, Event as RtcEvent, IceConnectionState, Input, Output as RtcOutput, Rtc};
 use tracing::{debug, info, warn};
 
-use forward::SeqRewriter;
-use keyframe::KeyframeThrottle;
+use allocate::{LayerChoice, Want};
+use forward::Rewriter;
+use layers::Layer;
 
 /// How long a new participant may take to complete ICE and DTLS.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -52,6 +56,15 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// As long as the signaling reconnect grace: a client whose network changed
 /// has that long to come back (ICE restart) before anyone sees it leave.
 pub const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The bandwidth estimate toward a new subscriber, before any feedback.
+pub const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(1_000);
+
+/// RTP clock rate of video.
+const VIDEO_CLOCK_RATE: u32 = 90_000;
+
+/// Reported render sizes are capped at this many pixels per side.
+const MAX_VIDEO_SIDE: u32 = 16_384;
 
 /// Identifies one participant connection; chosen by the control plane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -199,6 +212,27 @@ pub enum Event {
         /// Who speaks now.
         participant: ParticipantId,
     },
+    /// A video the participant receives stopped because its link cannot
+    /// carry even the lowest layer (`paused`), or came back. While paused
+    /// the subscriber keeps the last frame and audio goes on.
+    VideoPaused {
+        /// The subscriber.
+        participant: ParticipantId,
+        /// The subscriber's m-line of the video.
+        mid: String,
+        /// Paused for bandwidth, or resumed.
+        paused: bool,
+    },
+    /// Which simulcast layers of a published track some subscriber needs:
+    /// the publisher should send those and pause the others (dynacast).
+    PublishLayers {
+        /// The publisher.
+        participant: ParticipantId,
+        /// The publisher's m-line of the track.
+        mid: String,
+        /// Each layer's rid, lowest first, and whether to send it.
+        layers: Vec<(String, bool)>,
+    },
     /// The participant is gone from the media node.
     Removed {
         /// Who left.
@@ -245,6 +279,8 @@ pub struct Stats {
     pub dropped_malformed: u64,
     /// Panics caught while handling one participant.
     pub panics: u64,
+    /// Simulcast layer switches made for subscribers.
+    pub layer_switches: u64,
 }
 
 impl Stats {
@@ -258,6 +294,7 @@ impl Stats {
             dropped_unknown_source: self.dropped_unknown_source + other.dropped_unknown_source,
             dropped_malformed: self.dropped_malformed + other.dropped_malformed,
             panics: self.panics + other.panics,
+            layer_switches: self.layer_switches + other.layer_switches,
         }
     }
 }
@@ -267,7 +304,17 @@ impl Stats {
 struct Published {
     mid: Mid,
     kind: TrackKind,
-    keyframes: KeyframeThrottle,
+    /// Its encodings, lowest first (one for a track without simulcast).
+    layers: Vec<Layer>,
+}
+
+impl Published {
+    fn layer_of(&self, rid: Option<Rid>) -> Option<usize> {
+        if self.layers.len() == 1 {
+            return Some(0);
+        }
+        self.layers.iter().position(|l| l.rid == rid)
+    }
 }
 
 /// A track forwarded to one subscriber.
@@ -278,9 +325,19 @@ struct Forward {
     source_label: Arc<str>,
     kind: TrackKind,
     state: ForwardState,
-    seq: SeqRewriter,
+    rewriter: Rewriter,
     /// The subscriber's payload type for the publisher's last one.
     pt_map: Option<(Pt, Pt)>,
+    /// The layer being forwarded (`None`: nothing yet, or paused).
+    current: Option<usize>,
+    /// The layer chosen for this subscriber, with its hysteresis.
+    choice: LayerChoice,
+    /// The size the subscriber renders this video at (device pixels).
+    size: Option<(u32, u32)>,
+    /// The subscriber was told this video is paused for bandwidth.
+    paused: bool,
+    /// The last forwarded packet ended a frame.
+    at_frame_end: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,6 +381,10 @@ struct Participant {
     /// Already in `Sfu::dirty`: packets written to it since are sent by
     /// that one poll.
     queued: bool,
+    /// The bandwidth estimate toward it (bits/s), once BWE has one.
+    estimate: Option<u64>,
+    /// The BWE minimum and desired rates last set.
+    bwe_rates: (u64, u64),
     /// Makes the next poll panic, to test isolation.
     #[cfg(test)]
     fault: bool,
@@ -347,6 +408,9 @@ pub struct Sfu {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     now: Instant,
+    /// When layer bitrates are measured and allocations revisited next.
+    next_tick: Instant,
+    last_tick: Instant,
     stats: Stats,
 }
 
@@ -365,6 +429,8 @@ impl Sfu {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             now,
+            next_tick: now + layers::TICK,
+            last_tick: now,
             stats: Stats::default(),
         }
     }
@@ -508,16 +574,21 @@ impl Sfu {
             // Keyframe requests owed since the last interval.
             let mut owed = Vec::new();
             for t in &mut p.published {
-                if t.keyframes.poll(now) {
-                    owed.push(t.mid);
+                for l in &mut t.layers {
+                    if l.keyframes.poll(now) {
+                        owed.push((t.mid, l.rid));
+                    }
                 }
             }
-            for mid in owed {
-                if let Some(rx) = p.rtc.direct_api().stream_rx_by_mid(mid, None) {
-                    rx.request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+            for (mid, rid) in owed {
+                if let Some(rx) = p.rtc.direct_api().stream_rx_by_mid(mid, rid) {
+                    rx.request_keyframe(KeyframeRequestKind::Pli);
                     self.dirty.push(*id);
                 }
             }
+        }
+        if now >= self.next_tick {
+            self.tick(now);
         }
         let due: Vec<ParticipantId> = self.dirty.clone();
         for id in due {
@@ -578,10 +649,12 @@ impl Sfu {
                 if let Some(since) = p.disconnected_since {
                     t = t.min(since + DISCONNECT_TIMEOUT);
                 }
-                for due in p.published.iter().filter_map(|k| k.keyframes.due_at()) {
-                    t = t.min(due);
+                for l in p.published.iter().flat_map(|k| &k.layers) {
+                    if let Some(due) = l.keyframes.due_at() {
+                        t = t.min(due);
+                    }
                 }
-                t
+                t.min(self.next_tick)
             })
             .min()
             .unwrap_or(far)
@@ -615,6 +688,7 @@ impl Sfu {
             let mut rtc = Rtc::builder()
                 .set_ice_lite(true)
                 .set_rtp_mode(true)
+                .enable_bwe(Some(INITIAL_ESTIMATE))
                 .build(now);
             let candidate = Candidate::host(self.local_addr, "udp")
                 .map_err(|e| SfuError::InvalidSdp(format!("local candidate: {e}")))?;
@@ -639,6 +713,8 @@ impl Sfu {
                     addrs: Vec::new(),
                     may_publish,
                     queued: false,
+                    estimate: None,
+                    bwe_rates: (0, 0),
                     #[cfg(test)]
                     fault: false,
                 },
@@ -722,24 +798,19 @@ impl Sfu {
             self.negotiate.push(id);
             return Err(SfuError::InvalidSdp(e.to_string()));
         }
-        let mut started = Vec::new();
         let connected = p.connected;
         for f in &mut p.forwards {
             if let ForwardState::Offered(mid) = f.state {
                 f.state = ForwardState::Active(mid);
                 f.pt_map = None;
-                // Before DTLS completes a keyframe could not reach the
-                // subscriber: it is asked for on connect instead.
-                if f.kind == TrackKind::Video && connected {
-                    started.push((f.source, f.source_mid));
-                }
             }
         }
         self.negotiate.push(id);
         self.dirty.push(id);
-        // A new subscriber needs a picture at once.
-        for (source, mid) in started {
-            self.request_keyframe(source, mid, str0m::media::KeyframeRequestKind::Pli);
+        // A new subscriber needs a picture at once. Before DTLS completes a
+        // keyframe could not reach it: it is asked for on connect instead.
+        if connected {
+            self.start_video(id);
         }
         Ok(())
     }
@@ -841,24 +912,18 @@ impl Sfu {
     fn handle_rtc_event(&mut self, id: ParticipantId, event: RtcEvent) {
         match event {
             RtcEvent::Connected => {
-                let mut started = Vec::new();
                 if let Some(p) = self.participants.get_mut(&id) {
                     p.connected = true;
-                    // The subscriber can receive now: a picture at once.
-                    started.extend(
-                        p.forwards
-                            .iter()
-                            .filter(|f| {
-                                f.kind == TrackKind::Video
-                                    && matches!(f.state, ForwardState::Active(_))
-                            })
-                            .map(|f| (f.source, f.source_mid)),
-                    );
                 }
-                for (source, mid) in started {
-                    self.request_keyframe(source, mid, str0m::media::KeyframeRequestKind::Pli);
-                }
+                // The subscriber can receive now: a picture at once.
+                self.start_video(id);
                 self.events.push_back(Event::Connected { participant: id });
+            }
+            RtcEvent::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                if let Some(p) = self.participants.get_mut(&id) {
+                    p.estimate = Some(estimate.as_u64());
+                }
+                self.allocate_subscriber(id);
             }
             RtcEvent::IceConnectionStateChange(state) => {
                 if let Some(p) = self.participants.get_mut(&id) {
@@ -870,7 +935,17 @@ impl Sfu {
                 }
             }
             RtcEvent::MediaAdded(m) if m.direction.is_receiving() => {
-                self.publish(id, m.mid, m.kind.into());
+                // The layers the client sends, lowest first (clients list
+                // their encodings from the smallest up, as the web client
+                // does).
+                let rids: Vec<Rid> = m
+                    .simulcast
+                    .map(|s| if s.recv.is_empty() { s.send } else { s.recv })
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|l| l.rid)
+                    .collect();
+                self.publish(id, m.mid, m.kind.into(), rids);
             }
             RtcEvent::RtpPacket(packet) => self.forward(id, packet),
             RtcEvent::KeyframeRequest(req) => self.relay_keyframe_request(id, req),
@@ -881,7 +956,7 @@ impl Sfu {
 
     /// A participant started publishing a track: everyone else in the room
     /// subscribes to it.
-    fn publish(&mut self, id: ParticipantId, mid: Mid, kind: TrackKind) {
+    fn publish(&mut self, id: ParticipantId, mid: Mid, kind: TrackKind, rids: Vec<Rid>) {
         let Some(p) = self.participants.get_mut(&id) else {
             return;
         };
@@ -892,11 +967,12 @@ impl Sfu {
             debug!(participant = %id, %mid, "not allowed to publish; track ignored");
             return;
         }
-        let track = Published {
-            mid,
-            kind,
-            keyframes: KeyframeThrottle::default(),
+        let layers = if rids.is_empty() || kind == TrackKind::Audio {
+            vec![Layer::new(None)]
+        } else {
+            rids.into_iter().map(|r| Layer::new(Some(r))).collect()
         };
+        let track = Published { mid, kind, layers };
         let label = p.label.clone();
         let room = p.room.clone();
         debug!(participant = %id, %mid, ?kind, "track published");
@@ -917,11 +993,11 @@ impl Sfu {
             return;
         };
         self.stats.packets_in += 1;
-        let Some(mid) = p
+        let Some((mid, rid)) = p
             .rtc
             .direct_api()
             .stream_rx(&packet.header.ssrc)
-            .map(|s| s.mid())
+            .map(|s| (s.mid(), s.rid()))
         else {
             return;
         };
@@ -942,6 +1018,26 @@ impl Sfu {
                 });
             }
         }
+        let Some(track) = p.published.iter_mut().find(|t| t.mid == mid) else {
+            return;
+        };
+        let Some(layer) = track.layer_of(rid) else {
+            return;
+        };
+        let video = track.kind == TrackKind::Video;
+        let inspected = if video {
+            layers::inspect(params.spec().codec, &packet.payload)
+        } else {
+            None
+        };
+        let switchable = inspected.is_some();
+        let (info, vp8) = inspected.unwrap_or_default();
+        if let Some(l) = track.layers.get_mut(layer) {
+            l.count(packet.payload.len() + packet.header.header_len);
+            if info.size.is_some() {
+                l.size = info.size;
+            }
+        }
         let Some(members) = self.rooms.get(&room) else {
             return;
         };
@@ -955,6 +1051,7 @@ impl Sfu {
         ext_vals.rid_repair = None;
         ext_vals.transport_cc = None;
         ext_vals.abs_send_time = None;
+        let mut want_keyframe = false;
         for sub_id in members {
             if *sub_id == id {
                 continue;
@@ -972,7 +1069,36 @@ impl Sfu {
             let ForwardState::Active(out_mid) = f.state else {
                 continue;
             };
-            let Some(seq) = f.seq.rewrite(packet.seq_no) else {
+            if video {
+                match step(f, layer, info.keyframe, switchable) {
+                    Step::Drop => continue,
+                    Step::NeedKeyframe => {
+                        want_keyframe = true;
+                        continue;
+                    }
+                    Step::Forward => {}
+                    Step::Switch => {
+                        if f.current.is_some() {
+                            self.stats.layer_switches += 1;
+                        }
+                        f.current = Some(layer);
+                        f.rewriter.switch(
+                            packet.seq_no,
+                            packet.header.timestamp,
+                            packet.timestamp,
+                            VIDEO_CLOCK_RATE,
+                            vp8.as_ref(),
+                        );
+                    }
+                }
+                f.at_frame_end = packet.header.marker;
+            }
+            let Some(out) = f.rewriter.rewrite(
+                packet.seq_no,
+                packet.header.timestamp,
+                packet.timestamp,
+                vp8.as_ref(),
+            ) else {
                 continue;
             };
             let nackable = f.kind == TrackKind::Video;
@@ -991,27 +1117,33 @@ impl Sfu {
             let Some(tx) = api.stream_tx_by_mid(out_mid, None) else {
                 continue;
             };
-            tx.write_rtp(
-                RtpWrite::new(
-                    out_pt,
-                    seq,
-                    packet.header.timestamp,
-                    packet.timestamp,
-                    packet.payload.clone(),
-                )
-                .marker(packet.header.marker)
-                .ext_vals(ext_vals.clone())
-                .nackable(nackable),
-            );
+            let mut write = RtpWrite::new(
+                out_pt,
+                out.seq,
+                out.timestamp,
+                packet.timestamp,
+                packet.payload.clone(),
+            )
+            .marker(packet.header.marker)
+            .ext_vals(ext_vals.clone())
+            .nackable(nackable);
+            if let Some(patch) = out.vp8 {
+                write = write.vp8_patch(patch);
+            }
+            tx.write_rtp(write);
             self.stats.packets_forwarded += 1;
             if !sub.queued {
                 sub.queued = true;
                 self.dirty.push(*sub_id);
             }
         }
+        if want_keyframe {
+            self.request_keyframe(id, mid, layer, KeyframeRequestKind::Pli);
+        }
     }
 
-    /// A subscriber lost its picture or just started: ask the publisher.
+    /// A subscriber lost its picture or just started: ask the publisher for
+    /// a keyframe of the layer it receives.
     fn relay_keyframe_request(&mut self, id: ParticipantId, req: KeyframeRequest) {
         let Some(p) = self.participants.get(&id) else {
             return;
@@ -1023,29 +1155,251 @@ impl Sfu {
         else {
             return;
         };
+        let Some(layer) = f.current.or(f.choice.target()) else {
+            return;
+        };
         let (source, mid) = (f.source, f.source_mid);
-        self.request_keyframe(source, mid, req.kind);
+        self.request_keyframe(source, mid, layer, req.kind);
     }
 
     fn request_keyframe(
         &mut self,
         publisher: ParticipantId,
         mid: Mid,
-        kind: str0m::media::KeyframeRequestKind,
+        layer: usize,
+        kind: KeyframeRequestKind,
     ) {
         let now = self.now;
         let Some(p) = self.participants.get_mut(&publisher) else {
             return;
         };
-        let Some(track) = p.published.iter_mut().find(|t| t.mid == mid) else {
+        let Some(l) = p
+            .published
+            .iter_mut()
+            .find(|t| t.mid == mid)
+            .and_then(|t| t.layers.get_mut(layer))
+        else {
             return;
         };
-        if !track.keyframes.request(now) {
+        if !l.keyframes.request(now) {
             return;
         }
-        if let Some(rx) = p.rtc.direct_api().stream_rx_by_mid(mid, None) {
+        let rid = l.rid;
+        if let Some(rx) = p.rtc.direct_api().stream_rx_by_mid(mid, rid) {
             rx.request_keyframe(kind);
             self.dirty.push(publisher);
+        }
+    }
+
+    /// Chooses the video layers of a subscriber that can receive now and
+    /// asks for their keyframes.
+    fn start_video(&mut self, id: ParticipantId) {
+        self.allocate_subscriber(id);
+        let Some(p) = self.participants.get(&id) else {
+            return;
+        };
+        let wanted: Vec<(ParticipantId, Mid, usize)> = p
+            .forwards
+            .iter()
+            .filter(|f| f.kind == TrackKind::Video && matches!(f.state, ForwardState::Active(_)))
+            .filter_map(|f| Some((f.source, f.source_mid, f.choice.target()?)))
+            .collect();
+        for (source, mid, layer) in wanted {
+            self.request_keyframe(source, mid, layer, KeyframeRequestKind::Pli);
+        }
+    }
+
+    /// The subscriber renders one of its videos at this size (device
+    /// pixels): it never gets a layer much larger.
+    pub fn handle_video_size(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        mid: &str,
+        width: u32,
+        height: u32,
+    ) {
+        self.advance(now);
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let Some(f) = p
+            .forwards
+            .iter_mut()
+            .find(|f| f.kind == TrackKind::Video && f.mid().is_some_and(|m| *m == *mid))
+        else {
+            return;
+        };
+        f.size = Some((width.min(MAX_VIDEO_SIDE), height.min(MAX_VIDEO_SIDE)));
+        self.guarded(id, |sfu| sfu.allocate_subscriber(id));
+    }
+
+    /// Shares a subscriber's bandwidth estimate among what it receives
+    /// ([`allocate`]), and tells its BWE what to probe for.
+    fn allocate_subscriber(&mut self, id: ParticipantId) {
+        let now = self.now;
+        let Some(p) = self.participants.get(&id) else {
+            return;
+        };
+        let speaker = self.speakers.get(&p.room).and_then(|d| d.current());
+        let mut audio = 0u64;
+        let mut wants: Vec<(usize, Want)> = Vec::new();
+        for (i, f) in p.forwards.iter().enumerate() {
+            if !matches!(f.state, ForwardState::Active(_)) {
+                continue;
+            }
+            let Some(track) = self
+                .participants
+                .get(&f.source)
+                .and_then(|s| s.published.iter().find(|t| t.mid == f.source_mid))
+            else {
+                continue;
+            };
+            match f.kind {
+                TrackKind::Audio => {
+                    audio += layers::layer_costs(&track.layers, false)
+                        .iter()
+                        .sum::<u64>()
+                }
+                TrackKind::Video => wants.push((
+                    i,
+                    Want {
+                        layer_bps: layers::layer_costs(&track.layers, true),
+                        max_layer: layers::max_layer_for(&track.layers, f.size),
+                        priority: speaker == Some(f.source),
+                    },
+                )),
+            }
+        }
+        let budget = p.estimate.map_or(u64::MAX, |e| e.saturating_sub(audio));
+        let only: Vec<Want> = wants.iter().map(|(_, w)| w.clone()).collect();
+        let down = allocate::allocate(budget, &only);
+        let up = allocate::allocate(allocate::upgrade_budget(budget), &only);
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let mut keyframes = Vec::new();
+        let (mut sending, mut desired) = (audio, audio);
+        let mut next_step: Option<u64> = None;
+        for (k, (i, w)) in wants.iter().enumerate() {
+            let Some(f) = p.forwards.get_mut(*i) else {
+                continue;
+            };
+            let before = f.choice.target();
+            let target = f.choice.decide(now, down[k], up[k]);
+            if target != before
+                && let Some(l) = target
+                && f.current != Some(l)
+            {
+                keyframes.push((f.source, f.source_mid, l));
+            }
+            let paused = target.is_none();
+            if paused != f.paused {
+                f.paused = paused;
+                if let Some(mid) = f.mid() {
+                    self.events.push_back(Event::VideoPaused {
+                        participant: id,
+                        mid: mid.to_string(),
+                        paused,
+                    });
+                }
+            }
+            let top = w.max_layer.min(w.layer_bps.len().saturating_sub(1));
+            let cost = |l: usize| w.layer_bps.get(l).copied().unwrap_or(0);
+            let now_cost = target.map_or(0, cost);
+            sending += now_cost;
+            desired += cost(top);
+            let next = match target {
+                None => Some(0),
+                Some(l) if l < top => Some(l + 1),
+                Some(_) => None,
+            };
+            if let Some(n) = next {
+                let extra = cost(n).saturating_sub(now_cost);
+                next_step = Some(next_step.map_or(extra, |s| s.min(extra)));
+            }
+        }
+        // Probe toward the next layer up; aim at what every tile can show.
+        let minimum = (sending + next_step.unwrap_or(0)).min(desired);
+        if p.estimate.is_some() && p.bwe_rates != (minimum, desired) {
+            p.bwe_rates = (minimum, desired);
+            p.rtc
+                .bwe()
+                .set_bitrate(Bitrate::bps(minimum), Bitrate::bps(desired));
+            if !p.queued {
+                p.queued = true;
+                self.dirty.push(id);
+            }
+        }
+        for (source, mid, layer) in keyframes {
+            self.request_keyframe(source, mid, layer, KeyframeRequestKind::Pli);
+        }
+    }
+
+    /// Measures layer bitrates, revisits every subscriber's allocation and
+    /// pauses or resumes publishers' layers.
+    fn tick(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last_tick);
+        self.last_tick = now;
+        self.next_tick = now + layers::TICK;
+        for p in self.participants.values_mut() {
+            for l in p.published.iter_mut().flat_map(|t| &mut t.layers) {
+                l.tick(elapsed);
+            }
+        }
+        let ids: Vec<ParticipantId> = self.participants.keys().copied().collect();
+        for id in ids {
+            self.guarded(id, |sfu| sfu.allocate_subscriber(id));
+        }
+        self.dynacast(now);
+    }
+
+    /// Dynacast: a layer no subscriber receives or waits for is paused at
+    /// its publisher after [`layers::PAUSE_AFTER`], and resumed as soon as
+    /// one needs it. The lowest layer always runs, so a subscriber whose
+    /// link degrades can step down at once.
+    fn dynacast(&mut self, now: Instant) {
+        let mut needed: FxHashMap<(ParticipantId, Mid), Vec<usize>> = FxHashMap::default();
+        for f in self.participants.values().flat_map(|p| &p.forwards) {
+            if f.kind != TrackKind::Video {
+                continue;
+            }
+            let n = needed.entry((f.source, f.source_mid)).or_default();
+            n.extend(f.current);
+            n.extend(f.choice.target());
+        }
+        for (id, p) in &mut self.participants {
+            for t in &mut p.published {
+                if t.layers.len() < 2 {
+                    continue;
+                }
+                let need = needed.get(&(*id, t.mid));
+                let mut changed = false;
+                for (i, l) in t.layers.iter_mut().enumerate() {
+                    if i == 0 || need.is_some_and(|n| n.contains(&i)) {
+                        l.unneeded_since = None;
+                        changed |= !l.active;
+                        l.active = true;
+                    } else {
+                        let since = *l.unneeded_since.get_or_insert(now);
+                        if l.active && now.saturating_duration_since(since) >= layers::PAUSE_AFTER {
+                            l.active = false;
+                            changed = true;
+                        }
+                    }
+                }
+                if changed {
+                    self.events.push_back(Event::PublishLayers {
+                        participant: *id,
+                        mid: t.mid.to_string(),
+                        layers: t
+                            .layers
+                            .iter()
+                            .filter_map(|l| Some((l.rid?.to_string(), l.active)))
+                            .collect(),
+                    });
+                }
+            }
         }
     }
 
@@ -1109,8 +1463,69 @@ fn new_forward(source: ParticipantId, label: &Arc<str>, track: &Published) -> Fo
         source_label: label.clone(),
         kind: track.kind,
         state: ForwardState::Wanted,
-        seq: SeqRewriter::default(),
+        rewriter: Rewriter::default(),
         pt_map: None,
+        // Audio has one layer, always sent.
+        current: None,
+        choice: LayerChoice::default(),
+        size: None,
+        paused: false,
+        at_frame_end: true,
+    }
+}
+
+/// What to do with a video packet of `layer` for one subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Not for this subscriber.
+    Drop,
+    /// Not yet: the subscriber waits for a keyframe of this layer.
+    NeedKeyframe,
+    /// Forward it.
+    Forward,
+    /// Start this layer here (a keyframe), then forward it.
+    Switch,
+}
+
+/// The layer-switching rule. A subscriber gets the packets of its current
+/// layer until a keyframe of its target layer arrives; a subscriber without
+/// a picture yet starts at the first keyframe of its target or any lower
+/// layer; a paused one stops at the end of a frame. Codecs whose keyframes
+/// the media node cannot see start on their target layer and stay on it.
+fn step(f: &mut Forward, layer: usize, keyframe: bool, switchable: bool) -> Step {
+    let target = f.choice.target();
+    if !switchable {
+        return match (f.current, target) {
+            (Some(c), _) if c == layer => Step::Forward,
+            (None, Some(t)) if t == layer => Step::Switch,
+            _ => Step::Drop,
+        };
+    }
+    match (f.current, target) {
+        (Some(c), Some(t)) if c == t => {
+            if layer == c {
+                Step::Forward
+            } else {
+                Step::Drop
+            }
+        }
+        (_, Some(t)) if layer == t => {
+            if keyframe {
+                Step::Switch
+            } else {
+                Step::NeedKeyframe
+            }
+        }
+        (None, Some(t)) if layer < t && keyframe => Step::Switch,
+        (Some(c), _) if layer == c => {
+            if target.is_none() && f.at_frame_end {
+                f.current = None;
+                Step::Drop
+            } else {
+                Step::Forward
+            }
+        }
+        _ => Step::Drop,
     }
 }
 

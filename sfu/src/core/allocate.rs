@@ -1,0 +1,238 @@
+//! Sharing one subscriber's bandwidth estimate among the video it receives,
+//! and choosing each track's simulcast layer with hysteresis.
+//!
+//! The estimate (str0m's TWCC-based BWE toward that subscriber) pays for
+//! audio first, then video in priority order: the active speaker's video,
+//! then the others. Every video track first gets its lowest layer, in
+//! priority order, as long as the budget lasts; what remains upgrades the
+//! tracks, again in priority order, each to the highest layer that fits and
+//! that its tile can show. A track whose lowest layer does not fit gets
+//! nothing: the subscriber keeps its last frame and is told the video is
+//! paused for bandwidth.
+//!
+//! Hysteresis keeps a steady link from flapping: a layer goes down as soon
+//! as the estimate cannot carry it, but goes up only when the estimate
+//! carries the higher layer with a [`UP_MARGIN_PERCENT`] margin, has done so
+//! for [`UP_HOLD`], and the track has not gone down in the last
+//! [`UP_BACKOFF`].
+
+use std::time::{Duration, Instant};
+
+/// Upgrades need this much of the cost in the estimate (percent).
+pub(crate) const UP_MARGIN_PERCENT: u64 = 125;
+
+/// How long an upgrade must stay possible before it happens.
+pub(crate) const UP_HOLD: Duration = Duration::from_secs(1);
+
+/// No upgrade this soon after a downgrade of the same track.
+pub(crate) const UP_BACKOFF: Duration = Duration::from_secs(4);
+
+/// What one video track of a subscriber could receive.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Want {
+    /// Bitrate of each layer, lowest first (bits/s).
+    pub(crate) layer_bps: Vec<u64>,
+    /// The highest layer worth sending (the tile is no larger).
+    pub(crate) max_layer: usize,
+    /// The active speaker's video: served first.
+    pub(crate) priority: bool,
+}
+
+/// The best layer for each track within `budget` bits/s (`None`: paused).
+pub(crate) fn allocate(budget: u64, wants: &[Want]) -> Vec<Option<usize>> {
+    let mut order: Vec<usize> = (0..wants.len()).collect();
+    // Stable: equal priorities keep their order.
+    order.sort_by_key(|i| !wants[*i].priority);
+    let mut out = vec![None; wants.len()];
+    let mut left = budget;
+    for &i in &order {
+        if let Some(&cost) = wants[i].layer_bps.first()
+            && cost <= left
+        {
+            out[i] = Some(0);
+            left -= cost;
+        }
+    }
+    for &i in &order {
+        let Some(base) = out[i] else {
+            continue;
+        };
+        let w = &wants[i];
+        let top = w.max_layer.min(w.layer_bps.len().saturating_sub(1));
+        let base_cost = w.layer_bps[base];
+        for layer in (base + 1..=top).rev() {
+            let extra = w.layer_bps[layer].saturating_sub(base_cost);
+            if extra <= left {
+                out[i] = Some(layer);
+                left -= extra;
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// One track's layer decision over time.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LayerChoice {
+    target: Option<usize>,
+    decided: bool,
+    up_since: Option<Instant>,
+    last_down: Option<Instant>,
+}
+
+impl LayerChoice {
+    /// The layer chosen so far (`None`: paused or not decided yet).
+    pub(crate) fn target(&self) -> Option<usize> {
+        self.target
+    }
+
+    /// Updates the choice from what the full estimate allows (`down`) and
+    /// what the estimate with the upgrade margin allows (`up`); returns
+    /// the target.
+    pub(crate) fn decide(
+        &mut self,
+        now: Instant,
+        down: Option<usize>,
+        up: Option<usize>,
+    ) -> Option<usize> {
+        if !self.decided {
+            self.decided = true;
+            self.target = down;
+            return self.target;
+        }
+        if down < self.target {
+            self.target = down;
+            self.last_down = Some(now);
+            self.up_since = None;
+        } else if up > self.target {
+            let since = *self.up_since.get_or_insert(now);
+            let held = now.saturating_duration_since(since) >= UP_HOLD;
+            let backed_off = self
+                .last_down
+                .is_none_or(|d| now.saturating_duration_since(d) >= UP_BACKOFF);
+            if held && backed_off {
+                self.target = up;
+                self.up_since = None;
+            }
+        } else {
+            self.up_since = None;
+        }
+        self.target
+    }
+}
+
+/// The budget with the upgrade margin taken off.
+pub(crate) fn upgrade_budget(budget: u64) -> u64 {
+    budget.saturating_mul(100) / UP_MARGIN_PERCENT
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAYERS: [u64; 3] = [150_000, 500_000, 1_500_000];
+
+    fn want(priority: bool, max_layer: usize) -> Want {
+        Want {
+            layer_bps: LAYERS.to_vec(),
+            max_layer,
+            priority,
+        }
+    }
+
+    #[test]
+    fn everyone_gets_the_lowest_layer_before_anyone_gets_more() {
+        let wants = [want(false, 2), want(false, 2), want(true, 2)];
+        // 3 × 150k = 450k: all lowest; the 50k left upgrades nobody.
+        assert_eq!(allocate(500_000, &wants), vec![Some(0), Some(0), Some(0)]);
+        // 2.0M: lowest for all (450k), then the speaker goes to full (+1.35M),
+        // the 200k left upgrades nobody else.
+        assert_eq!(allocate(2_000_000, &wants), vec![Some(0), Some(0), Some(2)]);
+    }
+
+    #[test]
+    fn the_active_speaker_keeps_video_when_not_everyone_can() {
+        let wants = [want(false, 2), want(true, 2)];
+        assert_eq!(allocate(200_000, &wants), vec![None, Some(0)]);
+        assert_eq!(allocate(100_000, &wants), vec![None, None], "audio only");
+    }
+
+    #[test]
+    fn a_small_tile_never_gets_the_full_layer() {
+        assert_eq!(allocate(10_000_000, &[want(false, 1)]), vec![Some(1)]);
+        assert_eq!(allocate(10_000_000, &[want(false, 0)]), vec![Some(0)]);
+    }
+
+    #[test]
+    fn a_single_layer_track_is_sent_or_paused() {
+        let w = Want {
+            layer_bps: vec![800_000],
+            max_layer: 2,
+            priority: false,
+        };
+        assert_eq!(allocate(1_000_000, std::slice::from_ref(&w)), vec![Some(0)]);
+        assert_eq!(allocate(500_000, &[w]), vec![None]);
+    }
+
+    /// The decision for one full-layer track in virtual time, from an
+    /// estimate that changes every 100 ms.
+    fn run(choice: &mut LayerChoice, t0: Instant, estimates: &[u64]) -> Vec<Option<usize>> {
+        let wants = [want(false, 2)];
+        estimates
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let now = t0 + Duration::from_millis(100 * i as u64);
+                let down = allocate(*e, &wants)[0];
+                let up = allocate(upgrade_budget(*e), &wants)[0];
+                choice.decide(now, down, up)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn down_at_once_up_after_hold_and_backoff() {
+        let t0 = Instant::now();
+        let mut c = LayerChoice::default();
+        // Start at 2 Mbit/s: full layer at once.
+        let out = run(&mut c, t0, &[2_000_000]);
+        assert_eq!(out, vec![Some(2)]);
+        // Cap at 300 kbit/s: down to the lowest layer on the first estimate.
+        let capped = run(&mut c, t0 + Duration::from_secs(1), &[300_000; 20]);
+        assert!(capped.iter().all(|l| *l == Some(0)), "{capped:?}");
+        // Lifted 2 s after the downgrade: the backoff (4 s from the
+        // downgrade) and the hold (1 s) pass before the full layer returns.
+        let lifted = run(&mut c, t0 + Duration::from_secs(3), &[2_000_000; 40]);
+        let first_full = lifted.iter().position(|l| *l == Some(2));
+        assert_eq!(first_full, Some(20), "{lifted:?}");
+    }
+
+    #[test]
+    fn a_noisy_estimate_around_a_layer_does_not_flap() {
+        let t0 = Instant::now();
+        let mut c = LayerChoice::default();
+        // The estimate wanders between 450k and 650k, across the middle
+        // layer's 500k, every 100 ms for a minute.
+        let estimates: Vec<u64> = (0..600u64)
+            .map(|i| 450_000 + (i * 7919 % 200_000))
+            .collect();
+        let out = run(&mut c, t0, &estimates);
+        let switches = out.windows(2).filter(|w| w[0] != w[1]).count();
+        assert!(switches <= 1, "{switches} switches in 60 s: {out:?}");
+    }
+
+    #[test]
+    fn paused_video_resumes_when_the_estimate_recovers() {
+        let t0 = Instant::now();
+        let mut c = LayerChoice::default();
+        assert_eq!(run(&mut c, t0, &[100_000]), vec![None]);
+        let out = run(&mut c, t0 + Duration::from_millis(100), &[400_000; 15]);
+        assert_eq!(out.last(), Some(&Some(0)), "{out:?}");
+        assert_eq!(
+            out.iter().filter(|l| l.is_none()).count(),
+            10,
+            "after the 1 s hold"
+        );
+    }
+}
