@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 pub(crate) const UP_MARGIN_PERCENT: u64 = 125;
 
 /// How long an upgrade must stay possible before it happens.
-pub(crate) const UP_HOLD: Duration = Duration::from_secs(1);
+pub(crate) const UP_HOLD: Duration = Duration::from_millis(500);
 
 /// No upgrade this soon after a downgrade of the same track.
 pub(crate) const UP_BACKOFF: Duration = Duration::from_secs(4);
@@ -229,10 +229,8 @@ mod tests {
         assert_eq!(run(&mut c, t0, &[100_000]), vec![None]);
         let out = run(&mut c, t0 + Duration::from_millis(100), &[400_000; 15]);
         assert_eq!(out.last(), Some(&Some(0)), "{out:?}");
-        assert_eq!(
-            out.iter().filter(|l| l.is_none()).count(),
-            10,
-            "after the 1 s hold"
-        );
+        let hold_steps = (UP_HOLD.as_millis() / 100) as usize;
+        let paused = out.iter().filter(|l| l.is_none()).count();
+        assert_eq!(paused, hold_steps, "resumed after the hold");
     }
 }

@@ -59,6 +59,11 @@ pub(crate) struct Rewriter {
 }
 
 impl Rewriter {
+    /// True once a packet went out.
+    pub(crate) fn started(&self) -> bool {
+        self.max_out.is_some()
+    }
+
     /// Makes the packet `seq`/`timestamp`, arrived at `at`, the first of a
     /// new source (the keyframe a layer switch waited for). Its numbers
     /// follow the last ones sent; its timestamp follows the last by the

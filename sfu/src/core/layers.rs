@@ -118,8 +118,8 @@ pub(crate) fn max_layer_for(layers: &[Layer], size: Option<(u32, u32)>) -> usize
     else {
         return top;
     };
-    for i in 0..=top {
-        let (lw, lh) = if let Some(s) = layers[i].size {
+    for (i, layer) in layers.iter().enumerate() {
+        let (lw, lh) = if let Some(s) = layer.size {
             (u32::from(s.0), u32::from(s.1))
         } else if i < known {
             let shift = known - i;

@@ -60,6 +60,14 @@ pub const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// The bandwidth estimate toward a new subscriber, before any feedback.
 pub const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(1_000);
 
+/// str0m's default resend buffer, restored empty when a layer is cut.
+const RTX_CACHE_PACKETS: usize = 2000;
+const RTX_CACHE_AGE: Duration = Duration::from_secs(3);
+const RTX_RATIO_CAP: Option<f32> = Some(0.15);
+
+/// How often a subscriber whose next layer does not fit is probed for it.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// RTP clock rate of video.
 const VIDEO_CLOCK_RATE: u32 = 90_000;
 
@@ -385,6 +393,10 @@ struct Participant {
     estimate: Option<u64>,
     /// The BWE minimum and desired rates last set.
     bwe_rates: (u64, u64),
+    /// When the BWE may probe for a higher layer next.
+    next_probe: Option<Instant>,
+    /// Probes asked for so far.
+    probes: u64,
     /// Makes the next poll panic, to test isolation.
     #[cfg(test)]
     fault: bool,
@@ -715,6 +727,8 @@ impl Sfu {
                     queued: false,
                     estimate: None,
                     bwe_rates: (0, 0),
+                    next_probe: None,
+                    probes: 0,
                     #[cfg(test)]
                     fault: false,
                 },
@@ -1070,7 +1084,17 @@ impl Sfu {
                 continue;
             };
             if video {
-                match step(f, layer, info.keyframe, switchable) {
+                let was = f.current;
+                let next = step(f, layer, info.keyframe, switchable);
+                if was.is_some() && f.current.is_none() {
+                    // The layer was cut because the link cannot carry it:
+                    // resending its lost packets would only delay the
+                    // lower layer's keyframe. Drop the resend buffer.
+                    if let Some(tx) = sub.rtc.direct_api().stream_tx_by_mid(out_mid, None) {
+                        tx.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, RTX_RATIO_CAP);
+                    }
+                }
+                match next {
                     Step::Drop => continue,
                     Step::NeedKeyframe => {
                         want_keyframe = true;
@@ -1078,7 +1102,7 @@ impl Sfu {
                     }
                     Step::Forward => {}
                     Step::Switch => {
-                        if f.current.is_some() {
+                        if f.rewriter.started() && f.current != Some(layer) {
                             self.stats.layer_switches += 1;
                         }
                         f.current = Some(layer);
@@ -1184,6 +1208,7 @@ impl Sfu {
         if !l.keyframes.request(now) {
             return;
         }
+
         let rid = l.rid;
         if let Some(rx) = p.rtc.direct_api().stream_rx_by_mid(mid, rid) {
             rx.request_keyframe(kind);
@@ -1319,9 +1344,25 @@ impl Sfu {
                 next_step = Some(next_step.map_or(extra, |s| s.min(extra)));
             }
         }
-        // Probe toward the next layer up; aim at what every tile can show.
-        let minimum = (sending + next_step.unwrap_or(0)).min(desired);
-        if p.estimate.is_some() && p.bwe_rates != (minimum, desired) {
+        // Keep the estimate honest with what is sent (no padding, which on
+        // a saturated link only adds delay), aim at what every tile can
+        // show, and when a higher layer is wanted but does not fit, probe
+        // for it every PROBE_INTERVAL: raising the desired rate asks str0m
+        // for a probe cluster.
+        let minimum = sending.min(desired);
+        let Some(estimate) = p.estimate else {
+            return self.request_keyframes(keyframes);
+        };
+        let upgrade_wanted =
+            next_step.is_some_and(|s| estimate < (sending + s) * allocate::UP_MARGIN_PERCENT / 100);
+        if upgrade_wanted && p.next_probe.is_none_or(|t| now >= t) {
+            // str0m probes when the desired rate rises above the last one
+            // it saw: a one-bit/s rise per probe is enough.
+            p.next_probe = Some(now + PROBE_INTERVAL);
+            p.probes += 1;
+        }
+        let desired = desired + p.probes;
+        if p.bwe_rates != (minimum, desired) {
             p.bwe_rates = (minimum, desired);
             p.rtc
                 .bwe()
@@ -1331,6 +1372,10 @@ impl Sfu {
                 self.dirty.push(id);
             }
         }
+        self.request_keyframes(keyframes);
+    }
+
+    fn request_keyframes(&mut self, keyframes: Vec<(ParticipantId, Mid, usize)>) {
         for (source, mid, layer) in keyframes {
             self.request_keyframe(source, mid, layer, KeyframeRequestKind::Pli);
         }
@@ -1490,7 +1535,7 @@ enum Step {
 /// The layer-switching rule. A subscriber gets the packets of its current
 /// layer until a keyframe of its target layer arrives; a subscriber without
 /// a picture yet starts at the first keyframe of its target or any lower
-/// layer; a paused one stops at the end of a frame. Codecs whose keyframes
+/// layer; one going down or paused stops at the end of a frame. Codecs whose keyframes
 /// the media node cannot see start on their target layer and stay on it.
 fn step(f: &mut Forward, layer: usize, keyframe: bool, switchable: bool) -> Step {
     let target = f.choice.target();
@@ -1518,7 +1563,11 @@ fn step(f: &mut Forward, layer: usize, keyframe: bool, switchable: bool) -> Step
         }
         (None, Some(t)) if layer < t && keyframe => Step::Switch,
         (Some(c), _) if layer == c => {
-            if target.is_none() && f.at_frame_end {
+            // Going down (or pausing) is for a link that cannot carry this
+            // layer: stop at the end of the frame rather than queue more of
+            // it, and show the last frame until the lower keyframe.
+            let down = target.is_none_or(|t| t < c);
+            if down && f.at_frame_end {
                 f.current = None;
                 Step::Drop
             } else {
