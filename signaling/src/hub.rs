@@ -15,8 +15,8 @@ use rand::distr::{Alphanumeric, SampleString};
 use rand::rngs::StdRng;
 
 use crate::protocol::{
-    CallMedia, ClientMsg, EndReason, ErrorCode, LeaveReason, Participant, PresenceUser, RoomKind,
-    ServerMsg, Track, TrackKind, User,
+    CallMedia, ClientMsg, EndReason, ErrorCode, LayerState, LeaveReason, Participant, PresenceUser,
+    RoomKind, ServerMsg, Track, TrackKind, User,
 };
 
 /// Identifies one WebSocket connection.
@@ -65,6 +65,17 @@ pub enum MediaCmd {
         /// The SDP.
         sdp: String,
     },
+    /// The size a subscriber renders a video at.
+    VideoSize {
+        /// The participant connection.
+        participant: ParticipantId,
+        /// Its m-line of the video.
+        mid: String,
+        /// Device pixels.
+        width: u32,
+        /// Device pixels.
+        height: u32,
+    },
     /// Drop a participant's media.
     Leave {
         /// The participant connection.
@@ -112,6 +123,9 @@ impl Default for HubConfig {
         }
     }
 }
+
+/// The longest m-line id a client may name.
+const MAX_MID_BYTES: usize = 32;
 
 /// Messages kept for a suspended session, at most.
 const MAX_BUFFERED: usize = 1000;
@@ -402,6 +416,12 @@ impl Hub {
                 audio,
                 video,
             } => self.media_state(&user_id, &room_id, audio, video, &mut fx),
+            ClientMsg::VideoSize {
+                room_id,
+                mid,
+                width,
+                height,
+            } => self.video_size(&user_id, &room_id, mid, width, height, &mut fx),
         };
         if let Err((code, message)) = result {
             fx.push(Effect::Send(conn, error(code, message)));
@@ -447,6 +467,8 @@ impl Hub {
             | MediaEvent::Error { participant, .. }
             | MediaEvent::Connected { participant }
             | MediaEvent::ActiveSpeaker { participant }
+            | MediaEvent::VideoPaused { participant, .. }
+            | MediaEvent::PublishLayers { participant, .. }
             | MediaEvent::Removed { participant, .. } => *participant,
         };
         let Some((user_id, room_id)) = self.participants.get(&pid).cloned() else {
@@ -490,6 +512,32 @@ impl Hub {
                 self.send_to(&user_id, error(code, e.to_string()), &mut fx);
             }
             MediaEvent::Connected { .. } => {}
+            MediaEvent::VideoPaused { mid, paused, .. } => {
+                self.send_to(
+                    &user_id,
+                    ServerMsg::VideoPaused {
+                        room_id,
+                        mid,
+                        paused,
+                    },
+                    &mut fx,
+                );
+            }
+            MediaEvent::PublishLayers { mid, layers, .. } => {
+                let layers = layers
+                    .into_iter()
+                    .map(|(rid, active)| LayerState { rid, active })
+                    .collect();
+                self.send_to(
+                    &user_id,
+                    ServerMsg::PublishLayers {
+                        room_id,
+                        mid,
+                        layers,
+                    },
+                    &mut fx,
+                );
+            }
             MediaEvent::ActiveSpeaker { .. } => {
                 let Some(room) = self.rooms.get_mut(&room_id) else {
                     return fx;
@@ -1110,6 +1158,34 @@ impl Hub {
                 fx,
             );
         }
+        Ok(())
+    }
+
+    /// A subscriber's tile size, for the media node's layer choice.
+    fn video_size(
+        &mut self,
+        user: &str,
+        room_id: &str,
+        mid: String,
+        width: u32,
+        height: u32,
+        fx: &mut Vec<Effect>,
+    ) -> Result<(), (ErrorCode, &'static str)> {
+        let participant = self
+            .participants
+            .iter()
+            .find(|(_, (u, r))| u == user && r == room_id)
+            .map(|(p, _)| *p)
+            .ok_or((ErrorCode::NotInRoom, "you are not in that call"))?;
+        if mid.is_empty() || mid.len() > MAX_MID_BYTES {
+            return Err((ErrorCode::BadMessage, "mid must be 1 to 32 bytes"));
+        }
+        fx.push(Effect::Media(MediaCmd::VideoSize {
+            participant,
+            mid,
+            width,
+            height,
+        }));
         Ok(())
     }
 

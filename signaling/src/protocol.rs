@@ -196,6 +196,27 @@ pub enum ClientMsg {
         /// Camera on.
         video: bool,
     },
+    /// The size a received video is shown at, in device pixels (0x0 when
+    /// hidden): the server never sends a layer much larger.
+    VideoSize {
+        /// The room.
+        room_id: String,
+        /// The m-line of the video (from `media_offer`'s tracks).
+        mid: String,
+        /// Width.
+        width: u32,
+        /// Height.
+        height: u32,
+    },
+}
+
+/// Whether a publisher should send one simulcast layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerState {
+    /// The encoding's rid.
+    pub rid: String,
+    /// Send it.
+    pub active: bool,
 }
 
 /// Messages from the server.
@@ -293,6 +314,27 @@ pub enum ServerMsg {
         room_id: String,
         /// Who speaks now (may be you).
         participant_id: String,
+    },
+    /// A video you receive stopped because your connection cannot carry
+    /// it (`paused`: keep its last frame and show a poor-connection
+    /// notice), or came back.
+    VideoPaused {
+        /// The room.
+        room_id: String,
+        /// The m-line of the video.
+        mid: String,
+        /// Paused or resumed.
+        paused: bool,
+    },
+    /// Send only these simulcast layers of one of your tracks; nobody
+    /// receives the others (set `active` on the sender's encodings).
+    PublishLayers {
+        /// The room.
+        room_id: String,
+        /// The m-line of your track.
+        mid: String,
+        /// Each encoding by rid.
+        layers: Vec<LayerState>,
     },
     /// Someone's microphone or camera changed.
     ParticipantUpdated {

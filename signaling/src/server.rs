@@ -597,6 +597,17 @@ async fn run_hub(
                             Command::Answer { participant, sdp }
                         }
                         MediaCmd::Leave { participant } => Command::Leave { participant },
+                        MediaCmd::VideoSize {
+                            participant,
+                            mid,
+                            width,
+                            height,
+                        } => Command::VideoSize {
+                            participant,
+                            mid,
+                            width,
+                            height,
+                        },
                     };
                     if !media.send(cmd) {
                         warn!("media node is gone");

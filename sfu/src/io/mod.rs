@@ -96,6 +96,17 @@ pub enum Command {
         /// Who.
         participant: ParticipantId,
     },
+    /// The size a subscriber renders one of its videos at.
+    VideoSize {
+        /// The subscriber.
+        participant: ParticipantId,
+        /// Its m-line of the video.
+        mid: String,
+        /// Device pixels.
+        width: u32,
+        /// Device pixels.
+        height: u32,
+    },
 }
 
 /// A running media node: its workers and the way to reach them.
@@ -203,6 +214,7 @@ impl MediaNode {
                     placement.remove(*participant);
                     Some(w)
                 }
+                Command::VideoSize { participant, .. } => placement.worker_of(*participant),
             }
         };
         let Some(worker) = worker.and_then(|w| self.workers.get(w)) else {
@@ -300,6 +312,12 @@ fn handle_command(sfu: &mut Sfu, command: Command) {
         } => sfu.handle_offer(now, room, participant, &label, publish, &sdp),
         Command::Answer { participant, sdp } => sfu.handle_answer(now, participant, &sdp),
         Command::Leave { participant } => sfu.handle_leave(now, participant),
+        Command::VideoSize {
+            participant,
+            mid,
+            width,
+            height,
+        } => sfu.handle_video_size(now, participant, &mid, width, height),
     }
 }
 

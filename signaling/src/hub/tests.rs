@@ -800,3 +800,75 @@ fn the_active_speaker_goes_to_everyone_in_the_room_and_to_late_joiners() {
         Some(ServerMsg::ActiveSpeaker { participant_id, .. }) if participant_id == "b"
     ));
 }
+
+#[test]
+fn tile_sizes_reach_the_media_node_and_layer_events_reach_only_their_client() {
+    let t0 = Instant::now();
+    let mut h = hub();
+    for (c, u) in [(1, "a"), (2, "b"), (3, "c")] {
+        login(&mut h, c, u);
+    }
+    let room = group_room(&mut h, &[2], t0);
+    let participant = media_participant(&mut h, 2, &room, t0);
+    let size = |room_id: &str, mid: &str| ClientMsg::VideoSize {
+        room_id: room_id.into(),
+        mid: mid.into(),
+        width: 320,
+        height: 180,
+    };
+    let fx = h.handle_message(ConnId(2), size(&room, "3"), t0);
+    assert_eq!(
+        fx,
+        vec![Effect::Media(MediaCmd::VideoSize {
+            participant,
+            mid: "3".into(),
+            width: 320,
+            height: 180
+        })]
+    );
+    // Not in that call, or a mid no m-line can have: an error, nothing sent on.
+    for (conn, msg) in [(3, size(&room, "3")), (2, size(&room, &"9".repeat(40)))] {
+        let fx = h.handle_message(ConnId(conn), msg, t0);
+        assert!(
+            fx.iter().all(|e| !matches!(e, Effect::Media(_)))
+                && matches!(to(&fx, conn).as_slice(), [ServerMsg::Error { .. }]),
+            "{fx:?}"
+        );
+    }
+    let fx = h.handle_media_event(MediaEvent::VideoPaused {
+        participant,
+        mid: "3".into(),
+        paused: true,
+    });
+    assert_eq!(
+        to(&fx, 2),
+        vec![ServerMsg::VideoPaused {
+            room_id: room.clone(),
+            mid: "3".into(),
+            paused: true
+        }]
+    );
+    assert!(to(&fx, 1).is_empty());
+    let fx = h.handle_media_event(MediaEvent::PublishLayers {
+        participant,
+        mid: "0".into(),
+        layers: vec![("q".into(), true), ("f".into(), false)],
+    });
+    assert_eq!(
+        to(&fx, 2),
+        vec![ServerMsg::PublishLayers {
+            room_id: room,
+            mid: "0".into(),
+            layers: vec![
+                LayerState {
+                    rid: "q".into(),
+                    active: true
+                },
+                LayerState {
+                    rid: "f".into(),
+                    active: false
+                }
+            ]
+        }]
+    );
+}
