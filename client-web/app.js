@@ -15,6 +15,8 @@ const IDENTITY_KEY = 'chorus.identity';
 const NAME_KEY = 'chorus.name';
 /** How long "Cy declined" and the like stay in the call header. */
 const INVITE_NOTE_MS = 8000;
+/** Tile size reports wait for layout to settle this long. */
+const TILE_SIZE_DEBOUNCE_MS = 250;
 /**
  * A call, ring or invite survives a dropped connection while the server may
  * still resume the session. After this long without a connection it is
@@ -643,6 +645,12 @@ function handleMessage(msg) {
     case 'media_answer':
     case 'media_offer':
       if (state.call && msg.room_id === state.call.session.roomId) state.call.session.handle(msg);
+      break;
+    case 'video_paused':
+      if (state.call && msg.room_id === state.call.session.roomId) state.call.session.videoPaused(msg);
+      break;
+    case 'publish_layers':
+      if (state.call && msg.room_id === state.call.session.roomId) state.call.session.publishLayers(msg);
       break;
     case 'error':
       serverError(msg);
@@ -1322,10 +1330,30 @@ function createTile(p) {
   t.avatar = avatar(p.id, p.name, 'avatar large', { 'data-testid': 'remote-avatar' });
   t.name = h('span', { class: 'tile-name' });
   t.muted = h('span', { class: 'muted-badge', 'data-testid': 'remote-muted', title: 'Microphone off', hidden: true }, icon('micOff', 'icon small'), h('span', { class: 'sr-only' }, 'muted'));
+  t.poor = h('span', { class: 'poor-connection', 'data-testid': 'poor-connection', role: 'status', hidden: true }, 'Poor connection');
   t.root = h('div', { class: 'tile', 'data-testid': 'remote-tile', 'data-participant-id': p.id },
-    t.video, h('div', { class: 'tile-avatar' }, t.avatar), h('div', { class: 'tile-label' }, t.muted, t.name));
+    t.video, h('div', { class: 'tile-avatar' }, t.avatar), t.poor, h('div', { class: 'tile-label' }, t.muted, t.name));
   t.video.addEventListener('resize', () => markFrames(t));
+  watchTileSize(t);
   return t;
+}
+
+/** Reports the tile's size (device pixels) so the server picks a fitting layer. */
+function watchTileSize(t) {
+  if (typeof ResizeObserver === 'undefined') return;
+  let timer = null;
+  const report = () => {
+    timer = null;
+    const c = state.call;
+    if (!c || !t.root.isConnected) return;
+    const r = t.root.getBoundingClientRect();
+    const dpr = window.devicePixelRatio || 1;
+    c.session.setTileSize(t.id, Math.round(r.width * dpr), Math.round(r.height * dpr));
+  };
+  new ResizeObserver(() => {
+    // Coalesce a burst of layout changes (a join reflows every tile).
+    if (!timer) timer = setTimeout(report, TILE_SIZE_DEBOUNCE_MS);
+  }).observe(t.root);
 }
 
 function markFrames(t) {
@@ -1366,6 +1394,9 @@ function updateTile(c, t, p) {
   }
   const showVideo = !!(p.video && p.videoTrack && t.hasFrames);
   t.root.dataset.video = showVideo ? 'on' : 'off';
+  // The last frame stays on screen while the video is paused for bandwidth.
+  t.poor.hidden = !(p.videoPaused && p.video);
+  t.root.dataset.poor = t.poor.hidden ? 'false' : 'true';
   t.root.dataset.speaking = p.speaking ? 'true' : 'false';
 }
 

@@ -2,7 +2,9 @@
 // camera and microphone → microphone only ("audio-only") → nothing ("listen-only").
 
 const AUDIO = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
-const VIDEO = { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 30 }, facingMode: 'user' };
+// 960x540 is the smallest size at which browsers send all three simulcast
+// layers (240x135, 480x270, 960x540; see session.js).
+const VIDEO = { width: { ideal: 960 }, height: { ideal: 540 }, frameRate: { ideal: 30 }, facingMode: 'user' };
 
 function reason(err, device) {
   switch (err && err.name) {

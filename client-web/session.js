@@ -30,6 +30,19 @@ const ICE_RESTART_GAP_MS = 3000;
 /** An own offer with no answer for this long is given up and made again. */
 const ANSWER_TIMEOUT_MS = 10000;
 
+/**
+ * Camera video goes out in three simulcast layers, smallest first (the media
+ * node reads them in this order): quarter, half and full resolution. The
+ * media node forwards one layer to each person, chosen from that person's
+ * bandwidth and the size of the tile it is shown in, and pauses layers
+ * nobody receives (`publish_layers`).
+ */
+const SIMULCAST = [
+  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+];
+
 const wallClock = () => performance.timeOrigin + performance.now();
 const LEVEL_POLL_MS = 200;
 const SPEAKING_THRESHOLD = 0.04;
@@ -115,6 +128,13 @@ export class CallSession {
     for (const p of o.participants) this.upsert(p);
     /** mid → {mid, participant_id, kind} from the latest server offer */
     this.trackMap = new Map();
+    /** participant id → [width, height] of its tile, in device pixels */
+    this.tileSizes = new Map();
+    /** mid → the size last reported for it ("WxH") */
+    this.sizesSent = new Map();
+    /** rid → active, as the media node last asked */
+    this.wantedLayers = new Map();
+    this.layersQueue = Promise.resolve();
     this.receivers = new Map();
     this.pc = null;
     this.local = null;
@@ -183,7 +203,11 @@ export class CallSession {
       pc.addTransceiver('audio', { direction: 'recvonly' });
     } else {
       this.audioTx = pc.addTransceiver(local.audioTrack ?? 'audio', { direction: 'sendonly', streams: [local.stream] });
-      this.videoTx = pc.addTransceiver(local.videoTrack ?? 'video', { direction: 'sendonly', streams: [local.stream] });
+      this.videoTx = pc.addTransceiver(local.videoTrack ?? 'video', {
+        direction: 'sendonly',
+        streams: [local.stream],
+        sendEncodings: SIMULCAST.map((e) => ({ ...e })),
+      });
     }
     this.offer();
     this.levelTimer = setInterval(() => this.pollLevels(), LEVEL_POLL_MS);
@@ -367,6 +391,58 @@ export class CallSession {
     }
   }
 
+  /**
+   * The tile of `participantId` is shown at this size (device pixels; 0x0
+   * when hidden): the media node never sends a layer much larger.
+   */
+  setTileSize(participantId, width, height) {
+    this.tileSizes.set(participantId, [width, height]);
+    this.sendSizes();
+  }
+
+  sendSizes() {
+    for (const [mid, t] of this.trackMap) {
+      if (t.kind !== 'video') continue;
+      const size = this.tileSizes.get(t.participant_id);
+      if (!size) continue;
+      const key = `${size[0]}x${size[1]}`;
+      if (this.sizesSent.get(mid) === key) continue;
+      const ok = this.send({ type: 'video_size', room_id: this.roomId, mid, width: size[0], height: size[1] });
+      if (ok) this.sizesSent.set(mid, key);
+    }
+  }
+
+  /** `publish_layers`: send only the simulcast layers someone receives. */
+  publishLayers(msg) {
+    if (!this.videoTx || String(this.videoTx.mid) !== String(msg.mid)) return;
+    for (const l of msg.layers ?? []) this.wantedLayers.set(l.rid, !!l.active);
+    const sender = this.videoTx.sender;
+    this.layersQueue = this.layersQueue.then(async () => {
+      if (this.closed) return;
+      const params = sender.getParameters();
+      if (!params.encodings || !params.encodings.length) return;
+      let changed = false;
+      for (const e of params.encodings) {
+        const want = this.wantedLayers.get(e.rid);
+        if (want !== undefined && e.active !== want) {
+          e.active = want;
+          changed = true;
+        }
+      }
+      if (changed) await sender.setParameters(params);
+      this.onChange('layers');
+    }).catch((err) => console.warn('could not change the sent layers', err));
+  }
+
+  /** `video_paused`: a video we receive stopped (or came back) for bandwidth. */
+  videoPaused(msg) {
+    const info = this.trackMap.get(String(msg.mid));
+    const p = info && this.participants.get(info.participant_id);
+    if (!p) return;
+    p.videoPaused = !!msg.paused;
+    this.onChange('tracks');
+  }
+
   /** Maps every forwarded receiver to its publisher, from the server's `tracks`. */
   syncReceivers() {
     if (!this.pc) return;
@@ -380,6 +456,9 @@ export class CallSession {
       byPerson.set(info.participant_id, entry);
     }
     this.receivers = byPerson;
+    // Sizes go again for m-lines that are new (or reused for someone else).
+    for (const mid of [...this.sizesSent.keys()]) if (!this.trackMap.has(mid)) this.sizesSent.delete(mid);
+    this.sendSizes();
     this.applyReceivers();
   }
 
@@ -402,6 +481,7 @@ export class CallSession {
       audioReceiver: null,
       videoReceiver: null,
       level: 0,
+      videoPaused: false,
       speaking: false,
       speakingUntil: 0,
       ...old,

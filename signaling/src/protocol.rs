@@ -458,6 +458,7 @@ pub const CLIENT_TYPES: &[&str] = &[
     "media_offer",
     "media_answer",
     "media_state",
+    "video_size",
 ];
 
 #[cfg(test)]
@@ -477,6 +478,25 @@ mod tests {
         assert_eq!(
             parse_client_msg(r#"{"type":"create_room"}"#),
             Ok(ClientMsg::CreateRoom {})
+        );
+        assert_eq!(
+            parse_client_msg(
+                r#"{"type":"video_size","room_id":"r","mid":"1","width":320,"height":180}"#
+            ),
+            Ok(ClientMsg::VideoSize {
+                room_id: "r".into(),
+                mid: "1".into(),
+                width: 320,
+                height: 180
+            })
+        );
+        assert_eq!(
+            parse_client_msg(
+                r#"{"type":"video_size","room_id":"r","mid":"1","width":-1,"height":1}"#
+            )
+            .unwrap_err()
+            .0,
+            ErrorCode::BadMessage
         );
     }
 

@@ -1105,6 +1105,7 @@ impl Sfu {
                         if f.rewriter.started() && f.current != Some(layer) {
                             self.stats.layer_switches += 1;
                         }
+                        debug!(participant = %sub_id, source = %id, from = ?f.current, to = layer, "video layer switch");
                         f.current = Some(layer);
                         f.rewriter.switch(
                             packet.seq_no,
@@ -1312,6 +1313,13 @@ impl Sfu {
             };
             let before = f.choice.target();
             let target = f.choice.decide(now, down[k], up[k]);
+            if target != before {
+                debug!(
+                    participant = %id, source = %f.source, ?before, ?target,
+                    estimate = ?p.estimate, max_layer = w.max_layer, costs = ?w.layer_bps,
+                    "video layer target"
+                );
+            }
             if target != before
                 && let Some(l) = target
                 && f.current != Some(l)
