@@ -99,7 +99,7 @@ export async function openPerson(browser, url, name, { viewport = { width: 1100,
   if (init) await context.addInitScript(init);
   const page = await context.newPage();
   // E.g. to listen to the page's WebSocket frames from the first one on.
-  if (onPage) onPage(page);
+  if (onPage) await onPage(page);
   page.on('pageerror', (err) => console.error(`[${name}] page error:`, err.message));
   page.on('console', (msg) => {
     if (msg.type() === 'error') console.error(`[${name}] console:`, msg.text());

@@ -198,6 +198,13 @@ impl Relay {
         self.client_addr
     }
 
+    /// Sets the media node's address (what [`Relay::sdp_filter`] learns).
+    pub fn set_upstream(&self, node: SocketAddr) {
+        if let Ok(mut u) = self.upstream.lock() {
+            *u = Some(node);
+        }
+    }
+
     /// Changes what happens toward the client from now on.
     pub fn set_down(&self, imp: Impairment) {
         if let Ok(mut d) = self.down.lock() {

@@ -20,6 +20,10 @@ pub(crate) const PAUSE_AFTER: Duration = Duration::from_secs(2);
 /// its encoder.
 const NOMINAL_VIDEO_BPS: [u64; 3] = [1_500_000, 500_000, 150_000];
 
+/// Per tick (500 ms) a layer's peak bitrate keeps this share: it halves
+/// in about 17 s.
+const PEAK_DECAY_PERCENT: u64 = 98;
+
 /// Assumed for an audio track not measured yet.
 pub(crate) const NOMINAL_AUDIO_BPS: u64 = 50_000;
 
@@ -34,6 +38,10 @@ pub(crate) struct Layer {
     bytes: u64,
     /// Smoothed bitrate; 0 until measured.
     bps: u64,
+    /// The highest smoothed bitrate lately, decaying by [`PEAK_DECAY`]
+    /// per tick: an encoder that restarts a layer (dynacast) or ramps it
+    /// up sends less for a while than the layer will need.
+    peak: u64,
     /// Picture size from its last keyframe (VP8).
     pub(crate) size: Option<(u16, u16)>,
     /// Whether the publisher was last told to send it.
@@ -49,6 +57,7 @@ impl Layer {
             keyframes: KeyframeThrottle::default(),
             bytes: 0,
             bps: 0,
+            peak: 0,
             size: None,
             active: true,
             unneeded_since: None,
@@ -65,7 +74,9 @@ impl Layer {
     pub(crate) fn tick(&mut self, elapsed: Duration) {
         let micros = elapsed.as_micros().max(1);
         let bytes = std::mem::take(&mut self.bytes);
+        self.peak = self.peak * PEAK_DECAY_PERCENT / 100;
         if bytes == 0 {
+            self.peak = self.peak.max(self.bps);
             return;
         }
         let now_bps = u64::try_from(u128::from(bytes) * 8_000_000 / micros).unwrap_or(u64::MAX);
@@ -74,11 +85,12 @@ impl Layer {
         } else {
             (self.bps * 7 + now_bps * 3) / 10
         };
+        self.peak = self.peak.max(self.bps);
     }
 
-    /// The measured bitrate, if any.
+    /// What the layer costs: its recent peak bitrate, if measured.
     pub(crate) fn measured_bps(&self) -> Option<u64> {
-        (self.bps > 0).then_some(self.bps)
+        (self.peak > 0).then_some(self.peak)
     }
 }
 
@@ -310,8 +322,16 @@ mod tests {
         assert_eq!(l.measured_bps(), Some(500_000));
         l.tick(TICK);
         assert_eq!(l.measured_bps(), Some(500_000), "paused: last rate kept");
+        // Restarted at a fifth of the rate: the cost stays near the peak
+        // and decays slowly.
+        for _ in 0..4 {
+            l.count(6_250);
+            l.tick(TICK);
+        }
+        let cost = l.measured_bps().unwrap_or(0);
+        assert!((450_000..500_000).contains(&cost), "{cost}");
         // Layers not measured yet are taken at the nominal rates.
         let costs = layer_costs(&[Layer::new(None), Layer::new(None), l], true);
-        assert_eq!(costs, vec![150_000, 500_000, 500_000]);
+        assert_eq!(costs, vec![150_000, 500_000, cost]);
     }
 }

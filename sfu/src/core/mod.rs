@@ -936,6 +936,7 @@ impl Sfu {
             RtcEvent::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
                 if let Some(p) = self.participants.get_mut(&id) {
                     p.estimate = Some(estimate.as_u64());
+                    tracing::trace!(participant = %id, estimate = estimate.as_u64(), "bandwidth estimate");
                 }
                 self.allocate_subscriber(id);
             }
@@ -1211,6 +1212,7 @@ impl Sfu {
         }
 
         let rid = l.rid;
+        debug!(participant = %publisher, %mid, ?rid, "keyframe request");
         if let Some(rx) = p.rtc.direct_api().stream_rx_by_mid(mid, rid) {
             rx.request_keyframe(kind);
             self.dirty.push(publisher);
@@ -1229,6 +1231,10 @@ impl Sfu {
             .iter()
             .filter(|f| f.kind == TrackKind::Video && matches!(f.state, ForwardState::Active(_)))
             .filter_map(|f| Some((f.source, f.source_mid, f.choice.target()?)))
+            .flat_map(|(source, mid, layer)| {
+                // The lowest layer as well: it always runs (see above).
+                [(source, mid, layer), (source, mid, 0)]
+            })
             .collect();
         for (source, mid, layer) in wanted {
             self.request_keyframe(source, mid, layer, KeyframeRequestKind::Pli);
@@ -1325,6 +1331,12 @@ impl Sfu {
                 && f.current != Some(l)
             {
                 keyframes.push((f.source, f.source_mid, l));
+                // No picture yet: the lowest layer always runs and starts
+                // it at once, while the target (maybe paused at the
+                // publisher) gets going.
+                if f.current.is_none() && l > 0 {
+                    keyframes.push((f.source, f.source_mid, 0));
+                }
             }
             let paused = target.is_none();
             if paused != f.paused {
