@@ -164,6 +164,11 @@ pub struct RemoteTrackStats {
     pub first_keyframe_at: Option<Instant>,
     /// Video: when the most recent keyframe was received.
     pub last_keyframe_at: Option<Instant>,
+    /// Video: when the newest frame (highest seq so far) arrived.
+    pub newest_frame_at: Option<Instant>,
+    /// Video: the longest time without a newer frame, after the first one:
+    /// the longest freeze a player would show.
+    pub longest_frame_gap: Duration,
 }
 
 impl RemoteTrackStats {
@@ -191,6 +196,8 @@ impl RemoteTrackStats {
             keyframes: 0,
             first_keyframe_at: None,
             last_keyframe_at: None,
+            newest_frame_at: None,
+            longest_frame_gap: Duration::ZERO,
         }
     }
 
@@ -243,6 +250,12 @@ impl RemoteEntry {
                     }
                     self.last_frame_seq = Some(frame.seq);
                     let first = *stats.first_frame_seq.get_or_insert(frame.seq);
+                    if stats.highest_frame_seq.is_none_or(|h| frame.seq > h) {
+                        if let Some(prev) = stats.newest_frame_at {
+                            stats.longest_frame_gap = stats.longest_frame_gap.max(now - prev);
+                        }
+                        stats.newest_frame_at = Some(now);
+                    }
                     let highest = stats
                         .highest_frame_seq
                         .map_or(frame.seq, |h| h.max(frame.seq));

@@ -141,6 +141,14 @@ fn client_msg() -> impl Strategy<Value = ClientMsg> {
                 video,
             }
         }),
+        (s(), ".{0,40}", any::<u32>(), any::<u32>()).prop_map(|(room_id, mid, width, height)| {
+            ClientMsg::VideoSize {
+                room_id,
+                mid,
+                width,
+                height,
+            }
+        }),
     ]
 }
 
@@ -346,6 +354,7 @@ enum MsgSpec {
     MediaOffer(RoomRef, bool),
     MediaAnswer(RoomRef, bool),
     MediaState(RoomRef, bool, bool),
+    VideoSize(RoomRef, u32, u32),
 }
 
 #[derive(Debug, Clone)]
@@ -418,6 +427,8 @@ fn msg_spec() -> impl Strategy<Value = MsgSpec> {
         3 => (room_ref(), big()).prop_map(|(r, b)| MsgSpec::MediaAnswer(r, b)),
         2 => (room_ref(), any::<bool>(), any::<bool>())
             .prop_map(|(r, a, v)| MsgSpec::MediaState(r, a, v)),
+        2 => (room_ref(), any::<u32>(), any::<u32>())
+            .prop_map(|(r, w, h)| MsgSpec::VideoSize(r, w, h)),
     ]
 }
 
@@ -610,6 +621,12 @@ impl Driver {
                 room_id: self.room(r),
                 audio: *audio,
                 video: *video,
+            },
+            MsgSpec::VideoSize(r, width, height) => ClientMsg::VideoSize {
+                room_id: self.room(r),
+                mid: "1".into(),
+                width: *width,
+                height: *height,
             },
         }
     }
@@ -987,6 +1004,15 @@ impl Driver {
                         label
                     );
                     self.offered.insert(*participant);
+                    self.note_pid(*participant);
+                }
+                Effect::Media(MediaCmd::VideoSize { participant, .. }) => {
+                    prop_assert!(
+                        !self.left.contains(participant),
+                        "step {}: tile size for {:?} after it left",
+                        self.steps,
+                        participant
+                    );
                     self.note_pid(*participant);
                 }
                 Effect::Media(MediaCmd::Answer { participant, .. }) => {

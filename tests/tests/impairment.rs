@@ -70,10 +70,11 @@ async fn ten_percent_downlink_loss_is_repaired_by_nack() -> Result<(), Error> {
         / (got.audio.packets + got.audio.audio_concealed).max(1) as f64;
     println!(
         "link dropped {lost} of {sent} packets ({:.1}%); Bo: video {}, {:.2}% of frames lost after \
-         repair; audio {} packets, {:.1}% concealed",
+         repair, longest freeze {:?}; audio {} packets, {:.1}% concealed",
         100.0 * lost as f64 / sent.max(1) as f64,
         got.video_summary(),
         video_loss * 100.0,
+        v.longest_frame_gap,
         got.audio.packets,
         concealed * 100.0
     );
@@ -83,6 +84,11 @@ async fn ten_percent_downlink_loss_is_repaired_by_nack() -> Result<(), Error> {
     );
     assert_eq!(v.frames_corrupt, 0);
     assert!(video_loss < 0.02, "video loss {video_loss} after NACK/RTX");
+    assert!(
+        v.longest_frame_gap < Duration::from_secs(1),
+        "video froze for {:?}",
+        v.longest_frame_gap
+    );
     assert!(concealed < 0.15, "audio concealment {concealed}");
     pa.close().await;
     pb.close().await;

@@ -393,6 +393,8 @@ struct Participant {
     estimate: Option<u64>,
     /// The BWE minimum and desired rates last set.
     bwe_rates: (u64, u64),
+    /// Its video streams have RTX, so its BWE can probe (pad) upward.
+    probe_capable: bool,
     /// When the BWE may probe for a higher layer next.
     next_probe: Option<Instant>,
     /// Probes asked for so far.
@@ -727,6 +729,7 @@ impl Sfu {
                     queued: false,
                     estimate: None,
                     bwe_rates: (0, 0),
+                    probe_capable: false,
                     next_probe: None,
                     probes: 0,
                     #[cfg(test)]
@@ -819,6 +822,7 @@ impl Sfu {
                 f.pt_map = None;
             }
         }
+
         self.negotiate.push(id);
         self.dirty.push(id);
         // A new subscriber needs a picture at once. Before DTLS completes a
@@ -1270,6 +1274,27 @@ impl Sfu {
     /// ([`allocate`]), and tells its BWE what to probe for.
     fn allocate_subscriber(&mut self, id: ParticipantId) {
         let now = self.now;
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        if !p.probe_capable {
+            // Send streams appear with their first packet; once one of its
+            // videos has RTX, so do the others (one negotiation).
+            let mids: Vec<Mid> = p
+                .forwards
+                .iter()
+                .filter(|f| f.kind == TrackKind::Video)
+                .filter_map(|f| match f.state {
+                    ForwardState::Active(m) => Some(m),
+                    _ => None,
+                })
+                .collect();
+            let mut api = p.rtc.direct_api();
+            p.probe_capable = mids.iter().any(|m| {
+                api.stream_tx_by_mid(*m, None)
+                    .is_some_and(|tx| tx.rtx().is_some())
+            });
+        }
         let Some(p) = self.participants.get(&id) else {
             return;
         };
@@ -1303,7 +1328,13 @@ impl Sfu {
                 )),
             }
         }
-        let budget = p.estimate.map_or(u64::MAX, |e| e.saturating_sub(audio));
+        // An estimate the BWE cannot probe upward (no RTX toward this
+        // subscriber, so no padding) only ever creeps up from what is
+        // sent: it is a floor, not a limit, and does not cap the video.
+        let budget = match p.estimate {
+            Some(e) if p.probe_capable => e.saturating_sub(audio),
+            _ => u64::MAX,
+        };
         let only: Vec<Want> = wants.iter().map(|(_, w)| w.clone()).collect();
         let down = allocate::allocate(budget, &only);
         let up = allocate::allocate(allocate::upgrade_budget(budget), &only);

@@ -26,7 +26,9 @@ fn parse_down(args: &str) -> Result<Impairment, String> {
         if kv == "clear" {
             return Ok(Impairment::default());
         }
-        let (k, v) = kv.split_once('=').ok_or(format!("expected key=value, got {kv:?}"))?;
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or(format!("expected key=value, got {kv:?}"))?;
         let num = |v: &str| v.parse::<f64>().map_err(|e| format!("{k}: {e}"));
         match k {
             "rate" => imp.rate_bps = Some(num(v)? as u64),
