@@ -19,7 +19,7 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{RtpWrite, SeqNo};
+use str0m::rtp::{Extension, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -258,11 +258,21 @@ pub async fn spawn(
     enable_rx_timestamps(&socket);
     let local = socket.local_addr()?;
     let now = Instant::now();
+    // Chrome's header extensions without transport-wide sequence numbers:
+    // these clients send no RTCP, so they must not offer TWCC feedback (the
+    // media node would take its bandwidth estimate as final and never
+    // hear back).
     let mut rtc = Rtc::builder()
         .set_rtp_mode(true)
         .clear_codecs()
         .enable_opus(true, false)
         .enable_vp8(true)
+        .clear_extension_map()
+        .set_extension(1, Extension::AudioLevel)
+        .set_extension(2, Extension::AbsoluteSendTime)
+        .set_extension(4, Extension::RtpMid)
+        .set_extension(10, Extension::RtpStreamId)
+        .set_extension(11, Extension::RepairedRtpStreamId)
         .build(now);
     let candidate = Candidate::host(local, "udp")
         .map_err(|e| std::io::Error::other(format!("candidate: {e}")))?;

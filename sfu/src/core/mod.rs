@@ -1300,6 +1300,7 @@ impl Sfu {
         };
         let speaker = self.speakers.get(&p.room).and_then(|d| d.current());
         let mut audio = 0u64;
+        let mut single: Vec<usize> = Vec::new();
         let mut wants: Vec<(usize, Want)> = Vec::new();
         for (i, f) in p.forwards.iter().enumerate() {
             if !matches!(f.state, ForwardState::Active(_)) {
@@ -1317,6 +1318,12 @@ impl Sfu {
                     audio += layers::layer_costs(&track.layers, false)
                         .iter()
                         .sum::<u64>()
+                }
+                // A video without simulcast has no lower layer to step down
+                // to: like audio, it is always sent and paid for first.
+                TrackKind::Video if track.layers.len() < 2 => {
+                    audio += layers::layer_costs(&track.layers, true).iter().sum::<u64>();
+                    single.push(i);
                 }
                 TrackKind::Video => wants.push((
                     i,
@@ -1342,6 +1349,16 @@ impl Sfu {
             return;
         };
         let mut keyframes = Vec::new();
+        for i in single {
+            if let Some(f) = p.forwards.get_mut(i)
+                && f.choice.target().is_none()
+            {
+                f.choice.decide(now, Some(0), Some(0));
+                if f.current.is_none() {
+                    keyframes.push((f.source, f.source_mid, 0));
+                }
+            }
+        }
         let (mut sending, mut desired) = (audio, audio);
         let mut next_step: Option<u64> = None;
         for (k, (i, w)) in wants.iter().enumerate() {
