@@ -91,6 +91,12 @@ pub(crate) fn render(counts: Counts, workers: &[WorkerStats]) -> String {
         "Panics caught and isolated in participant handling",
         media.panics,
     );
+    counter(
+        &mut registry,
+        "media_layer_switches",
+        "Simulcast layer switches made for subscribers",
+        media.layer_switches,
+    );
     per_worker(&mut registry, workers);
     let mut out = String::new();
     if encode(&mut out, &registry).is_err() {
@@ -195,6 +201,7 @@ mod tests {
                     core: MediaStats {
                         panics: 1,
                         packets_forwarded: 40,
+                        layer_switches: 3,
                         ..MediaStats::default()
                     },
                     ..WorkerStats::default()
@@ -218,6 +225,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("chorus_media_panics_total 1"), "{text}");
+        assert!(
+            text.contains("chorus_media_layer_switches_total 3"),
+            "{text}"
+        );
         assert!(
             text.contains("chorus_media_worker_packets_forwarded_total{worker=\"0\"} 40"),
             "{text}"
