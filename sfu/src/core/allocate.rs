@@ -14,7 +14,9 @@
 //! as the estimate cannot carry it, but goes up only when the estimate
 //! carries the higher layer with a [`UP_MARGIN_PERCENT`] margin, has done so
 //! for [`UP_HOLD`], and the track has not gone down in the last
-//! [`UP_BACKOFF`].
+//! [`UP_BACKOFF`]; each upgrade that has to be taken back soon doubles that
+//! wait, so a link that cannot hold a layer is not retried every few
+//! seconds.
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +28,12 @@ pub(crate) const UP_HOLD: Duration = Duration::from_millis(500);
 
 /// No upgrade this soon after a downgrade of the same track.
 pub(crate) const UP_BACKOFF: Duration = Duration::from_secs(4);
+
+/// An upgrade taken back within this long failed: the next waits longer.
+pub(crate) const FAILED_UPGRADE: Duration = Duration::from_secs(10);
+
+/// The longest wait after repeated failed upgrades.
+pub(crate) const MAX_UP_BACKOFF: Duration = Duration::from_secs(32);
 
 /// What one video track of a subscriber could receive.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +87,13 @@ pub(crate) struct LayerChoice {
     decided: bool,
     up_since: Option<Instant>,
     last_down: Option<Instant>,
+    last_up: Option<Instant>,
+    /// The wait after a downgrade before the next upgrade: [`UP_BACKOFF`],
+    /// doubled (up to [`MAX_UP_BACKOFF`]) each time an upgrade had to be
+    /// taken back within [`FAILED_UPGRADE`].
+    backoff: Option<Duration>,
+    /// The estimate when the track last went down.
+    down_estimate: u64,
 }
 
 impl LayerChoice {
@@ -89,32 +104,62 @@ impl LayerChoice {
 
     /// Updates the choice from what the full estimate allows (`down`) and
     /// what the estimate with the upgrade margin allows (`up`); returns
-    /// the target.
+    /// the target. `estimate` is the bandwidth estimate they came from.
     pub(crate) fn decide(
         &mut self,
         now: Instant,
         down: Option<usize>,
         up: Option<usize>,
+        estimate: u64,
     ) -> Option<usize> {
         if !self.decided {
             self.decided = true;
             self.target = down;
             return self.target;
         }
+        if self.last_down.is_some() && estimate >= self.down_estimate.saturating_mul(2) {
+            // The link is a different one now (twice the estimate it went
+            // down at): no reason to wait.
+            self.last_down = None;
+            self.backoff = None;
+        }
+        let backoff = self.backoff.unwrap_or(UP_BACKOFF);
         if down < self.target {
+            let failed_upgrade = self
+                .last_up
+                .is_some_and(|u| now.saturating_duration_since(u) < FAILED_UPGRADE);
+            self.backoff = Some(if failed_upgrade {
+                (backoff * 2).min(MAX_UP_BACKOFF)
+            } else {
+                UP_BACKOFF
+            });
             self.target = down;
             self.last_down = Some(now);
+            self.down_estimate = estimate;
             self.up_since = None;
         } else if up > self.target {
             let since = *self.up_since.get_or_insert(now);
             let held = now.saturating_duration_since(since) >= UP_HOLD;
             let backed_off = self
                 .last_down
-                .is_none_or(|d| now.saturating_duration_since(d) >= UP_BACKOFF);
+                .is_none_or(|d| now.saturating_duration_since(d) >= backoff);
             if held && backed_off {
                 self.target = up;
                 self.up_since = None;
+                self.last_up = Some(now);
             }
+        } else if self.target.is_none()
+            && self
+                .last_down
+                .is_some_and(|d| now.saturating_duration_since(d) >= backoff)
+        {
+            // Paused, and the estimate has not come back: try the lowest
+            // layer. A paused video leaves nothing to probe with, so the
+            // layer itself is the probe; if the link cannot hold it, it
+            // goes again and the next try waits twice as long.
+            self.target = Some(0);
+            self.up_since = None;
+            self.last_up = Some(now);
         } else {
             self.up_since = None;
         }
@@ -186,7 +231,7 @@ mod tests {
                 let now = t0 + Duration::from_millis(100 * i as u64);
                 let down = allocate(*e, &wants)[0];
                 let up = allocate(upgrade_budget(*e), &wants)[0];
-                choice.decide(now, down, up)
+                choice.decide(now, down, up, *e)
             })
             .collect()
     }
@@ -198,14 +243,22 @@ mod tests {
         // Start at 2 Mbit/s: full layer at once.
         let out = run(&mut c, t0, &[2_000_000]);
         assert_eq!(out, vec![Some(2)]);
-        // Cap at 300 kbit/s: down to the lowest layer on the first estimate.
-        let capped = run(&mut c, t0 + Duration::from_secs(1), &[300_000; 20]);
+        // Cap at 400 kbit/s: down to the lowest layer on the first estimate.
+        let capped = run(&mut c, t0 + Duration::from_secs(1), &[400_000; 20]);
         assert!(capped.iter().all(|l| *l == Some(0)), "{capped:?}");
-        // Lifted 2 s after the downgrade: the backoff (4 s from the
-        // downgrade) and the hold (1 s) pass before the full layer returns.
-        let lifted = run(&mut c, t0 + Duration::from_secs(3), &[2_000_000; 40]);
+        // A modest recovery 2 s after the downgrade (700k: the middle layer
+        // fits with margin, less than twice the estimate it went down at):
+        // the backoff, 4 s from the downgrade, holds the upgrade back.
+        let better = run(&mut c, t0 + Duration::from_secs(3), &[700_000; 40]);
+        let first_middle = better.iter().position(|l| *l == Some(1));
+        assert_eq!(first_middle, Some(20), "{better:?}");
+        // Capped again, then lifted to 2 Mbit/s: a different link (over
+        // twice the estimate at the downgrade), so only the hold applies.
+        run(&mut c, t0 + Duration::from_secs(7), &[300_000; 10]);
+        let lifted = run(&mut c, t0 + Duration::from_secs(8), &[2_000_000; 40]);
         let first_full = lifted.iter().position(|l| *l == Some(2));
-        assert_eq!(first_full, Some(20), "{lifted:?}");
+        let hold_steps = (UP_HOLD.as_millis() / 100) as usize;
+        assert_eq!(first_full, Some(hold_steps), "{lifted:?}");
     }
 
     #[test]
@@ -223,6 +276,32 @@ mod tests {
     }
 
     #[test]
+    fn failed_upgrades_back_off_longer_each_time() {
+        let t0 = Instant::now();
+        let wants = [want(false, 2)];
+        let mut c = LayerChoice::default();
+        // The estimate says 800k (the middle layer fits with margin) but
+        // the link holds only 450k: every upgrade fails at once.
+        let mut ups = Vec::new();
+        let mut target = None;
+        for i in 0..1200u64 {
+            let now = t0 + Duration::from_millis(100 * i);
+            let est = if target == Some(1) { 450_000 } else { 800_000 };
+            let down = allocate(est, &wants)[0];
+            let up = allocate(upgrade_budget(est), &wants)[0];
+            let before = target;
+            target = c.decide(now, down, up, est);
+            if target > before && before.is_some() {
+                ups.push(i);
+            }
+        }
+        let gaps: Vec<u64> = ups.windows(2).map(|w| w[1] - w[0]).collect();
+        // 4 s, then 8, 16, 32, 32 s between attempts (plus the hold).
+        assert!(gaps.windows(2).all(|g| g[1] >= g[0]), "{gaps:?}");
+        assert!(ups.len() <= 6, "{} upgrades in 2 min: {ups:?}", ups.len());
+    }
+
+    #[test]
     fn paused_video_resumes_when_the_estimate_recovers() {
         let t0 = Instant::now();
         let mut c = LayerChoice::default();
@@ -232,5 +311,26 @@ mod tests {
         let hold_steps = (UP_HOLD.as_millis() / 100) as usize;
         let paused = out.iter().filter(|l| l.is_none()).count();
         assert_eq!(paused, hold_steps, "resumed after the hold");
+    }
+
+    #[test]
+    fn a_paused_video_tries_its_lowest_layer_again_less_and_less_often() {
+        let t0 = Instant::now();
+        let mut c = LayerChoice::default();
+        // Running, then the estimate collapses and stays at 100k.
+        assert_eq!(run(&mut c, t0, &[2_000_000]), vec![Some(2)]);
+        let out = run(&mut c, t0 + Duration::from_millis(100), &[100_000; 600]);
+        let tries: Vec<usize> = out
+            .windows(2)
+            .enumerate()
+            .filter(|(_, w)| w[0].is_none() && w[1] == Some(0))
+            .map(|(i, _)| i + 1)
+            .collect();
+        // Each try fails at the next estimate; the waits double: the first
+        // 4 s after the pause, then 8 and 16 s (the next, 32 s, falls after
+        // this minute).
+        assert_eq!(tries.first(), Some(&40), "tries at {tries:?}");
+        let gaps: Vec<usize> = tries.windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!(gaps, vec![81, 161], "tries at {tries:?}");
     }
 }

@@ -1353,7 +1353,7 @@ impl Sfu {
             if let Some(f) = p.forwards.get_mut(i)
                 && f.choice.target().is_none()
             {
-                f.choice.decide(now, Some(0), Some(0));
+                f.choice.decide(now, Some(0), Some(0), u64::MAX);
                 if f.current.is_none() {
                     keyframes.push((f.source, f.source_mid, 0));
                 }
@@ -1366,7 +1366,7 @@ impl Sfu {
                 continue;
             };
             let before = f.choice.target();
-            let target = f.choice.decide(now, down[k], up[k]);
+            let target = f.choice.decide(now, down[k], up[k], budget);
             if target != before {
                 debug!(
                     participant = %id, source = %f.source, ?before, ?target,
