@@ -68,6 +68,10 @@ const RTX_RATIO_CAP: Option<f32> = Some(0.15);
 /// How often a subscriber whose next layer does not fit is probed for it.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The header extension of transport-wide congestion control (TWCC).
+const TWCC_EXTENSION_URI: &str =
+    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+
 /// RTP clock rate of video.
 const VIDEO_CLOCK_RATE: u32 = 90_000;
 
@@ -699,10 +703,14 @@ impl Sfu {
             SdpOffer::from_sdp_string(sdp).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
         let is_new = !self.participants.contains_key(&id);
         if is_new {
+            // Bandwidth estimation needs transport-wide congestion control
+            // feedback from the client; without it str0m's BWE and pacer
+            // would only cost time per packet.
+            let bwe = sdp.contains(TWCC_EXTENSION_URI).then_some(INITIAL_ESTIMATE);
             let mut rtc = Rtc::builder()
                 .set_ice_lite(true)
                 .set_rtp_mode(true)
-                .enable_bwe(Some(INITIAL_ESTIMATE))
+                .enable_bwe(bwe)
                 .build(now);
             let candidate = Candidate::host(self.local_addr, "udp")
                 .map_err(|e| SfuError::InvalidSdp(format!("local candidate: {e}")))?;
