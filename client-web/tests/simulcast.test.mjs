@@ -91,7 +91,8 @@ test('simulcast: the tile size picks the layer and unused layers pause', async (
   // Larger again: the full layer comes back.
   await b.setViewportSize({ width: 1100, height: 720 });
   const t1 = Date.now();
-  await until('Bo to receive the full layer again', async () => (await inbound(b)).width >= 900, { timeout: 20000 });
+  // The estimate followed the small layer down: probes bring it back up.
+  await until('Bo to receive the full layer again', async () => (await inbound(b)).width >= 900, { timeout: 45000 });
   console.log(`large tile again after ${Date.now() - t1} ms`);
   assert.equal((await outbound(a)).active.f, true);
   const end = await inbound(b);
