@@ -1172,10 +1172,8 @@ impl Hub {
         fx: &mut Vec<Effect>,
     ) -> Result<(), (ErrorCode, &'static str)> {
         let participant = self
-            .participants
-            .iter()
-            .find(|(_, (u, r))| u == user && r == room_id)
-            .map(|(p, _)| *p)
+            .member(user, room_id)
+            .map(|m| m.participant)
             .ok_or((ErrorCode::NotInRoom, "you are not in that call"))?;
         if mid.is_empty() || mid.len() > MAX_MID_BYTES {
             return Err((ErrorCode::BadMessage, "mid must be 1 to 32 bytes"));

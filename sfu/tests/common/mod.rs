@@ -32,6 +32,20 @@ pub struct Client {
     pub paused_rids: Vec<String>,
 }
 
+/// Hands a client's `rtc` (at `addr`) a datagram from the SFU.
+fn receive(rtc: &mut Rtc, addr: SocketAddr, sfu_addr: SocketAddr, now: Instant, data: &[u8]) {
+    let input = Input::Receive(
+        now,
+        Receive {
+            proto: Protocol::Udp,
+            source: sfu_addr,
+            destination: addr,
+            contents: data.try_into().expect("parses"),
+        },
+    );
+    rtc.handle_input(input).expect("client accepts input");
+}
+
 /// A rate-capped link with a bounded FIFO queue and a propagation delay,
 /// in virtual time.
 pub struct Link {
@@ -183,16 +197,7 @@ impl World {
                             link.send(self.now, t.contents);
                             continue;
                         }
-                        let input = Input::Receive(
-                            self.now,
-                            Receive {
-                                proto: Protocol::Udp,
-                                source: self.sfu_addr,
-                                destination: c.addr,
-                                contents: t.contents.as_slice().try_into().expect("parses"),
-                            },
-                        );
-                        c.rtc.handle_input(input).expect("client accepts input");
+                        receive(&mut c.rtc, c.addr, self.sfu_addr, self.now, &t.contents);
                     }
                 }
                 Output::Event(Event::Offer {
@@ -264,16 +269,7 @@ impl World {
                     break;
                 };
                 link.delivered += 1;
-                let input = Input::Receive(
-                    self.now,
-                    Receive {
-                        proto: Protocol::Udp,
-                        source: self.sfu_addr,
-                        destination: c.addr,
-                        contents: data.as_slice().try_into().expect("parses"),
-                    },
-                );
-                c.rtc.handle_input(input).expect("client accepts input");
+                receive(&mut c.rtc, c.addr, self.sfu_addr, self.now, &data);
             }
         }
     }
