@@ -1011,7 +1011,9 @@ impl Hub {
             .get(room_id)
             .filter(|r| !r.members.is_empty())
             .ok_or((ErrorCode::RoomNotFound, "no such call, or it has ended"))?;
-        if room.members.len() >= self.config.max_room_participants {
+        // A ringing invite holds its seat, as `invite` counts it: otherwise
+        // the invitee's accept would overfill the room.
+        if room.members.len() + room.rings.len() >= self.config.max_room_participants {
             return Err((ErrorCode::RoomFull, "this call is full"));
         }
         self.add_member(user, room_id, fx);
