@@ -3,13 +3,10 @@
 
 #![allow(missing_docs)]
 
-#[path = "../../sfu/tests/common/mod.rs"]
-mod common;
-
 use std::hint::black_box;
 use std::time::Duration;
 
-use common::World;
+use chorus_sfu_sim::World;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use str0m::media::MediaKind;
 

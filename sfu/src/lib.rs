@@ -13,6 +13,6 @@ pub mod core;
 pub mod io;
 
 pub use crate::core::{
-    Event, ParticipantId, RemoveReason, RoomId, Sfu, SfuError, Stats, TrackInfo, TrackKind,
+    Command, Event, ParticipantId, RemoveReason, RoomId, Sfu, SfuError, Stats, TrackInfo, TrackKind,
 };
-pub use crate::io::{Command, IoStats, MediaNode, NodeConfig, WorkerStats};
+pub use crate::io::{IoStats, MediaNode, NodeConfig, WorkerStats};

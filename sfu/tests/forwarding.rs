@@ -1,11 +1,9 @@
 //! The SFU core with str0m client peers in virtual time.
 
-mod common;
-
 use std::time::Duration;
 
-use chorus_sfu::{Event, RemoveReason};
-use common::World;
+use chorus_sfu::{Command, Event, RemoveReason};
+use chorus_sfu_sim::World;
 use str0m::media::MediaKind;
 
 fn payload(sender: usize, frame: u64) -> Vec<u8> {
@@ -102,7 +100,7 @@ fn leaving_removes_the_tracks_from_the_others() {
     }
     w.run_for(Duration::from_secs(1));
     let gone = w.clients[2].id;
-    w.sfu.handle_leave(w.now, gone);
+    w.command(Command::Leave { participant: gone });
     w.run_for(Duration::from_millis(500));
     for i in 0..2 {
         assert_eq!(w.clients[i].tracks.len(), 1, "client {i} keeps one track");

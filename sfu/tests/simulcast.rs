@@ -3,12 +3,10 @@
 //! capped and lifted. The media node's BWE (TWCC from the subscriber) must
 //! move the subscriber between layers, on keyframes, without gaps.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use chorus_sfu::Event;
-use common::{Link, Vp8Frame, World};
+use chorus_sfu::{Command, Event};
+use chorus_sfu_sim::{Link, Vp8Frame, World};
 use str0m::Event as RtcEvent;
 
 /// rid, picture size, bytes per delta frame (30 frames/s: 125, 410 and
@@ -271,9 +269,13 @@ fn a_small_tile_gets_a_small_layer_and_the_unused_layers_are_paused() {
         .map(|t| t.mid.clone())
         .expect("a video track");
     // A 340x190 tile: the 320x180 layer is sharp enough.
-    let now = c.w.now;
     let id = c.w.clients[c.subscriber].id;
-    c.w.sfu.handle_video_size(now, id, &mid, 340, 190);
+    c.w.command(Command::VideoSize {
+        participant: id,
+        mid: mid.clone(),
+        width: 340,
+        height: 190,
+    });
     let sized = c.w.now;
     c.run(Duration::from_secs(6));
     let frames = c.frames();
@@ -283,8 +285,12 @@ fn a_small_tile_gets_a_small_layer_and_the_unused_layers_are_paused() {
     let paused = c.w.clients[c.publisher].paused_rids.clone();
     assert_eq!(paused, vec!["h".to_string(), "f".to_string()], "dynacast");
     // Enlarged to 1280x720: the full layer comes back.
-    let now = c.w.now;
-    c.w.sfu.handle_video_size(now, id, &mid, 1280, 720);
+    c.w.command(Command::VideoSize {
+        participant: id,
+        mid: mid.clone(),
+        width: 1280,
+        height: 720,
+    });
     let enlarged = c.w.now;
     c.run(Duration::from_secs(4));
     let frames = c.frames();

@@ -9,6 +9,13 @@
 
 use std::time::{Duration, Instant};
 
+use str0m::media::{KeyframeRequest, KeyframeRequestKind, Mid};
+use tracing::debug;
+
+use super::Sfu;
+use super::bandwidth::KeyframeWant;
+use super::output::ParticipantId;
+
 /// The shortest interval between two keyframe requests sent to one publisher
 /// track. Short enough that a late joiner still sees a picture at once.
 pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(250);
@@ -53,6 +60,89 @@ impl KeyframeThrottle {
             return true;
         }
         false
+    }
+}
+
+/// Asking publishers for keyframes on behalf of subscribers.
+impl Sfu {
+    /// A subscriber lost its picture or just started: ask the publisher for
+    /// a keyframe of the layer it receives.
+    pub(super) fn relay_keyframe_request(&mut self, id: ParticipantId, req: KeyframeRequest) {
+        let Some(p) = self.participants.get(&id) else {
+            return;
+        };
+        let Some(s) = p
+            .subscriptions
+            .iter()
+            .find(|s| s.active_mid() == Some(req.mid))
+        else {
+            return;
+        };
+        let Some(layer) = s.current.or(s.choice.target()) else {
+            return;
+        };
+        let (source, mid) = (s.source, s.source_mid);
+        self.request_keyframe(source, mid, layer, req.kind);
+    }
+
+    /// Asks for each of these keyframes with a PLI.
+    pub(super) fn request_keyframes(&mut self, keyframes: Vec<KeyframeWant>) {
+        for (source, mid, layer) in keyframes {
+            self.request_keyframe(source, mid, layer, KeyframeRequestKind::Pli);
+        }
+    }
+
+    /// Asks `publisher` for a keyframe of one layer of its track `mid`,
+    /// through that layer's throttle.
+    pub(super) fn request_keyframe(
+        &mut self,
+        publisher: ParticipantId,
+        mid: Mid,
+        layer: usize,
+        kind: KeyframeRequestKind,
+    ) {
+        let now = self.now;
+        let Some(p) = self.participants.get_mut(&publisher) else {
+            return;
+        };
+        let Some(l) = p
+            .published
+            .iter_mut()
+            .find(|t| t.mid == mid)
+            .and_then(|t| t.layers.get_mut(layer))
+        else {
+            return;
+        };
+        if !l.keyframes.request(now) {
+            return;
+        }
+        let rid = l.rid;
+        debug!(participant = %publisher, %mid, ?rid, "keyframe request");
+        if let Some(rx) = p.rtc.direct_api().stream_rx_by_mid(mid, rid) {
+            rx.request_keyframe(kind);
+            self.polls.mark(publisher, p);
+        }
+    }
+
+    /// Sends the keyframe requests that came due (deferred by the
+    /// throttle).
+    pub(super) fn send_owed_keyframe_requests(&mut self, now: Instant) {
+        for (id, p) in &mut self.participants {
+            let mut owed = Vec::new();
+            for t in &mut p.published {
+                for l in &mut t.layers {
+                    if l.keyframes.poll(now) {
+                        owed.push((t.mid, l.rid));
+                    }
+                }
+            }
+            for (mid, rid) in owed {
+                if let Some(rx) = p.rtc.direct_api().stream_rx_by_mid(mid, rid) {
+                    rx.request_keyframe(KeyframeRequestKind::Pli);
+                    self.polls.mark(*id, p);
+                }
+            }
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
-use crate::core::{Event, Output, ParticipantId, RoomId, Sfu, Stats};
+use crate::core::{Command, Event, Output, Sfu, Stats};
 use batch::{Receiver, Sender};
 use placement::Placement;
 
@@ -66,47 +66,6 @@ pub struct WorkerStats {
     pub core: Stats,
     /// The socket's counters.
     pub io: IoStats,
-}
-
-/// A command from the control plane to a worker.
-#[derive(Debug)]
-pub enum Command {
-    /// A client's SDP offer; the first one joins the room.
-    Offer {
-        /// The room to join.
-        room: RoomId,
-        /// Who.
-        participant: ParticipantId,
-        /// The participant's label, used as the msid stream id of its tracks.
-        label: String,
-        /// Whether what it sends may be forwarded.
-        publish: bool,
-        /// The offer.
-        sdp: String,
-    },
-    /// A client's answer to the node's offer.
-    Answer {
-        /// Who.
-        participant: ParticipantId,
-        /// The answer.
-        sdp: String,
-    },
-    /// Remove a participant.
-    Leave {
-        /// Who.
-        participant: ParticipantId,
-    },
-    /// The size a subscriber renders one of its videos at.
-    VideoSize {
-        /// The subscriber.
-        participant: ParticipantId,
-        /// Its m-line of the video.
-        mid: String,
-        /// Device pixels.
-        width: u32,
-        /// Device pixels.
-        height: u32,
-    },
 }
 
 /// A running media node: its workers and the way to reach them.
@@ -287,7 +246,7 @@ async fn run_worker(
                 Err(e) => debug!("udp receive failed: {e}"),
             },
             c = commands.recv() => match c {
-                Some(WorkerCommand::Sfu(c)) => handle_command(&mut sfu, c),
+                Some(WorkerCommand::Sfu(c)) => sfu.handle_command(Instant::now(), c),
                 Some(WorkerCommand::Stats(reply)) => {
                     let _ = reply.send(WorkerStats { core: sfu.stats(), io: io_stats });
                 }
@@ -297,27 +256,6 @@ async fn run_worker(
                 sfu.handle_timeout(Instant::now());
             }
         }
-    }
-}
-
-fn handle_command(sfu: &mut Sfu, command: Command) {
-    let now = Instant::now();
-    match command {
-        Command::Offer {
-            room,
-            participant,
-            label,
-            publish,
-            sdp,
-        } => sfu.handle_offer(now, room, participant, &label, publish, &sdp),
-        Command::Answer { participant, sdp } => sfu.handle_answer(now, participant, &sdp),
-        Command::Leave { participant } => sfu.handle_leave(now, participant),
-        Command::VideoSize {
-            participant,
-            mid,
-            width,
-            height,
-        } => sfu.handle_video_size(now, participant, &mid, width, height),
     }
 }
 

@@ -1,35 +1,53 @@
-//! Drives an [`Sfu`] and str0m client peers in virtual time through a fake
-//! network: no sockets, no sleeps.
-
-#![allow(dead_code, unreachable_pub)]
+//! A media core ([`Sfu`]) and str0m client peers in virtual time, joined by
+//! a simulated network: no sockets, no sleeps, no threads.
+//!
+//! [`World`] holds the core and its [`Client`]s. [`World::run_for`] steps
+//! virtual time to the earliest wakeup of anyone (the core, a client, a
+//! packet leaving a rate-capped [`Link`]), delivering datagrams both ways
+//! and answering the core's offers on the clients' behalf. Tests and
+//! benches of the media plane build their scenarios on it, as str0m's own
+//! tests do on `TestRtc`.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use chorus_sfu::core::Output;
-use chorus_sfu::{Event, ParticipantId, RoomId, Sfu, TrackInfo};
-use str0m::change::{SdpAnswer, SdpOffer};
+use chorus_sfu::{Command, Event, ParticipantId, RoomId, Sfu, TrackInfo};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, MediaTime, Mid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event as RtcEvent, Input, Output as RtcOutput, Rtc};
 
+/// The media core's address on the simulated network.
 pub const SFU_ADDR: &str = "10.0.0.1:5000";
 
+/// One client peer: a str0m `Rtc` that publishes at most one track.
 pub struct Client {
+    /// Its participant id at the core.
     pub id: ParticipantId,
+    /// Its WebRTC connection.
     pub rtc: Rtc,
+    /// Its address on the simulated network.
     pub addr: SocketAddr,
+    /// Its `Rtc`'s next timeout.
     pub timeout: Instant,
+    /// Everything its `Rtc` reported, with the time.
     pub events: Vec<(Instant, RtcEvent)>,
     /// Drop everything this client sends (its network is gone).
     pub unplugged: bool,
+    /// The tracks the core's last offer listed.
     pub tracks: Vec<TrackInfo>,
+    /// The core's last offer to it.
+    pub last_offer: Option<String>,
+    /// The m-line it publishes on.
     pub pub_mid: Option<Mid>,
     /// The bottleneck in front of this client, if any.
     pub downlink: Option<Link>,
     /// Simulcast layers the media node asked this publisher to pause.
     pub paused_rids: Vec<String>,
+    /// Its offer, until the core answers it.
+    pending: Option<SdpPendingOffer>,
 }
 
 /// Hands a client's `rtc` (at `addr`) a datagram from the SFU.
@@ -49,16 +67,22 @@ fn receive(rtc: &mut Rtc, addr: SocketAddr, sfu_addr: SocketAddr, now: Instant, 
 /// A rate-capped link with a bounded FIFO queue and a propagation delay,
 /// in virtual time.
 pub struct Link {
+    /// Its rate, bits per second.
     pub rate_bps: u64,
+    /// The most bytes it queues; more are dropped.
     pub queue_bytes: usize,
+    /// Its propagation delay.
     pub delay: Duration,
     busy_until: Option<Instant>,
     in_flight: VecDeque<(Instant, Vec<u8>)>,
+    /// Datagrams dropped at a full queue.
     pub dropped: u64,
+    /// Datagrams delivered.
     pub delivered: u64,
 }
 
 impl Link {
+    /// A link of `rate_bps` that queues at most `queue_bytes`.
     pub fn new(rate_bps: u64, queue_bytes: usize, delay: Duration) -> Link {
         Link {
             rate_bps,
@@ -90,19 +114,33 @@ impl Link {
     }
 }
 
+/// The core, its clients and virtual time.
 pub struct World {
+    /// The media core under test.
     pub sfu: Sfu,
+    /// Its address.
     pub sfu_addr: SocketAddr,
+    /// Its next timeout.
     pub sfu_timeout: Instant,
+    /// The clients, in the order they joined.
     pub clients: Vec<Client>,
+    /// Virtual time.
     pub now: Instant,
+    /// Every event of the core but offers (which are answered).
     pub events: Vec<Event>,
     /// Deliver the SFU's datagrams to the clients (benchmarks turn it off to
     /// measure the SFU alone).
     pub deliver: bool,
 }
 
+impl Default for World {
+    fn default() -> Self {
+        World::new()
+    }
+}
+
 impl World {
+    /// A core with no clients, at the current time.
     pub fn new() -> World {
         let now = Instant::now();
         let sfu_addr: SocketAddr = SFU_ADDR.parse().expect("valid address");
@@ -158,30 +196,27 @@ impl World {
             events: Vec::new(),
             unplugged: false,
             tracks: Vec::new(),
+            last_offer: None,
             pub_mid: kind.and(pub_mid),
             downlink: None,
             paused_rids: Vec::new(),
+            pending: Some(pending),
         });
-        self.sfu.handle_offer(
-            self.now,
-            RoomId::from(room),
-            id,
-            &format!("user{n}"),
-            true,
-            &offer.to_sdp_string(),
-        );
-        let answer = self.drain_sfu().into_iter().find_map(|e| match e {
-            Event::Answer { participant, sdp } if participant == id => Some(sdp),
-            _ => None,
+        self.command(Command::Offer {
+            room: RoomId::from(room),
+            participant: id,
+            label: format!("user{n}"),
+            publish: true,
+            sdp: offer.to_sdp_string(),
         });
-        let answer =
-            SdpAnswer::from_sdp_string(&answer.expect("the SFU answers")).expect("valid answer");
-        self.clients[n]
-            .rtc
-            .sdp_api()
-            .accept_answer(pending, answer)
-            .expect("answer accepted");
+        self.drain_sfu();
+        assert!(self.clients[n].pending.is_none(), "the SFU answers");
         n
+    }
+
+    /// Hands the core a control-plane command now.
+    pub fn command(&mut self, command: Command) {
+        self.sfu.handle_command(self.now, command);
     }
 
     /// Delivers SFU output; answers SFU offers on the clients' behalf.
@@ -200,6 +235,17 @@ impl World {
                         receive(&mut c.rtc, c.addr, self.sfu_addr, self.now, &t.contents);
                     }
                 }
+                Output::Event(Event::Answer { participant, sdp }) => {
+                    let Some(c) = self.clients.iter_mut().find(|c| c.id == participant) else {
+                        continue;
+                    };
+                    let pending = c.pending.take().expect("an offer to answer");
+                    let answer = SdpAnswer::from_sdp_string(&sdp).expect("valid answer");
+                    c.rtc
+                        .sdp_api()
+                        .accept_answer(pending, answer)
+                        .expect("answer accepted");
+                }
                 Output::Event(Event::Offer {
                     participant,
                     sdp,
@@ -211,8 +257,12 @@ impl World {
                     let offer = SdpOffer::from_sdp_string(&sdp).expect("valid offer");
                     let answer = c.rtc.sdp_api().accept_offer(offer).expect("offer accepted");
                     c.tracks = tracks;
-                    self.sfu
-                        .handle_answer(self.now, participant, &answer.to_sdp_string());
+                    c.last_offer = Some(sdp);
+                    let answer = Command::Answer {
+                        participant,
+                        sdp: answer.to_sdp_string(),
+                    };
+                    self.sfu.handle_command(self.now, answer);
                 }
                 Output::Event(e) => {
                     if let Event::PublishLayers {
@@ -239,6 +289,7 @@ impl World {
         }
     }
 
+    /// Delivers what the clients have to send to the core.
     pub fn drain_clients(&mut self) {
         for c in &mut self.clients {
             loop {
@@ -274,7 +325,7 @@ impl World {
         }
     }
 
-    /// Runs the world until `until`, in steps of at most `max_step`.
+    /// Runs the world for `d` of virtual time, in steps of at most 10 ms.
     pub fn run_for(&mut self, d: Duration) {
         let end = self.now + d;
         while self.now < end {
@@ -344,6 +395,7 @@ impl World {
             .collect()
     }
 
+    /// True once client `i` connected to the core.
     pub fn connected(&self, i: usize) -> bool {
         self.clients[i]
             .events
@@ -355,11 +407,17 @@ impl World {
 /// A synthetic VP8 frame: byte 10 names the layer, bytes 11..15 the frame
 /// number; a keyframe carries the picture size in its header.
 pub struct Vp8Frame<'a> {
+    /// The simulcast layer's rid (empty: a track without simulcast).
     pub rid: &'a str,
+    /// The layer's index, written into the payload.
     pub layer: u8,
+    /// The frame number, written into the payload.
     pub frame: u32,
+    /// A keyframe.
     pub keyframe: bool,
+    /// The picture size in a keyframe's header.
     pub dims: (u16, u16),
+    /// Payload bytes (at least 16).
     pub len: usize,
 }
 
@@ -396,8 +454,12 @@ impl World {
         data[8..10].copy_from_slice(&dims.1.to_le_bytes());
         data[10] = layer;
         data[11..15].copy_from_slice(&frame.to_be_bytes());
+        let writer = if rid.is_empty() {
+            writer
+        } else {
+            writer.rid(rid.into())
+        };
         writer
-            .rid(rid.into())
             .write(
                 pt,
                 now,

@@ -1,4 +1,4 @@
-//! Per-subscriber rewriting of forwarded RTP packets.
+//! Per-subscription rewriting of forwarded RTP packets.
 //!
 //! A subscriber's outgoing stream has its own sequence number, timestamp and
 //! (VP8) picture-id space. It starts when the subscription starts, whatever
@@ -35,8 +35,11 @@ pub(crate) struct Rewritten {
 
 /// Maps one or more publisher streams, one after the other, onto one
 /// subscriber's stream.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct Rewriter {
+    /// RTP clock rate of the stream: a switch advances the timestamp by
+    /// the wall-clock time since the last packet.
+    clock_rate: u32,
     /// The current source's sequence number of its first forwarded packet;
     /// earlier ones are dropped.
     first_in: Option<u64>,
@@ -59,6 +62,28 @@ pub(crate) struct Rewriter {
 }
 
 impl Rewriter {
+    /// A rewriter for a stream with this RTP clock rate.
+    pub(crate) fn new(clock_rate: u32) -> Self {
+        Rewriter {
+            clock_rate,
+            first_in: None,
+            seq_offset: 0,
+            max_out: None,
+            ts_offset: 0,
+            last_ts: None,
+            pid_offset: 0,
+            last_pid: None,
+            tl0_offset: 0,
+            last_tl0: None,
+        }
+    }
+
+    /// The next packet starts a new source, continuing this stream's
+    /// numbers (the m-line passes to another published track).
+    pub(crate) fn restart(&mut self) {
+        self.first_in = None;
+    }
+
     /// True once a packet went out.
     pub(crate) fn started(&self) -> bool {
         self.max_out.is_some()
@@ -67,13 +92,12 @@ impl Rewriter {
     /// Makes the packet `seq`/`timestamp`, arrived at `at`, the first of a
     /// new source (the keyframe a layer switch waited for). Its numbers
     /// follow the last ones sent; its timestamp follows the last by the
-    /// wall-clock time between them at `clock_rate`.
+    /// wall-clock time between them.
     pub(crate) fn switch(
         &mut self,
         seq: SeqNo,
         timestamp: u32,
         at: Instant,
-        clock_rate: u32,
         vp8: Option<&Vp8Descriptor>,
     ) {
         let seq = *seq;
@@ -82,7 +106,7 @@ impl Rewriter {
         self.seq_offset = next.wrapping_sub(seq);
         if let Some((last, last_at)) = self.last_ts {
             let elapsed = at.saturating_duration_since(last_at);
-            let ticks = (elapsed.as_micros() * u128::from(clock_rate) / 1_000_000).max(1);
+            let ticks = (elapsed.as_micros() * u128::from(self.clock_rate) / 1_000_000).max(1);
             let ticks = u32::try_from(ticks).unwrap_or(u32::MAX);
             self.ts_offset = last.wrapping_add(ticks).wrapping_sub(timestamp);
         }
@@ -98,7 +122,7 @@ impl Rewriter {
 
     /// The outgoing fields for a packet of the current source, or `None`
     /// when it precedes the source's first packet and must be dropped. The
-    /// first packet ever starts the first source.
+    /// first packet ever (or after [`Rewriter::restart`]) starts a source.
     pub(crate) fn rewrite(
         &mut self,
         seq: SeqNo,
@@ -107,7 +131,7 @@ impl Rewriter {
         vp8: Option<&Vp8Descriptor>,
     ) -> Option<Rewritten> {
         if self.first_in.is_none() {
-            self.switch(seq, timestamp, at, 0, vp8);
+            self.switch(seq, timestamp, at, vp8);
         }
         let first = self.first_in?;
         let since_first = (*seq).checked_sub(first)?;
@@ -174,7 +198,7 @@ mod tests {
 
     #[test]
     fn first_packet_maps_to_base_and_gaps_are_kept() {
-        let mut r = Rewriter::default();
+        let mut r = Rewriter::new(90_000);
         assert_eq!(seq(&mut r, 70_000), Some(BASE));
         assert_eq!(seq(&mut r, 70_001), Some(BASE + 1));
         // A lost packet stays a gap: the receiver's NACK can name it.
@@ -185,14 +209,14 @@ mod tests {
 
     #[test]
     fn packets_older_than_the_subscription_are_dropped() {
-        let mut r = Rewriter::default();
+        let mut r = Rewriter::new(90_000);
         assert!(seq(&mut r, 500).is_some());
         assert_eq!(seq(&mut r, 499), None);
     }
 
     #[test]
     fn a_publisher_near_rollover_still_starts_low() {
-        let mut r = Rewriter::default();
+        let mut r = Rewriter::new(90_000);
         let start = u64::from(u16::MAX) - 1;
         assert_eq!(seq(&mut r, start), Some(BASE));
         assert_eq!(seq(&mut r, start + 5), Some(BASE + 5));
@@ -228,7 +252,7 @@ mod tests {
     #[test]
     fn a_switch_continues_sequence_timestamp_and_picture_id() {
         let t0 = Instant::now();
-        let mut r = Rewriter::default();
+        let mut r = Rewriter::new(90_000);
         // Layer A: seq 500.., ts 9000 + 3000 per frame, pid 100.., tl0 7..
         let mut last = None;
         for i in 0..10u16 {
@@ -251,7 +275,7 @@ mod tests {
         let at = t0 + Duration::from_millis(33 * 10);
         let p = vp8(30_000, 200, true);
         let d = Vp8Descriptor::parse(&p).expect("descriptor");
-        r.switch(SeqNo::from(77_000), 123_456, at, 90_000, Some(&d));
+        r.switch(SeqNo::from(77_000), 123_456, at, Some(&d));
         let w = r
             .rewrite(SeqNo::from(77_000), 123_456, at, Some(&d))
             .expect("forwarded");
@@ -277,14 +301,14 @@ mod tests {
     #[test]
     fn picture_ids_wrap_at_fifteen_bits() {
         let t0 = Instant::now();
-        let mut r = Rewriter::default();
+        let mut r = Rewriter::new(90_000);
         let p = vp8(0x7fff, 255, true);
         let d = Vp8Descriptor::parse(&p).expect("descriptor");
         r.rewrite(SeqNo::from(1), 0, t0, Some(&d))
             .expect("forwarded");
         let q = vp8(5, 9, true);
         let dq = Vp8Descriptor::parse(&q).expect("descriptor");
-        r.switch(SeqNo::from(900), 0, t0, 90_000, Some(&dq));
+        r.switch(SeqNo::from(900), 0, t0, Some(&dq));
         let w = r
             .rewrite(SeqNo::from(900), 0, t0, Some(&dq))
             .expect("forwarded");
@@ -293,5 +317,29 @@ mod tests {
             patch(&q, 0, 0),
             "0x7fff + 1 wraps to 0, 255 + 1 to 0"
         );
+    }
+
+    #[test]
+    fn a_restarted_stream_continues_where_the_last_source_left_off() {
+        let t0 = Instant::now();
+        let mut r = Rewriter::new(48_000);
+        let mut last = None;
+        for i in 0..5u64 {
+            last = r.rewrite(SeqNo::from(300 + i), 960 * i as u32, t0, None);
+        }
+        let last = last.expect("forwarded");
+        // The m-line passes to another track 2 s later.
+        r.restart();
+        let at = t0 + Duration::from_secs(2);
+        let w = r
+            .rewrite(SeqNo::from(9_000), 777, at, None)
+            .expect("forwarded");
+        assert_eq!(*w.seq, *last.seq + 1);
+        assert_eq!(w.timestamp, last.timestamp + 96_000, "2 s at 48 kHz");
+        let w2 = r
+            .rewrite(SeqNo::from(9_001), 777 + 960, at, None)
+            .expect("forwarded");
+        assert_eq!(*w2.seq, *w.seq + 1);
+        assert_eq!(w2.timestamp, w.timestamp + 960);
     }
 }

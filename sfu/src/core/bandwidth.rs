@@ -1,0 +1,293 @@
+//! Bandwidth: sharing each subscriber's estimate among what it receives,
+//! probing for more, tile sizes, and pausing layers nobody needs
+//! (dynacast).
+//!
+//! The pure rules live in [`allocate`](super::allocate) (which layer fits)
+//! and [`layers`](super::layers) (what a layer costs, which fits a tile);
+//! this module applies them to the media node's state.
+
+use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap;
+use str0m::bwe::Bitrate;
+use str0m::media::Mid;
+use tracing::debug;
+
+use super::allocate::{self, Want};
+use super::layers;
+use super::output::{Event, ParticipantId, TrackKind};
+use super::{MAX_VIDEO_SIDE, Sfu};
+
+/// How often a subscriber whose next layer does not fit is probed for it.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A keyframe to ask a publisher for: its id, track and layer.
+pub(super) type KeyframeWant = (ParticipantId, Mid, usize);
+
+impl Sfu {
+    /// The subscriber renders one of its videos at this size (device
+    /// pixels): it never gets a layer much larger.
+    pub(super) fn set_video_size(&mut self, id: ParticipantId, mid: &str, width: u32, height: u32) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let Some(s) = p
+            .subscriptions
+            .iter_mut()
+            .find(|s| s.kind == TrackKind::Video && s.mid().is_some_and(|m| *m == *mid))
+        else {
+            return;
+        };
+        s.size = Some((width.min(MAX_VIDEO_SIDE), height.min(MAX_VIDEO_SIDE)));
+        self.guarded(id, |sfu| sfu.allocate_subscriber(id));
+    }
+
+    /// Chooses the video layers of a subscriber that can receive now and
+    /// asks for their keyframes.
+    pub(super) fn start_video(&mut self, id: ParticipantId) {
+        self.allocate_subscriber(id);
+        let Some(p) = self.participants.get(&id) else {
+            return;
+        };
+        let wanted: Vec<KeyframeWant> = p
+            .subscriptions
+            .iter()
+            .filter(|s| s.kind == TrackKind::Video && s.active_mid().is_some())
+            .filter_map(|s| Some((s.source, s.source_mid, s.choice.target()?)))
+            .flat_map(|(source, mid, layer)| {
+                // The lowest layer as well: it always runs (see dynacast).
+                [(source, mid, layer), (source, mid, 0)]
+            })
+            .collect();
+        self.request_keyframes(wanted);
+    }
+
+    /// Shares a subscriber's bandwidth estimate among what it receives
+    /// ([`allocate`]), and tells its BWE what to probe for.
+    pub(super) fn allocate_subscriber(&mut self, id: ParticipantId) {
+        let now = self.now;
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        if !p.probe_capable {
+            // Send streams appear with their first packet; once one of its
+            // videos has RTX, so do the others (one negotiation).
+            let mids = p.active_video_mids();
+            let mut api = p.rtc.direct_api();
+            p.probe_capable = mids.iter().any(|m| {
+                api.stream_tx_by_mid(*m, None)
+                    .is_some_and(|tx| tx.rtx().is_some())
+            });
+        }
+        let Some(p) = self.participants.get(&id) else {
+            return;
+        };
+        let speaker = self.speakers.get(&p.room).and_then(|d| d.current());
+        let mut audio = 0u64;
+        let mut single: Vec<usize> = Vec::new();
+        let mut wants: Vec<(usize, Want)> = Vec::new();
+        for (i, s) in p.subscriptions.iter().enumerate() {
+            if s.active_mid().is_none() {
+                continue;
+            }
+            let Some(track) = self
+                .participants
+                .get(&s.source)
+                .and_then(|source| source.track(s.source_mid))
+            else {
+                continue;
+            };
+            match s.kind {
+                TrackKind::Audio => {
+                    audio += layers::layer_costs(&track.layers, false)
+                        .iter()
+                        .sum::<u64>()
+                }
+                // A video without simulcast has no lower layer to step down
+                // to: like audio, it is always sent and paid for first.
+                TrackKind::Video if track.layers.len() < 2 => {
+                    audio += layers::layer_costs(&track.layers, true).iter().sum::<u64>();
+                    single.push(i);
+                }
+                TrackKind::Video => wants.push((
+                    i,
+                    Want {
+                        layer_bps: layers::layer_costs(&track.layers, true),
+                        max_layer: layers::max_layer_for(&track.layers, s.size),
+                        priority: speaker == Some(s.source),
+                    },
+                )),
+            }
+        }
+        // An estimate the BWE cannot probe upward (no RTX toward this
+        // subscriber, so no padding) only ever creeps up from what is
+        // sent: it is a floor, not a limit, and does not cap the video.
+        let budget = match p.estimate {
+            Some(e) if p.probe_capable => e.saturating_sub(audio),
+            _ => u64::MAX,
+        };
+        let only: Vec<Want> = wants.iter().map(|(_, w)| w.clone()).collect();
+        let down = allocate::allocate(budget, &only);
+        let up = allocate::allocate(allocate::upgrade_budget(budget), &only);
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let mut keyframes: Vec<KeyframeWant> = Vec::new();
+        for i in single {
+            if let Some(s) = p.subscriptions.get_mut(i)
+                && s.choice.target().is_none()
+            {
+                s.choice.decide(now, Some(0), Some(0), u64::MAX);
+                if s.current.is_none() {
+                    keyframes.push((s.source, s.source_mid, 0));
+                }
+            }
+        }
+        let (mut sending, mut desired) = (audio, audio);
+        let mut next_step: Option<u64> = None;
+        for (k, (i, w)) in wants.iter().enumerate() {
+            let Some(s) = p.subscriptions.get_mut(*i) else {
+                continue;
+            };
+            let before = s.choice.target();
+            let target = s.choice.decide(now, down[k], up[k], budget);
+            if target != before {
+                debug!(
+                    participant = %id, source = %s.source, ?before, ?target,
+                    estimate = ?p.estimate, max_layer = w.max_layer, costs = ?w.layer_bps,
+                    "video layer target"
+                );
+            }
+            if target != before
+                && let Some(l) = target
+                && s.current != Some(l)
+            {
+                keyframes.push((s.source, s.source_mid, l));
+                // No picture yet: the lowest layer always runs and starts
+                // it at once, while the target (maybe paused at the
+                // publisher) gets going.
+                if s.current.is_none() && l > 0 {
+                    keyframes.push((s.source, s.source_mid, 0));
+                }
+            }
+            let paused = target.is_none();
+            if paused != s.paused {
+                s.paused = paused;
+                if let Some(mid) = s.mid() {
+                    self.events.push_back(Event::VideoPaused {
+                        participant: id,
+                        mid: mid.to_string(),
+                        paused,
+                    });
+                }
+            }
+            let top = w.max_layer.min(w.layer_bps.len().saturating_sub(1));
+            let cost = |l: usize| w.layer_bps.get(l).copied().unwrap_or(0);
+            let now_cost = target.map_or(0, cost);
+            sending += now_cost;
+            desired += cost(top);
+            let next = match target {
+                None => Some(0),
+                Some(l) if l < top => Some(l + 1),
+                Some(_) => None,
+            };
+            if let Some(n) = next {
+                let extra = cost(n).saturating_sub(now_cost);
+                next_step = Some(next_step.map_or(extra, |s| s.min(extra)));
+            }
+        }
+        // Keep the estimate honest with what is sent (no padding, which on
+        // a saturated link only adds delay), aim at what every tile can
+        // show, and when a higher layer is wanted but does not fit, probe
+        // for it every PROBE_INTERVAL: raising the desired rate asks str0m
+        // for a probe cluster.
+        let minimum = sending.min(desired);
+        let Some(estimate) = p.estimate else {
+            return self.request_keyframes(keyframes);
+        };
+        let upgrade_wanted =
+            next_step.is_some_and(|s| estimate < (sending + s) * allocate::UP_MARGIN_PERCENT / 100);
+        if upgrade_wanted && p.next_probe.is_none_or(|t| now >= t) {
+            // str0m probes when the desired rate rises above the last one
+            // it saw: a one-bit/s rise per probe is enough.
+            p.next_probe = Some(now + PROBE_INTERVAL);
+            p.probes += 1;
+        }
+        let desired = desired + p.probes;
+        if p.bwe_rates != (minimum, desired) {
+            p.bwe_rates = (minimum, desired);
+            p.rtc
+                .bwe()
+                .set_bitrate(Bitrate::bps(minimum), Bitrate::bps(desired));
+            self.polls.mark(id, p);
+        }
+        self.request_keyframes(keyframes);
+    }
+
+    /// Measures layer bitrates, revisits every subscriber's allocation and
+    /// pauses or resumes publishers' layers.
+    pub(super) fn tick(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last_tick);
+        self.last_tick = now;
+        self.next_tick = now + layers::TICK;
+        for p in self.participants.values_mut() {
+            for l in p.published.iter_mut().flat_map(|t| &mut t.layers) {
+                l.tick(elapsed);
+            }
+        }
+        let ids: Vec<ParticipantId> = self.participants.keys().copied().collect();
+        for id in ids {
+            self.guarded(id, |sfu| sfu.allocate_subscriber(id));
+        }
+        self.dynacast(now);
+    }
+
+    /// Dynacast: a layer no subscriber receives or waits for is paused at
+    /// its publisher after [`layers::PAUSE_AFTER`], and resumed as soon as
+    /// one needs it. The lowest layer always runs, so a subscriber whose
+    /// link degrades can step down at once.
+    fn dynacast(&mut self, now: Instant) {
+        let mut needed: FxHashMap<(ParticipantId, Mid), Vec<usize>> = FxHashMap::default();
+        for s in self.participants.values().flat_map(|p| &p.subscriptions) {
+            if s.kind != TrackKind::Video {
+                continue;
+            }
+            let n = needed.entry((s.source, s.source_mid)).or_default();
+            n.extend(s.current);
+            n.extend(s.choice.target());
+        }
+        for (id, p) in &mut self.participants {
+            for t in &mut p.published {
+                if t.layers.len() < 2 {
+                    continue;
+                }
+                let need = needed.get(&(*id, t.mid));
+                let mut changed = false;
+                for (i, l) in t.layers.iter_mut().enumerate() {
+                    if i == 0 || need.is_some_and(|n| n.contains(&i)) {
+                        l.unneeded_since = None;
+                        changed |= !l.active;
+                        l.active = true;
+                    } else {
+                        let since = *l.unneeded_since.get_or_insert(now);
+                        if l.active && now.saturating_duration_since(since) >= layers::PAUSE_AFTER {
+                            l.active = false;
+                            changed = true;
+                        }
+                    }
+                }
+                if changed {
+                    self.events.push_back(Event::PublishLayers {
+                        participant: *id,
+                        mid: t.mid.to_string(),
+                        layers: t
+                            .layers
+                            .iter()
+                            .filter_map(|l| Some((l.rid?.to_string(), l.active)))
+                            .collect(),
+                    });
+                }
+            }
+        }
+    }
+}

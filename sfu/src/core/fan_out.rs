@@ -1,0 +1,189 @@
+//! Fan-out: one RTP packet from a publisher, sent on to every subscriber of
+//! its track in the room.
+//!
+//! Per subscriber the packet is only rewritten (payload type, sequence
+//! number, timestamp, VP8 picture id), never copied: the payload is shared.
+//! Video goes through the subscriber's layer rule first
+//! ([`Subscription::decide`]); what it decides is applied here.
+
+use str0m::media::KeyframeRequestKind;
+use str0m::rtp::{RtpPacket, RtpWrite};
+use tracing::debug;
+
+use super::layers;
+use super::output::{ParticipantId, TrackKind};
+use super::subscription::{LayerDecision, Subscription};
+use super::{RTX_CACHE_AGE, RTX_CACHE_PACKETS, RTX_RATIO_CAP, Sfu};
+
+impl Sfu {
+    /// Sends a publisher's packet on to its subscribers.
+    pub(super) fn fan_out(&mut self, id: ParticipantId, packet: RtpPacket) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        self.stats.packets_in += 1;
+        let Some((mid, rid)) = p
+            .rtc
+            .direct_api()
+            .stream_rx(&packet.header.ssrc)
+            .map(|s| (s.mid(), s.rid()))
+        else {
+            return;
+        };
+        let pt = packet.header.payload_type;
+        let Some(params) = p.rtc.codec_config().find(|c| c.pt() == pt).copied() else {
+            return;
+        };
+        let room = p.room.clone();
+        if let Some(level) = packet.header.ext_vals.audio_level
+            && p.may_publish
+        {
+            let now = self.now;
+            let detector = self.speakers.entry(room.clone()).or_default();
+            detector.observe(now, id, level.unsigned_abs());
+            if let Some(speaker) = detector.decide(now) {
+                self.events.push_back(super::Event::ActiveSpeaker {
+                    participant: speaker,
+                });
+            }
+        }
+        let Some(track) = p.published.iter_mut().find(|t| t.mid == mid) else {
+            return;
+        };
+        let Some(layer) = track.layer_of(rid) else {
+            return;
+        };
+        let video = track.kind == TrackKind::Video;
+        let inspected = if video {
+            layers::inspect(params.spec().codec, &packet.payload)
+        } else {
+            None
+        };
+        let switchable = inspected.is_some();
+        let (info, vp8) = inspected.unwrap_or_default();
+        if let Some(l) = track.layers.get_mut(layer) {
+            l.count(packet.payload.len() + packet.header.header_len);
+            if info.size.is_some() {
+                l.size = info.size;
+            }
+        }
+        let Some(members) = self.rooms.get(&room) else {
+            return;
+        };
+        // The publisher's connection-level extensions mean nothing on a
+        // subscriber's connection: its MID would name one of the
+        // subscriber's own m-lines, and transport-wide sequence numbers
+        // belong to each connection. str0m fills in the subscriber's own.
+        let mut ext_vals = packet.header.ext_vals.clone();
+        ext_vals.mid = None;
+        ext_vals.rid = None;
+        ext_vals.rid_repair = None;
+        ext_vals.transport_cc = None;
+        ext_vals.abs_send_time = None;
+        let mut want_keyframe = false;
+        for sub_id in members {
+            if *sub_id == id {
+                continue;
+            }
+            let Some(sub) = self.participants.get_mut(sub_id) else {
+                continue;
+            };
+            let Some(s) = sub
+                .subscriptions
+                .iter_mut()
+                .find(|s| s.source == id && s.source_mid == mid)
+            else {
+                continue;
+            };
+            let Some(out_mid) = s.active_mid() else {
+                continue;
+            };
+            if video {
+                match s.decide(layer, info.keyframe, switchable) {
+                    LayerDecision::Drop => continue,
+                    LayerDecision::NeedKeyframe => {
+                        want_keyframe = true;
+                        continue;
+                    }
+                    LayerDecision::Cut => {
+                        s.current = None;
+                        // The layer was cut because the link cannot carry
+                        // it: resending its lost packets would only delay
+                        // the lower layer's keyframe.
+                        if let Some(tx) = sub.rtc.direct_api().stream_tx_by_mid(out_mid, None) {
+                            tx.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, RTX_RATIO_CAP);
+                        }
+                        continue;
+                    }
+                    LayerDecision::Send => {}
+                    LayerDecision::Switch => {
+                        if s.rewriter.started() && s.current != Some(layer) {
+                            self.stats.layer_switches += 1;
+                        }
+                        debug!(participant = %sub_id, source = %id, from = ?s.current, to = layer, "video layer switch");
+                        s.current = Some(layer);
+                        s.rewriter.switch(
+                            packet.seq_no,
+                            packet.header.timestamp,
+                            packet.timestamp,
+                            vp8.as_ref(),
+                        );
+                    }
+                }
+                s.at_frame_end = packet.header.marker;
+            }
+            let Some(out) = s.rewriter.rewrite(
+                packet.seq_no,
+                packet.header.timestamp,
+                packet.timestamp,
+                vp8.as_ref(),
+            ) else {
+                continue;
+            };
+            let Some(out_pt) = subscriber_pt(s, &sub.rtc, pt, params) else {
+                continue;
+            };
+            let mut api = sub.rtc.direct_api();
+            let Some(tx) = api.stream_tx_by_mid(out_mid, None) else {
+                continue;
+            };
+            let mut write = RtpWrite::new(
+                out_pt,
+                out.seq,
+                out.timestamp,
+                packet.timestamp,
+                packet.payload.clone(),
+            )
+            .marker(packet.header.marker)
+            .ext_vals(ext_vals.clone())
+            .nackable(video);
+            if let Some(patch) = out.vp8 {
+                write = write.vp8_patch(patch);
+            }
+            tx.write_rtp(write);
+            self.stats.packets_forwarded += 1;
+            self.polls.mark(*sub_id, sub);
+        }
+        if want_keyframe {
+            self.request_keyframe(id, mid, layer, KeyframeRequestKind::Pli);
+        }
+    }
+}
+
+/// The subscriber's payload type for the publisher's `pt` (the same codec
+/// and parameters), cached for the next packet.
+fn subscriber_pt(
+    s: &mut Subscription,
+    rtc: &str0m::Rtc,
+    pt: str0m::media::Pt,
+    params: str0m::format::PayloadParams,
+) -> Option<str0m::media::Pt> {
+    match s.pt_map {
+        Some((from, to)) if from == pt => Some(to),
+        _ => {
+            let to = rtc.codec_config().match_params(params).map(|c| c.pt())?;
+            s.pt_map = Some((pt, to));
+            Some(to)
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! One participant connection and the tracks it publishes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use str0m::Rtc;
+use str0m::change::SdpPendingOffer;
+use str0m::media::{Mid, Rid};
+
+use super::layers::Layer;
+use super::output::{RoomId, TrackKind};
+use super::subscription::{Slot, Subscription};
+
+/// A track a participant publishes, as the media node sees it.
+#[derive(Debug)]
+pub(super) struct Published {
+    pub(super) mid: Mid,
+    pub(super) kind: TrackKind,
+    /// Its encodings, lowest first (one for a track without simulcast).
+    pub(super) layers: Vec<Layer>,
+}
+
+impl Published {
+    /// The index of the layer a packet with this rid belongs to.
+    pub(super) fn layer_of(&self, rid: Option<Rid>) -> Option<usize> {
+        if self.layers.len() == 1 {
+            return Some(0);
+        }
+        self.layers.iter().position(|l| l.rid == rid)
+    }
+}
+
+/// One participant's connection: what it publishes, what it receives and
+/// the negotiation and bandwidth state between it and the media node.
+pub(super) struct Participant {
+    pub(super) room: RoomId,
+    pub(super) label: Arc<str>,
+    pub(super) rtc: Rtc,
+    pub(super) ufrag: String,
+    pub(super) published: Vec<Published>,
+    pub(super) subscriptions: Vec<Subscription>,
+    /// m-lines of ended subscriptions, to make inactive in the next offer
+    /// (or answer).
+    pub(super) retiring: Vec<Slot>,
+    /// m-lines made inactive in the outstanding offer.
+    pub(super) deactivating: Vec<Slot>,
+    /// Inactive m-lines, negotiated as such, that a new subscription of
+    /// the same kind takes before a new m-line is added: the SDP stays as
+    /// large as what is received at once, however many come and go.
+    pub(super) idle: Vec<Slot>,
+    pub(super) pending: Option<SdpPendingOffer>,
+    /// The participant's first offer has been answered, so the media node
+    /// may offer.
+    pub(super) ready: bool,
+    pub(super) connected: bool,
+    pub(super) created: Instant,
+    pub(super) disconnected_since: Option<Instant>,
+    pub(super) rtc_timeout: Instant,
+    pub(super) addrs: Vec<SocketAddr>,
+    /// The token allows sending media; otherwise nothing it sends is
+    /// forwarded.
+    pub(super) may_publish: bool,
+    /// Already in the poll queue (see [`PollQueue`](super::PollQueue)).
+    pub(super) queued: bool,
+    /// The bandwidth estimate toward it (bits/s), once BWE has one.
+    pub(super) estimate: Option<u64>,
+    /// The BWE minimum and desired rates last set.
+    pub(super) bwe_rates: (u64, u64),
+    /// Its video streams have RTX, so its BWE can probe (pad) upward.
+    pub(super) probe_capable: bool,
+    /// When the BWE may probe for a higher layer next.
+    pub(super) next_probe: Option<Instant>,
+    /// Probes asked for so far.
+    pub(super) probes: u64,
+    /// Makes the next poll panic, to test isolation.
+    #[cfg(test)]
+    pub(super) fault: bool,
+}
+
+impl Participant {
+    pub(super) fn new(
+        room: RoomId,
+        label: &str,
+        mut rtc: Rtc,
+        may_publish: bool,
+        now: Instant,
+    ) -> Self {
+        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
+        Participant {
+            room,
+            label: label.into(),
+            rtc,
+            ufrag,
+            published: Vec::new(),
+            subscriptions: Vec::new(),
+            retiring: Vec::new(),
+            deactivating: Vec::new(),
+            idle: Vec::new(),
+            pending: None,
+            ready: false,
+            connected: false,
+            created: now,
+            disconnected_since: None,
+            rtc_timeout: now,
+            addrs: Vec::new(),
+            may_publish,
+            queued: false,
+            estimate: None,
+            bwe_rates: (0, 0),
+            probe_capable: false,
+            next_probe: None,
+            probes: 0,
+            #[cfg(test)]
+            fault: false,
+        }
+    }
+
+    /// A negotiation completed: m-lines it made inactive are idle.
+    /// m-lines that never came to exist (their offer was withdrawn) are
+    /// forgotten.
+    pub(super) fn retire(&mut self) {
+        let rtc = &self.rtc;
+        let ended = self.deactivating.drain(..).chain(self.retiring.drain(..));
+        self.idle
+            .extend(ended.filter(|slot| rtc.media(slot.mid).is_some()));
+    }
+
+    /// The track it publishes on `mid`.
+    pub(super) fn track(&self, mid: Mid) -> Option<&Published> {
+        self.published.iter().find(|t| t.mid == mid)
+    }
+
+    /// Its video subscriptions' m-lines that carry media.
+    pub(super) fn active_video_mids(&self) -> Vec<Mid> {
+        self.subscriptions
+            .iter()
+            .filter(|s| s.kind == TrackKind::Video)
+            .filter_map(|s| s.active_mid())
+            .collect()
+    }
+}
