@@ -8,11 +8,13 @@
 //!
 //! - [`client`]: str0m clients, many per thread, sampled decryption.
 //! - [`chorus`], [`janus`], [`reflector`]: how each system is driven.
-//! - [`report`]: figures, JSON and the SVG plot.
+//! - [`run`]: the ramp; [`figures`]: what it measures; [`report`]: figures
+//!   per system, ratios, JSON and the SVG plot.
 //! - [`host`]: processes, `/proc` readings and network namespaces.
 
 pub mod chorus;
 pub mod client;
+pub mod figures;
 pub mod host;
 pub mod janus;
 pub mod reflector;

@@ -7,65 +7,7 @@ use plotters::prelude::*;
 use serde::Serialize;
 
 use super::Plan;
-use super::run::Measured;
-
-/// Latency percentiles, milliseconds.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct Latency {
-    /// Median.
-    pub p50: f64,
-    /// 95th percentile.
-    pub p95: f64,
-    /// 99th percentile.
-    pub p99: f64,
-    /// Largest sample.
-    pub max: f64,
-}
-
-impl Latency {
-    /// From sorted samples in microseconds.
-    pub fn from_sorted_us(s: &[u32]) -> Latency {
-        let at = |q: f64| -> f64 {
-            if s.is_empty() {
-                return 0.0;
-            }
-            let i = ((s.len() - 1) as f64 * q).round() as usize;
-            f64::from(s.get(i).copied().unwrap_or(0)) / 1000.0
-        };
-        Latency {
-            p50: at(0.50),
-            p95: at(0.95),
-            p99: at(0.99),
-            max: at(1.0),
-        }
-    }
-}
-
-/// One step of the ramp.
-#[derive(Debug, Clone, Serialize)]
-pub struct Step {
-    /// Subscribers in all rooms.
-    pub subscribers: usize,
-    /// Video tracks forwarded to subscribers.
-    pub video_down_tracks: usize,
-    /// Measured for this long.
-    pub seconds: f64,
-    /// Packets the subscribers received per second.
-    pub forwarded_pps: f64,
-    /// Server CPU seconds during the step.
-    pub cpu_seconds: f64,
-    /// Packets received per server CPU-second.
-    pub packets_per_cpu_second: f64,
-    /// The load generator's own CPU seconds (if near 2 × seconds on 2 cores,
-    /// the load generator, not the server, limited the step).
-    pub loadgen_cpu_seconds: f64,
-    /// 1 - received / (sent × subscribers).
-    pub loss_ratio: f64,
-    /// One-way latency, publisher to subscriber.
-    pub latency_ms: Latency,
-    #[serde(skip)]
-    pub(crate) latency_samples_us: Vec<u32>,
-}
+use super::figures::{Latency, Measured, Step};
 
 /// Loss above which a step counts as overloaded.
 pub const LOSS_LIMIT: f64 = 0.01;

@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::client::{self, ClientHandle, Counters, Latencies, Role};
-use super::report::{Latency, Step};
+use super::figures::{Latency, Measured, Step};
 use super::{Plan, chorus, host, janus, opus_frames, reflector};
 
 /// The system under test.
@@ -206,19 +206,6 @@ pub async fn measure(
     };
     drop(held);
     Ok((steps, measured))
-}
-
-/// Readings taken over the whole run.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Measured {
-    /// Participants at the end.
-    pub participants: usize,
-    /// Server RSS growth from before the first client to the end.
-    pub rss_growth_bytes: u64,
-    /// Receive-buffer drops in the server's namespace.
-    pub server_rcvbuf_errors: u64,
-    /// Receive-buffer drops in the load generator's namespace.
-    pub client_rcvbuf_errors: u64,
 }
 
 fn janus_room(r: usize) -> u64 {

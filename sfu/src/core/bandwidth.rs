@@ -14,15 +14,13 @@ use str0m::media::Mid;
 use tracing::debug;
 
 use super::allocate::{self, Want};
+use super::keyframe::KeyframeWant;
 use super::layers;
 use super::output::{Event, ParticipantId, TrackKind};
 use super::{MAX_VIDEO_SIDE, Sfu};
 
 /// How often a subscriber whose next layer does not fit is probed for it.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
-
-/// A keyframe to ask a publisher for: its id, track and layer.
-pub(super) type KeyframeWant = (ParticipantId, Mid, usize);
 
 impl Sfu {
     /// The subscriber renders one of its videos at this size (device

@@ -13,12 +13,14 @@ use str0m::media::{KeyframeRequest, KeyframeRequestKind, Mid};
 use tracing::debug;
 
 use super::Sfu;
-use super::bandwidth::KeyframeWant;
 use super::output::ParticipantId;
 
 /// The shortest interval between two keyframe requests sent to one publisher
 /// track. Short enough that a late joiner still sees a picture at once.
 pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(250);
+
+/// A keyframe to ask a publisher for: its id, track and layer.
+pub(super) type KeyframeWant = (ParticipantId, Mid, usize);
 
 /// Decides when keyframe requests go to the publisher.
 #[derive(Debug, Default, Clone)]

@@ -4,10 +4,11 @@
 use std::time::{Duration, Instant};
 
 use str0m::format::Codec;
-use str0m::media::Rid;
+use str0m::media::{Mid, Rid};
 use str0m::rtp::Vp8Descriptor;
 
 use super::keyframe::KeyframeThrottle;
+use super::output::TrackKind;
 
 /// How often layer bitrates are measured and allocations revisited.
 pub(crate) const TICK: Duration = Duration::from_millis(500);
@@ -26,6 +27,25 @@ const PEAK_DECAY_PERCENT: u64 = 98;
 
 /// Assumed for an audio track not measured yet.
 pub(crate) const NOMINAL_AUDIO_BPS: u64 = 50_000;
+
+/// A track a participant publishes, as the media node sees it.
+#[derive(Debug)]
+pub(crate) struct PublishedTrack {
+    pub(crate) mid: Mid,
+    pub(crate) kind: TrackKind,
+    /// Its encodings, lowest first (one for a track without simulcast).
+    pub(crate) layers: Vec<Layer>,
+}
+
+impl PublishedTrack {
+    /// The index of the layer a packet with this rid belongs to.
+    pub(crate) fn layer_of(&self, rid: Option<Rid>) -> Option<usize> {
+        if self.layers.len() == 1 {
+            return Some(0);
+        }
+        self.layers.iter().position(|l| l.rid == rid)
+    }
+}
 
 /// One encoding of a published track.
 #[derive(Debug)]

@@ -58,8 +58,8 @@ pub use output::{
     Transmit,
 };
 
-use layers::Layer;
-use participant::{Participant, Published};
+use layers::{Layer, PublishedTrack};
+use participant::Participant;
 use subscription::Subscription;
 
 /// How long a new participant may take to complete ICE and DTLS.
@@ -470,7 +470,7 @@ impl Sfu {
         } else {
             rids.into_iter().map(|r| Layer::new(Some(r))).collect()
         };
-        let track = Published { mid, kind, layers };
+        let track = PublishedTrack { mid, kind, layers };
         let label = p.label.clone();
         let room = p.room.clone();
         debug!(participant = %id, %mid, ?kind, "track published");

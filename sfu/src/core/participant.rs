@@ -6,30 +6,11 @@ use std::time::Instant;
 
 use str0m::Rtc;
 use str0m::change::SdpPendingOffer;
-use str0m::media::{Mid, Rid};
+use str0m::media::Mid;
 
-use super::layers::Layer;
+use super::layers::PublishedTrack;
 use super::output::{RoomId, TrackKind};
 use super::subscription::{Slot, Subscription};
-
-/// A track a participant publishes, as the media node sees it.
-#[derive(Debug)]
-pub(super) struct Published {
-    pub(super) mid: Mid,
-    pub(super) kind: TrackKind,
-    /// Its encodings, lowest first (one for a track without simulcast).
-    pub(super) layers: Vec<Layer>,
-}
-
-impl Published {
-    /// The index of the layer a packet with this rid belongs to.
-    pub(super) fn layer_of(&self, rid: Option<Rid>) -> Option<usize> {
-        if self.layers.len() == 1 {
-            return Some(0);
-        }
-        self.layers.iter().position(|l| l.rid == rid)
-    }
-}
 
 /// One participant's connection: what it publishes, what it receives and
 /// the negotiation and bandwidth state between it and the media node.
@@ -38,7 +19,7 @@ pub(super) struct Participant {
     pub(super) label: Arc<str>,
     pub(super) rtc: Rtc,
     pub(super) ufrag: String,
-    pub(super) published: Vec<Published>,
+    pub(super) published: Vec<PublishedTrack>,
     pub(super) subscriptions: Vec<Subscription>,
     /// m-lines of ended subscriptions, to make inactive in the next offer
     /// (or answer).
@@ -127,7 +108,7 @@ impl Participant {
     }
 
     /// The track it publishes on `mid`.
-    pub(super) fn track(&self, mid: Mid) -> Option<&Published> {
+    pub(super) fn track(&self, mid: Mid) -> Option<&PublishedTrack> {
         self.published.iter().find(|t| t.mid == mid)
     }
 

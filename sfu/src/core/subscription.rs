@@ -12,8 +12,8 @@ use std::sync::Arc;
 use str0m::media::{Mid, Pt};
 
 use super::allocate::LayerChoice;
+use super::layers::PublishedTrack;
 use super::output::{ParticipantId, TrackKind};
-use super::participant::Published;
 use super::rewrite::Rewriter;
 
 /// RTP clock rate of Opus audio.
@@ -85,7 +85,7 @@ pub(super) enum LayerDecision {
 }
 
 impl Subscription {
-    pub(super) fn new(source: ParticipantId, label: &Arc<str>, track: &Published) -> Self {
+    pub(super) fn new(source: ParticipantId, label: &Arc<str>, track: &PublishedTrack) -> Self {
         let clock_rate = match track.kind {
             TrackKind::Audio => AUDIO_CLOCK_RATE,
             TrackKind::Video => VIDEO_CLOCK_RATE,
@@ -194,7 +194,7 @@ mod tests {
     use LayerDecision::*;
 
     fn video(layers: usize) -> Subscription {
-        let track = Published {
+        let track = PublishedTrack {
             mid: Mid::from("v"),
             kind: TrackKind::Video,
             layers: (0..layers).map(|_| Layer::new(None)).collect(),
