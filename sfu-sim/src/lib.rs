@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use chorus_sfu::core::Output;
-use chorus_sfu::{Command, Event, ParticipantId, RoomId, Sfu, TrackInfo};
+use chorus_sfu::{Command, Event, ParticipantId, RoomId, Sfu, TrackInfo, Transport};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, MediaTime, Mid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive};
@@ -296,7 +296,8 @@ impl World {
                 match c.rtc.poll_output().expect("client poll") {
                     RtcOutput::Transmit(t) => {
                         if !c.unplugged {
-                            self.sfu.handle_receive(self.now, c.addr, &t.contents);
+                            self.sfu
+                                .handle_receive(self.now, Transport::Udp, c.addr, &t.contents);
                         }
                     }
                     RtcOutput::Event(e) => c.events.push((self.now, e)),

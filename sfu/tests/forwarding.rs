@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use chorus_sfu::{Command, Event, RemoveReason};
+use chorus_sfu::{Command, Event, RemoveReason, Transport};
 use chorus_sfu_sim::World;
 use str0m::media::MediaKind;
 
@@ -174,13 +174,14 @@ fn garbage_datagrams_are_dropped_and_media_still_flows() {
             })
             .collect();
         let from = if n % 2 == 0 { known } else { stranger };
-        w.sfu.handle_receive(w.now, from, &data);
+        w.sfu.handle_receive(w.now, Transport::Udp, from, &data);
         // RTP- and STUN-looking prefixes, truncated.
         let mut rtp = vec![0x80, 0x6f, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2];
         rtp.truncate(n % 13);
-        w.sfu.handle_receive(w.now, from, &rtp);
+        w.sfu.handle_receive(w.now, Transport::Udp, from, &rtp);
         let stun = [0u8, 1, 0, 8, 0x21, 0x12, 0xa4, 0x42];
-        w.sfu.handle_receive(w.now, stranger, &stun[..n % 9]);
+        w.sfu
+            .handle_receive(w.now, Transport::Udp, stranger, &stun[..n % 9]);
     }
     let stats = w.sfu.stats();
     assert!(stats.dropped_unknown_source > 0);

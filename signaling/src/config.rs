@@ -29,6 +29,10 @@ pub struct Cli {
     /// The media node's UDP port; 0 picks a free one [default: 50000].
     #[arg(long, env = "CHORUS_UDP_PORT")]
     pub udp_port: Option<u16>,
+    /// The media node's ICE-TCP port, for networks that block UDP; 0 picks
+    /// a free one [default: the same number as --udp-port].
+    #[arg(long, env = "CHORUS_TCP_PORT")]
+    pub tcp_port: Option<u16>,
     /// The address put into ICE candidates [default: the IP of --listen].
     #[arg(long, env = "CHORUS_PUBLIC_IP")]
     pub public_ip: Option<IpAddr>,
@@ -138,6 +142,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The media node's UDP port.
     pub udp_port: u16,
+    /// The media node's ICE-TCP port.
+    pub tcp_port: u16,
     /// The address put into ICE candidates.
     pub public_ip: IpAddr,
     /// Media worker threads.
@@ -166,6 +172,7 @@ impl Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             udp_port: 0,
+            tcp_port: 0,
             public_ip: IpAddr::from([127, 0, 0, 1]),
             workers: 2,
             dev: true,
@@ -221,9 +228,11 @@ impl Config {
         let secs = |a: Option<u64>, b: Option<u64>, default: u64| {
             Duration::from_secs(a.or(b).unwrap_or(default))
         };
+        let udp_port = cli.udp_port.or(file.udp_port).unwrap_or(50000);
         Ok(Config {
             listen,
-            udp_port: cli.udp_port.or(file.udp_port).unwrap_or(50000),
+            udp_port,
+            tcp_port: cli.tcp_port.or(file.tcp_port).unwrap_or(udp_port),
             public_ip: cli.public_ip.or(file.public_ip).unwrap_or(listen.ip()),
             workers: cli
                 .workers
@@ -273,6 +282,7 @@ mod tests {
         let c = Config::resolve(Cli::default()).expect("defaults resolve");
         assert_eq!(c.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
         assert_eq!(c.udp_port, 50000);
+        assert_eq!(c.tcp_port, 50000, "TCP on the same number as UDP");
         assert_eq!(c.public_ip, IpAddr::from([127, 0, 0, 1]));
         assert!(c.dev);
     }

@@ -95,6 +95,8 @@ impl Server {
             bind: SocketAddr::new(config.listen.ip(), config.udp_port),
             public_ip: Some(config.public_ip),
             workers: config.workers,
+            tcp_bind: Some(SocketAddr::new(config.listen.ip(), config.tcp_port)),
+            tcp_limits: chorus_sfu::TcpLimits::default(),
         })?;
         let tokens = Arc::new(match &config.token_secret {
             Some(secret) => Tokens::new(secret.as_bytes()),

@@ -3,6 +3,7 @@
 //! [`Peer`] is a browser-like `webrtc` 0.21 client; [`media`] has the Opus tone source and
 //! sink, [`dominant_frequency`] and the self-checking synthetic video frames.
 
+pub mod direct;
 pub mod media;
 pub mod peer;
 pub mod relay;

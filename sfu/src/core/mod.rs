@@ -55,7 +55,7 @@ use tracing::{debug, info, warn};
 pub use command::Command;
 pub use output::{
     Event, Output, ParticipantId, RemoveReason, RoomId, SfuError, Stats, TrackInfo, TrackKind,
-    Transmit,
+    Transmit, Transport,
 };
 
 use layers::{Layer, PublishedTrack};
@@ -102,13 +102,15 @@ impl PollQueue {
 /// The media core of one worker. See the module docs for the run loop.
 pub struct Sfu {
     local_addr: SocketAddr,
+    /// The address of the node's ICE-TCP listener, if it has one.
+    tcp_addr: Option<SocketAddr>,
     // Looked up several times per forwarded packet: a fast hasher. Keys
     // are ids we assign and addresses that completed ICE, so nobody
     // outside chooses what goes in.
     participants: FxHashMap<ParticipantId, Participant>,
     rooms: HashMap<RoomId, Vec<ParticipantId>>,
     speakers: HashMap<RoomId, speaker::SpeakerDetector>,
-    by_addr: FxHashMap<SocketAddr, ParticipantId>,
+    by_addr: FxHashMap<(Transport, SocketAddr), ParticipantId>,
     by_ufrag: HashMap<String, ParticipantId>,
     /// Participants whose `Rtc` must be polled.
     polls: PollQueue,
@@ -128,6 +130,7 @@ impl Sfu {
     pub fn new(local_addr: SocketAddr, now: Instant) -> Self {
         Sfu {
             local_addr,
+            tcp_addr: None,
             participants: FxHashMap::default(),
             rooms: HashMap::new(),
             speakers: HashMap::new(),
@@ -144,9 +147,22 @@ impl Sfu {
         }
     }
 
-    /// The address announced in ICE candidates.
+    /// Also announce a passive ICE-TCP candidate at `addr` (after the UDP
+    /// one, at a lower priority, so clients use it only when UDP fails).
+    pub fn with_tcp(mut self, addr: SocketAddr) -> Self {
+        self.tcp_addr = Some(addr);
+        self
+    }
+
+    /// The UDP address announced in ICE candidates.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// True if a participant on this core has this ICE username fragment:
+    /// a new TCP connection whose first STUN request names it belongs here.
+    pub fn owns_ufrag(&self, ufrag: &str) -> bool {
+        self.by_ufrag.contains_key(ufrag)
     }
 
     /// Counters.
@@ -199,48 +215,68 @@ impl Sfu {
         }
     }
 
-    /// A datagram arrived on the worker's socket.
-    pub fn handle_receive(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+    /// A datagram arrived: over UDP, or as one frame of the TCP connection
+    /// from `source`. Returns true if a participant's connection took it
+    /// (for STUN: its credentials were valid), which authenticates a new
+    /// TCP connection.
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        source: SocketAddr,
+        data: &[u8],
+    ) -> bool {
         self.advance(now);
-        let Some(id) = self.route(source, data) else {
+        let (proto, destination) = match (transport, self.tcp_addr) {
+            (Transport::Udp, _) => (Protocol::Udp, self.local_addr),
+            (Transport::Tcp, Some(addr)) => (Protocol::Tcp, addr),
+            (Transport::Tcp, None) => {
+                self.stats.dropped_unknown_source += 1;
+                return false;
+            }
+        };
+        let route = (transport, source);
+        let Some(id) = self.route(route, data) else {
             self.stats.dropped_unknown_source += 1;
-            return;
+            return false;
         };
         let Ok(contents) = data.try_into() else {
             self.stats.dropped_malformed += 1;
-            return;
+            return false;
         };
         let input = Input::Receive(
             now,
             Receive {
-                proto: Protocol::Udp,
+                proto,
                 source,
-                destination: self.local_addr,
+                destination,
                 contents,
             },
         );
         self.guarded(id, |sfu| {
             let Some(p) = sfu.participants.get_mut(&id) else {
-                return;
+                return false;
             };
             // str0m accepts STUN only with valid credentials, and anything
             // else only from an address that completed ICE.
             if !p.rtc.accepts(&input) {
                 sfu.stats.dropped_unknown_source += 1;
-                return;
+                return false;
             }
             if let Err(e) = p.rtc.handle_input(input) {
                 debug!(participant = %id, "dropped datagram: {e}");
                 sfu.stats.dropped_malformed += 1;
             }
-            if !p.addrs.contains(&source) {
-                p.addrs.push(source);
-                sfu.by_addr.insert(source, id);
+            if !p.routes.contains(&route) {
+                p.routes.push(route);
+                sfu.by_addr.insert(route, id);
             }
             // str0m holds one received packet until polled: drain it now,
             // so a caller may hand in a whole batch before polling.
             sfu.drain_rtc(id);
-        });
+            true
+        })
+        .unwrap_or(false)
     }
 
     /// Runs `f`, which handles participant `id`. A panic inside (a bug)
@@ -354,8 +390,8 @@ impl Sfu {
 
     /// Finds the participant a datagram belongs to: by source address, or
     /// for a new address by the ICE username of a STUN request.
-    fn route(&self, source: SocketAddr, data: &[u8]) -> Option<ParticipantId> {
-        if let Some(id) = self.by_addr.get(&source) {
+    fn route(&self, route: (Transport, SocketAddr), data: &[u8]) -> Option<ParticipantId> {
+        if let Some(id) = self.by_addr.get(&route) {
             return Some(*id);
         }
         let stun = str0m::ice::StunMessage::parse(data).ok()?;
@@ -398,6 +434,10 @@ impl Sfu {
                     return;
                 }
                 RtcOutput::Transmit(t) => self.transmits.push_back(Transmit {
+                    transport: match t.proto {
+                        Protocol::Udp => Transport::Udp,
+                        _ => Transport::Tcp,
+                    },
                     destination: t.destination,
                     contents: t.contents.into(),
                 }),
@@ -493,8 +533,8 @@ impl Sfu {
         };
         p.rtc.disconnect();
         self.by_ufrag.remove(&p.ufrag);
-        for a in &p.addrs {
-            self.by_addr.remove(a);
+        for r in &p.routes {
+            self.by_addr.remove(r);
         }
         if let Some(d) = self.speakers.get_mut(&p.room) {
             d.remove(id);

@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::Direction;
+use str0m::net::TcpType;
 use str0m::{Candidate, Rtc};
 use tracing::info;
 
@@ -57,6 +58,15 @@ impl Sfu {
             let candidate = Candidate::host(self.local_addr, "udp")
                 .map_err(|e| SfuError::InvalidSdp(format!("local candidate: {e}")))?;
             rtc.add_local_candidate(candidate);
+            if let Some(addr) = self.tcp_addr {
+                let candidate = Candidate::builder()
+                    .tcp()
+                    .host(addr)
+                    .tcptype(TcpType::Passive)
+                    .build()
+                    .map_err(|e| SfuError::InvalidSdp(format!("local candidate: {e}")))?;
+                rtc.add_local_candidate(candidate);
+            }
             let p = Participant::new(room.clone(), label, rtc, may_publish, now);
             self.participants.insert(id, p);
         }

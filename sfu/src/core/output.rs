@@ -184,9 +184,21 @@ pub enum Event {
     },
 }
 
+/// How a datagram travels between a client and the media node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// UDP, the usual way.
+    Udp,
+    /// ICE over TCP (RFC 6544), one datagram per RFC 4571 frame: for
+    /// networks that block UDP.
+    Tcp,
+}
+
 /// A datagram to send.
 #[derive(Debug)]
 pub struct Transmit {
+    /// Over UDP, or in a frame on the TCP connection from `destination`.
+    pub transport: Transport,
     /// Where to.
     pub destination: SocketAddr,
     /// The bytes.

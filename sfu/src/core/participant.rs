@@ -9,7 +9,7 @@ use str0m::change::SdpPendingOffer;
 use str0m::media::Mid;
 
 use super::layers::PublishedTrack;
-use super::output::{RoomId, TrackKind};
+use super::output::{RoomId, TrackKind, Transport};
 use super::subscription::{Slot, Subscription};
 
 /// One participant's connection: what it publishes, what it receives and
@@ -38,7 +38,8 @@ pub(super) struct Participant {
     pub(super) created: Instant,
     pub(super) disconnected_since: Option<Instant>,
     pub(super) rtc_timeout: Instant,
-    pub(super) addrs: Vec<SocketAddr>,
+    /// Where its datagrams came from (and ours go), once it passed ICE.
+    pub(super) routes: Vec<(Transport, SocketAddr)>,
     /// The token allows sending media; otherwise nothing it sends is
     /// forwarded.
     pub(super) may_publish: bool,
@@ -84,7 +85,7 @@ impl Participant {
             created: now,
             disconnected_since: None,
             rtc_timeout: now,
-            addrs: Vec::new(),
+            routes: Vec::new(),
             may_publish,
             queued: false,
             estimate: None,

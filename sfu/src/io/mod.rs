@@ -1,30 +1,34 @@
 //! The driver: worker threads that own a UDP socket and a [`Sfu`] core each.
 //!
-//! A worker is one OS thread running a single-threaded tokio runtime. It waits
-//! for whichever comes first: datagrams, a command from the control plane, or
-//! the core's next timeout; hands them to the core; then drains the core's
-//! output to the socket (in batches, see [`batch`]) and to the control plane's
-//! event channel. Nothing is shared between workers but the room placement
-//! (touched on join and leave only), so adding workers means adding threads,
-//! not locks. A room lives on one worker ([`placement`]); each worker has its
-//! own UDP port, announced in the ICE candidates of its participants.
+//! A worker ([`worker`]) is one OS thread running a single-threaded tokio
+//! runtime. It waits for whichever comes first: datagrams, a frame on one of
+//! its TCP connections, a command from the control plane, or the core's next
+//! timeout; hands them to the core; then drains the core's output to the
+//! socket (in batches, see [`batch`]), its TCP connections and the control
+//! plane's event channel. Nothing is shared between workers but the room
+//! placement (touched on join and leave only), so adding workers means
+//! adding threads, not locks. A room lives on one worker ([`placement`]);
+//! each worker has its own UDP port, announced in the ICE candidates of its
+//! participants. One TCP listener serves the node ([`tcp`]): it hands each
+//! connection to the worker of the participant its first STUN request names.
 
 pub mod batch;
 pub mod placement;
+pub mod tcp;
+mod worker;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
-use std::time::Instant;
 
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
-use crate::core::{Command, Event, Output, Sfu, Stats};
-use batch::{Receiver, Sender};
+use crate::core::{Command, Event, Stats};
 use placement::Placement;
+use tcp::{Acceptor, NewConnection, TcpCounters, TcpLimits, TcpStats};
+use worker::{WorkerCommand, WorkerSetup};
 
 /// Socket buffer size asked of the kernel (it may cap it at
 /// net.core.rmem_max / wmem_max).
@@ -40,11 +44,17 @@ pub struct NodeConfig {
     pub public_ip: Option<IpAddr>,
     /// Worker threads (at least one).
     pub workers: usize,
+    /// The ICE-TCP listener's address (port 0 picks a free one); no TCP
+    /// candidate without it.
+    pub tcp_bind: Option<SocketAddr>,
+    /// Caps and timeouts of TCP connections.
+    pub tcp_limits: TcpLimits,
 }
 
 /// Socket-level counters of one worker.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IoStats {
+    // Datagrams over TCP count with the others, one per frame.
     /// Datagrams read.
     pub datagrams_in: u64,
     /// Their bytes.
@@ -57,6 +67,8 @@ pub struct IoStats {
     pub send_errors: u64,
     /// `recvmmsg` calls (datagrams_in / receive_calls is the batch size).
     pub receive_calls: u64,
+    /// TCP connections open on the worker.
+    pub tcp_connections: usize,
 }
 
 /// One worker's counters.
@@ -73,6 +85,8 @@ pub struct WorkerStats {
 pub struct MediaNode {
     workers: Arc<[Worker]>,
     placement: Arc<Mutex<Placement>>,
+    tcp_addr: Option<SocketAddr>,
+    tcp_counters: Arc<TcpCounters>,
 }
 
 #[derive(Debug)]
@@ -81,19 +95,31 @@ struct Worker {
     udp_addr: SocketAddr,
 }
 
-/// A command to a worker, with the node's own requests.
-#[derive(Debug)]
-enum WorkerCommand {
-    Sfu(Command),
-    Stats(oneshot::Sender<WorkerStats>),
-}
-
 impl MediaNode {
     /// Binds the sockets and starts the workers. Events arrive on the
     /// returned receiver, in order per participant.
     pub fn start(config: NodeConfig) -> io::Result<(MediaNode, mpsc::UnboundedReceiver<Event>)> {
         let count = config.workers.max(1);
         let placement = Arc::new(Mutex::new(Placement::new(count)));
+        let tcp_counters = Arc::new(TcpCounters::default());
+        let tcp_listener = match config.tcp_bind {
+            Some(bind) => {
+                let listener = std::net::TcpListener::bind(bind)?;
+                listener.set_nonblocking(true)?;
+                Some(listener)
+            }
+            None => None,
+        };
+        let tcp_addr = match &tcp_listener {
+            Some(l) => {
+                let bound = l.local_addr()?;
+                Some(SocketAddr::new(
+                    config.public_ip.unwrap_or(bound.ip()),
+                    bound.port(),
+                ))
+            }
+            None => None,
+        };
         let (event_tx, event_rx) = mpsc::unbounded_channel();
         let mut workers = Vec::with_capacity(count);
         for index in 0..count {
@@ -108,35 +134,53 @@ impl MediaNode {
             let bound = socket.local_addr()?;
             let announced = SocketAddr::new(config.public_ip.unwrap_or(bound.ip()), bound.port());
             let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let events = event_tx.clone();
-            let placement = placement.clone();
-            thread::Builder::new()
-                .name(format!("chorus-media-{index}"))
-                .spawn(move || {
-                    runtime.block_on(async move {
-                        match UdpSocket::from_std(socket) {
-                            Ok(socket) => {
-                                run_worker(socket, announced, cmd_rx, events, placement).await
-                            }
-                            Err(e) => warn!("media worker could not start: {e}"),
-                        }
-                    });
-                })?;
+            let setup = WorkerSetup {
+                socket,
+                announced,
+                tcp_announced: tcp_addr,
+                tcp_limits: config.tcp_limits.clone(),
+                tcp_counters: tcp_counters.clone(),
+                commands: cmd_rx,
+                events: event_tx.clone(),
+                placement: placement.clone(),
+            };
+            spawn_thread(format!("chorus-media-{index}"), move || worker::run(setup))?;
             workers.push(Worker {
                 commands: cmd_tx,
                 udp_addr: announced,
             });
         }
+        let workers: Arc<[Worker]> = workers.into();
+        if let Some(listener) = tcp_listener {
+            let limits = config.tcp_limits.clone();
+            let counters = tcp_counters.clone();
+            let routes: Arc<dyn tcp::Workers> = Arc::new(TcpRoutes(workers.clone()));
+            spawn_thread("chorus-media-tcp".into(), move || async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => Acceptor::new(l, limits, counters).run(routes).await,
+                    Err(e) => warn!("ice-tcp listener could not start: {e}"),
+                }
+            })?;
+        }
         Ok((
             MediaNode {
-                workers: workers.into(),
+                workers,
                 placement,
+                tcp_addr,
+                tcp_counters,
             },
             event_rx,
         ))
+    }
+
+    /// The announced address of the ICE-TCP listener, if there is one.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
+    }
+
+    /// The ICE-TCP listener's counters.
+    pub fn tcp_stats(&self) -> TcpStats {
+        self.tcp_counters.snapshot()
     }
 
     /// The announced UDP address of the first worker.
@@ -200,6 +244,53 @@ impl MediaNode {
     }
 }
 
+/// Runs the future `task` makes on a new thread with its own
+/// single-threaded runtime (the future itself never changes threads).
+fn spawn_thread<F, T>(name: String, task: T) -> io::Result<()>
+where
+    T: FnOnce() -> F + Send + 'static,
+    F: std::future::Future<Output = ()>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    thread::Builder::new()
+        .name(name)
+        .spawn(move || runtime.block_on(task()))?;
+    Ok(())
+}
+
+/// How the TCP acceptor reaches the workers.
+struct TcpRoutes(Arc<[Worker]>);
+
+impl tcp::Workers for TcpRoutes {
+    fn owner_of(&self, ufrag: String) -> oneshot::Receiver<Option<usize>> {
+        let (answer, rx) = oneshot::channel();
+        let senders: Vec<_> = self.0.iter().map(|w| w.commands.clone()).collect();
+        tokio::spawn(async move {
+            for (index, worker) in senders.iter().enumerate() {
+                let (reply, owns) = oneshot::channel();
+                if worker
+                    .send(WorkerCommand::OwnsUfrag(ufrag.clone(), reply))
+                    .is_ok()
+                    && owns.await == Ok(true)
+                {
+                    let _ = answer.send(Some(index));
+                    return;
+                }
+            }
+            let _ = answer.send(None);
+        });
+        rx
+    }
+
+    fn hand_over(&self, index: usize, connection: NewConnection) {
+        if let Some(w) = self.0.get(index) {
+            let _ = w.commands.send(WorkerCommand::Tcp(connection));
+        }
+    }
+}
+
 fn bind_socket(bind: SocketAddr) -> io::Result<StdUdpSocket> {
     let socket = StdUdpSocket::bind(bind)?;
     socket.set_nonblocking(true)?;
@@ -213,75 +304,4 @@ fn bind_socket(bind: SocketAddr) -> io::Result<StdUdpSocket> {
         debug!("could not enlarge the send buffer: {e}");
     }
     Ok(socket)
-}
-
-async fn run_worker(
-    socket: UdpSocket,
-    announced: SocketAddr,
-    mut commands: mpsc::UnboundedReceiver<WorkerCommand>,
-    events: mpsc::UnboundedSender<Event>,
-    placement: Arc<Mutex<Placement>>,
-) {
-    let mut sfu = Sfu::new(announced, Instant::now());
-    let mut receiver = Receiver::default();
-    let mut sender = Sender::default();
-    let mut io_stats = IoStats::default();
-    loop {
-        let deadline = drain(&mut sfu, &mut sender, &events, &placement);
-        let flushed = sender.flush(&socket).await;
-        io_stats.datagrams_out += flushed.datagrams;
-        io_stats.bytes_out += flushed.bytes;
-        io_stats.send_errors += flushed.errors;
-        tokio::select! {
-            r = receiver.recv(&socket) => match r {
-                Ok(batch) => {
-                    io_stats.receive_calls += 1;
-                    let now = Instant::now();
-                    for (source, data) in batch.iter() {
-                        io_stats.datagrams_in += 1;
-                        io_stats.bytes_in += data.len() as u64;
-                        sfu.handle_receive(now, source, data);
-                    }
-                }
-                Err(e) => debug!("udp receive failed: {e}"),
-            },
-            c = commands.recv() => match c {
-                Some(WorkerCommand::Sfu(c)) => sfu.handle_command(Instant::now(), c),
-                Some(WorkerCommand::Stats(reply)) => {
-                    let _ = reply.send(WorkerStats { core: sfu.stats(), io: io_stats });
-                }
-                None => return,
-            },
-            _ = tokio::time::sleep_until(deadline.into()) => {
-                sfu.handle_timeout(Instant::now());
-            }
-        }
-    }
-}
-
-/// Drains the core into the send queue and the event channel; returns its
-/// next timeout.
-fn drain(
-    sfu: &mut Sfu,
-    sender: &mut Sender,
-    events: &mpsc::UnboundedSender<Event>,
-    placement: &Mutex<Placement>,
-) -> Instant {
-    loop {
-        match sfu.poll_output() {
-            Output::Transmit(t) => sender.push(t.destination, t.contents),
-            Output::Event(e) => {
-                if let Event::Removed { participant, .. } = &e {
-                    placement
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .remove(*participant);
-                }
-                if events.send(e).is_err() {
-                    debug!("control plane gone; event dropped");
-                }
-            }
-            Output::Timeout(t) => return t,
-        }
-    }
 }

@@ -1,0 +1,192 @@
+//! ICE over TCP at the media node: str0m clients that reach it only over
+//! TCP (RFC 6544 active candidates, RFC 4571 framing).
+
+use std::time::Duration;
+
+use chorus_sfu::TcpLimits;
+use chorus_tests::direct::{Client, Node, Via};
+use chorus_tests::dominant_frequency;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+const T: Duration = Duration::from_secs(10);
+
+fn frames_from(c: &Client, publisher: &Client) -> Vec<u32> {
+    c.with(|o| {
+        o.from
+            .get(&publisher.label)
+            .map(|f| f.frames.clone())
+            .unwrap_or_default()
+    })
+}
+
+fn audio_from(c: &Client, publisher: &Client) -> u64 {
+    c.with(|o| o.from.get(&publisher.label).map_or(0, |f| f.audio_packets))
+}
+
+#[tokio::test]
+async fn a_call_over_tcp_carries_an_intact_tone_and_frames() {
+    let mut node = Node::start(TcpLimits::default()).expect("node");
+    let alice = node.join("r", Via::Tcp, true).await.expect("alice");
+    let bob = node.join("r", Via::Tcp, false).await.expect("bob");
+    assert!(
+        alice.wait(T, |o| o.connected).await,
+        "alice connects over TCP"
+    );
+    assert!(bob.wait(T, |o| o.connected).await, "bob connects over TCP");
+    let got = bob
+        .wait(T, |o| {
+            o.from
+                .get(&alice.label)
+                .is_some_and(|f| f.frames.len() >= 60 && f.audio_packets >= 100)
+        })
+        .await;
+    assert!(
+        got,
+        "bob got {} frames and {} audio packets",
+        frames_from(&bob, &alice).len(),
+        audio_from(&bob, &alice)
+    );
+    bob.with(|o| {
+        let f = o.from.get(&alice.label).expect("alice's media");
+        assert_eq!(f.corrupt, 0, "every frame intact");
+        assert!(
+            f.frames.windows(2).all(|w| w[1] == w[0] + 1),
+            "frames in order, none lost: {:?}",
+            f.frames
+        );
+        let sink = f.audio.as_ref().expect("audio decoded");
+        let freq = dominant_frequency(sink.pcm(), 48_000);
+        println!("tone over TCP: {freq:.1} Hz");
+        assert!((freq - 440.0).abs() < 5.0, "440 Hz tone, heard {freq}");
+    });
+    let stats = node.node.tcp_stats();
+    assert_eq!(stats.open, 2);
+    assert_eq!(stats.accepted, 2);
+    assert_eq!(stats.framing_errors, 0);
+}
+
+#[tokio::test]
+async fn a_tcp_reader_that_stops_is_dropped_without_stalling_the_room() {
+    // Small queues so that the small test load fills them within seconds.
+    let limits = TcpLimits {
+        write_queue_frames: 32,
+        send_buffer_bytes: 16 * 1024,
+        ..TcpLimits::default()
+    };
+    let mut node = Node::start(limits).expect("node");
+    let alice = node.join("r", Via::Udp, true).await.expect("alice");
+    let slow = node.join("r", Via::Tcp, false).await.expect("slow");
+    let bob = node.join("r", Via::Tcp, false).await.expect("bob");
+    for c in [&alice, &slow, &bob] {
+        assert!(c.wait(T, |o| o.connected).await, "{} connects", c.label);
+    }
+    for c in [&bob, &slow] {
+        let video = c
+            .wait(T, |o| {
+                o.from
+                    .get(&alice.label)
+                    .is_some_and(|f| f.frames.len() >= 10)
+            })
+            .await;
+        assert!(video, "{} receives alice's video", c.label);
+    }
+    slow.stop_reading();
+    let stalled = std::time::Instant::now();
+    // The node's queue toward the stalled reader fills within seconds of
+    // video; meanwhile and afterwards bob's frames keep coming.
+    let mut dropped = false;
+    let mut before = frames_from(&bob, &alice).len();
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = frames_from(&bob, &alice).len();
+        assert!(
+            now >= before + 8,
+            "bob's video stalled: {before} -> {now} frames in 500 ms"
+        );
+        before = now;
+        if node.node.tcp_stats().slow_readers_dropped > 0 {
+            dropped = true;
+            break;
+        }
+    }
+    assert!(dropped, "the stalled reader was not dropped");
+    println!("stalled reader dropped after {:?}", stalled.elapsed());
+    assert_eq!(
+        node.node.tcp_stats().open,
+        1,
+        "only bob's connection is left"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let later = frames_from(&bob, &alice);
+    assert!(later.len() >= before + 20, "bob's video goes on");
+    bob.with(|o| assert_eq!(o.from[&alice.label].corrupt, 0));
+}
+
+#[tokio::test]
+async fn garbage_on_the_tcp_port_is_dropped_and_counted() {
+    let limits = TcpLimits {
+        handshake_timeout: Duration::from_millis(300),
+        max_per_ip: 3,
+        ..TcpLimits::default()
+    };
+    let mut node = Node::start(limits).expect("node");
+    let addr = node.node.tcp_addr().expect("tcp");
+    // Not STUN; a zero-length frame; an oversized frame; a STUN header
+    // without a username.
+    let frames: [&[u8]; 4] = [
+        &[0, 5, 0x16, 0xfe, 0xfd, 1, 2],
+        &[0, 0],
+        &[0xff, 0xff, 1, 2, 3],
+        &[
+            0, 20, 0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+        ],
+    ];
+    for (i, f) in frames.iter().enumerate() {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(f).await.expect("write");
+        let _ = s.flush().await;
+        let counted = eventually(|| node.node.tcp_stats().framing_errors == i as u64 + 1).await;
+        assert!(counted, "frame {i} counted as a framing error");
+        assert!(
+            eventually(|| node.node.tcp_stats().open == 0).await,
+            "a bad first frame closes the connection"
+        );
+    }
+    // A connection that sends nothing is closed after the handshake timeout.
+    let silent = TcpStream::connect(addr).await.expect("connect");
+    assert!(eventually(|| node.node.tcp_stats().handshake_failures == 1).await);
+    assert_eq!(node.node.tcp_stats().open, 0);
+    drop(silent);
+    // The cap per address: the fourth connection at once is refused.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    assert!(eventually(|| node.node.tcp_stats().refused == 1).await);
+    println!("{:?}", node.node.tcp_stats());
+    drop(held);
+    assert!(eventually(|| node.node.tcp_stats().open == 0).await);
+    // The node still serves calls over TCP.
+    let alice = node.join("r", Via::Tcp, true).await.expect("alice");
+    let bob = node.join("r", Via::Tcp, false).await.expect("bob");
+    assert!(
+        bob.wait(T, |o| o
+            .from
+            .get(&alice.label)
+            .is_some_and(|f| f.frames.len() > 10))
+            .await
+    );
+}
+
+/// True once `condition` holds, within 5 s.
+async fn eventually(condition: impl Fn() -> bool) -> bool {
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < until {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    condition()
+}
