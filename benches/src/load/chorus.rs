@@ -1,8 +1,10 @@
-//! Driving Chorus: dev tokens, the WebSocket protocol, one room per
-//! `create_room`, SDP through the client task.
+//! Driving Chorus: dev tokens, the WebSocket protocol (its types, from
+//! `chorus-protocol`), one room per `create_room`, SDP through the client
+//! task.
 
+use chorus_protocol::{ClientMsg, ServerMsg};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -10,6 +12,18 @@ use super::client::ClientHandle;
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// `POST /api/token` (docs/protocol.md, dev mode).
+#[derive(Serialize)]
+struct TokenRequest<'a> {
+    name: &'a str,
+}
+
+/// Its answer; other fields are not needed here.
+#[derive(Deserialize)]
+struct TokenResponse {
+    token: String,
+}
 
 /// A signed-in Chorus client: its room and its signaling task.
 #[derive(Debug)]
@@ -37,47 +51,52 @@ pub async fn join(
     room: Option<&str>,
     client: ClientHandle,
 ) -> Result<Session, String> {
-    let token: Value = http
+    let token: TokenResponse = http
         .post(format!("{base}/api/token"))
-        .json(&json!({ "name": name }))
+        .json(&TokenRequest { name })
         .send()
         .await
         .map_err(|e| format!("token: {e}"))?
         .json()
         .await
         .map_err(|e| format!("token: {e}"))?;
-    let token = token["token"].as_str().ok_or("no token")?.to_string();
     let ws_url = format!("{}/ws", base.replacen("http", "ws", 1));
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
         .await
         .map_err(|e| format!("websocket: {e}"))?;
-    send(&mut ws, json!({"type": "auth", "token": token})).await?;
-    expect(&mut ws, "welcome").await?;
-    match room {
-        Some(r) => send(&mut ws, json!({"type": "join_room", "room_id": r})).await?,
-        None => send(&mut ws, json!({"type": "create_room"})).await?,
-    }
-    let joined = expect(&mut ws, "room_joined").await?;
-    let room = joined["room_id"].as_str().ok_or("no room id")?.to_string();
-    let offer = client.offer().await?;
-    send(
-        &mut ws,
-        json!({"type": "media_offer", "room_id": room, "sdp": offer}),
-    )
+    let auth = ClientMsg::Auth {
+        token: token.token,
+        resume: None,
+    };
+    send(&mut ws, &auth).await?;
+    expect(&mut ws, |m| {
+        matches!(m, ServerMsg::Welcome { .. }).then_some(())
+    })
     .await?;
-    // The answer, then the server's offers, in order.
-    loop {
-        let m = next(&mut ws).await?;
-        match m["type"].as_str() {
-            Some("media_answer") => {
-                let sdp = m["sdp"].as_str().ok_or("answer without sdp")?;
-                client.answer(sdp.to_string()).await?;
-                break;
-            }
-            Some("error") => return Err(format!("server: {m}")),
-            _ => {}
-        }
-    }
+    let ask = match room {
+        Some(r) => ClientMsg::JoinRoom {
+            room_id: r.to_string(),
+        },
+        None => ClientMsg::CreateRoom {},
+    };
+    send(&mut ws, &ask).await?;
+    let room = expect(&mut ws, |m| match m {
+        ServerMsg::RoomJoined { room_id, .. } => Some(room_id),
+        _ => None,
+    })
+    .await?;
+    let offer = ClientMsg::MediaOffer {
+        room_id: room.clone(),
+        sdp: client.offer().await?,
+    };
+    send(&mut ws, &offer).await?;
+    // The answer comes before the server's offers.
+    let answer = expect(&mut ws, |m| match m {
+        ServerMsg::MediaAnswer { sdp, .. } => Some(sdp),
+        _ => None,
+    })
+    .await?;
+    client.answer(answer).await?;
     let (stop, stopped) = oneshot::channel();
     tokio::spawn(serve(ws, room.clone(), client, stopped));
     Ok(Session {
@@ -92,21 +111,19 @@ async fn serve(mut ws: Ws, room: String, client: ClientHandle, mut stop: oneshot
         tokio::select! {
             m = next(&mut ws) => {
                 let Ok(m) = m else { return };
-                if m["type"] == "media_offer" {
-                    let Some(sdp) = m["sdp"].as_str() else { continue };
-                    match client.accept_offer(sdp.to_string()).await {
-                        Ok(answer) => {
-                            let msg = json!({"type": "media_answer", "room_id": room, "sdp": answer});
-                            if send(&mut ws, msg).await.is_err() {
-                                return;
-                            }
+                let ServerMsg::MediaOffer { sdp, .. } = m else { continue };
+                match client.accept_offer(sdp).await {
+                    Ok(answer) => {
+                        let msg = ClientMsg::MediaAnswer { room_id: room.clone(), sdp: answer };
+                        if send(&mut ws, &msg).await.is_err() {
+                            return;
                         }
-                        Err(e) => eprintln!("loadgen: could not answer an offer: {e}"),
                     }
+                    Err(e) => eprintln!("loadgen: could not answer an offer: {e}"),
                 }
             }
             _ = &mut stop => {
-                let _ = send(&mut ws, json!({"type": "hangup", "room_id": room})).await;
+                let _ = send(&mut ws, &ClientMsg::Hangup { room_id: room }).await;
                 let _ = ws.close(None).await;
                 return;
             }
@@ -114,17 +131,19 @@ async fn serve(mut ws: Ws, room: String, client: ClientHandle, mut stop: oneshot
     }
 }
 
-async fn send(ws: &mut Ws, v: Value) -> Result<(), String> {
-    ws.send(Message::text(v.to_string()))
+async fn send(ws: &mut Ws, msg: &ClientMsg) -> Result<(), String> {
+    let text = serde_json::to_string(msg).map_err(|e| format!("encode: {e}"))?;
+    ws.send(Message::text(text))
         .await
         .map_err(|e| format!("websocket send: {e}"))
 }
 
-async fn next(ws: &mut Ws) -> Result<Value, String> {
+async fn next(ws: &mut Ws) -> Result<ServerMsg, String> {
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(t))) => {
-                return serde_json::from_str(t.as_str()).map_err(|e| format!("bad json: {e}"));
+                return serde_json::from_str(t.as_str())
+                    .map_err(|e| format!("unexpected message {t}: {e}"));
             }
             Some(Ok(Message::Close(_))) | None => return Err("websocket closed".into()),
             Some(Ok(_)) => {}
@@ -133,13 +152,18 @@ async fn next(ws: &mut Ws) -> Result<Value, String> {
     }
 }
 
-async fn expect(ws: &mut Ws, kind: &str) -> Result<Value, String> {
+/// Reads messages until `pick` takes one; an error message fails.
+async fn expect<T>(ws: &mut Ws, pick: impl Fn(ServerMsg) -> Option<T>) -> Result<T, String> {
     loop {
-        let m = next(ws).await?;
-        match m["type"].as_str() {
-            Some(t) if t == kind => return Ok(m),
-            Some("error") => return Err(format!("server: {m}")),
-            _ => {}
+        match next(ws).await? {
+            ServerMsg::Error { code, message } => {
+                return Err(format!("server: {code:?}: {message}"));
+            }
+            m => {
+                if let Some(t) = pick(m) {
+                    return Ok(t);
+                }
+            }
         }
     }
 }
