@@ -10,7 +10,9 @@ pub mod auth;
 pub mod config;
 pub mod hub;
 mod metrics;
-pub mod protocol;
 pub mod server;
 pub mod tls;
 mod web;
+
+/// The wire messages, from the `chorus-protocol` crate.
+pub use chorus_protocol as protocol;

@@ -3,6 +3,10 @@
 //! Each frame is one object tagged by `"type"`. The client's first message is
 //! [`ClientMsg::Auth`]; the server answers [`ServerMsg::Welcome`] or an error.
 //! Every message is listed with an example in docs/protocol.md.
+//!
+//! This crate holds only the message types (serde and serde_json, nothing
+//! of the server), so a client written in Rust, such as the load generator,
+//! speaks the protocol through the same types the server uses.
 
 use serde::{Deserialize, Serialize};
 
