@@ -1,8 +1,8 @@
 //! The HTTP server: its routes, and starting and stopping everything.
 //!
 //! [`Server::start`] starts the media plane, the hub task
-//! ([`crate::hub::task`]) and the HTTP server, whose `/ws` route hands each
-//! WebSocket to [`crate::connection`].
+//! (`hub::task`) and the HTTP server, whose `/ws` route hands each
+//! WebSocket to `connection`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

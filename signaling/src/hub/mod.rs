@@ -1,12 +1,12 @@
 //! The call and room state machine.
 //!
 //! [`Hub`] knows who is online and what they last saw of the others
-//! ([`session`]), who is in which room ([`room`]), who is ringing whom
-//! ([`ringing`]) and which media participant is whose ([`media`]). It takes
+//! (`session`), who is in which room (`room`), who is ringing whom
+//! (`ringing`) and which media participant is whose (`media`). It takes
 //! one input at a time (a sign-in, a client message, a media event, the
 //! passing of time) and returns [`Effect`]s: messages to send, commands for
 //! the media plane, connections to close. It does no I/O and reads no clock,
-//! so the whole call flow is unit-tested in virtual time. [`task`] runs it:
+//! so the whole call flow is unit-tested in virtual time. `task` runs it:
 //! the one task that owns the hub and carries out its effects.
 
 mod error;

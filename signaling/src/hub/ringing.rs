@@ -4,17 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::room::{Room, call_ended};
+use super::room::{Ring, Room, call_ended};
 use super::{Effect, Hub, HubError, RoomKey, UserId};
 use crate::protocol::{CallMedia, EndReason, Participant, RoomKind, ServerMsg};
-
-/// Someone being rung into a room.
-pub(super) struct Ring {
-    pub(super) callee: UserId,
-    pub(super) caller: UserId,
-    /// When it ends as missed.
-    pub(super) deadline: Instant,
-}
 
 impl Room {
     /// Takes the ring of `callee` out of the room.

@@ -1,10 +1,11 @@
 //! Rooms: who is in which call, joining and leaving, and what each member
 //! is told when someone comes or goes.
 
+use std::time::Instant;
+
 use chorus_sfu::{Command, ParticipantId, RemoveReason};
 use rand::distr::{Alphanumeric, SampleString};
 
-use super::ringing::Ring;
 use super::{Effect, Hub, HubError, RoomKey, UserId};
 use crate::protocol::{CallMedia, EndReason, LeaveReason, Participant, RoomKind, ServerMsg, User};
 
@@ -14,6 +15,14 @@ pub(super) struct Member {
     pub(super) participant: ParticipantId,
     audio: bool,
     video: bool,
+}
+
+/// Someone being rung into a room (see `ringing`).
+pub(super) struct Ring {
+    pub(super) callee: UserId,
+    pub(super) caller: UserId,
+    /// When it ends as missed.
+    pub(super) deadline: Instant,
 }
 
 /// A 1:1 call or a group call.
