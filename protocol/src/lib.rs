@@ -87,7 +87,7 @@ pub struct Track {
     pub kind: TrackKind,
 }
 
-/// Why a call ended, as every side sees it.
+/// Why a call ended, as one side sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EndReason {
@@ -103,9 +103,9 @@ pub enum EndReason {
     Hangup,
     /// The callee is not online.
     Unavailable,
-    /// The other side's connection was lost.
+    /// The other side's connection (signaling, or media) was lost.
     Disconnected,
-    /// The media connection could not be set up or was lost.
+    /// Your media connection could not be set up, timed out or closed.
     MediaFailed,
     /// The server is shutting down.
     ServerShutdown,
@@ -119,8 +119,11 @@ pub enum LeaveReason {
     Left,
     /// Their signaling connection closed.
     Disconnected,
-    /// Their media connection timed out.
+    /// Their media connection was not set up in time, or stopped answering
+    /// for longer than the media node's timeout.
     MediaTimeout,
+    /// Their media connection closed.
+    MediaClosed,
 }
 
 /// Messages from a client.
@@ -271,7 +274,8 @@ pub enum ServerMsg {
         room_id: String,
         /// Why.
         reason: EndReason,
-        /// Who caused it, when someone did.
+        /// Who caused it, when someone did; absent otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<User>,
     },
     /// Someone you invited into your call will not join (declined, busy,

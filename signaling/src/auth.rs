@@ -112,7 +112,7 @@ impl Tokens {
         let c = data.claims;
         let name = clean_name(&c.name).map_err(|e| TokenError::Invalid(e.into()))?;
         Ok(Identity {
-            user_id: c.sub,
+            user_id: c.sub.into(),
             name,
             rooms: c.rooms,
             publish: c.publish,
@@ -152,7 +152,7 @@ mod tests {
         let t = Tokens::random();
         let (token, claims) = t.issue_dev("Ada").expect("sign");
         let id = t.verify(&token).expect("verify");
-        assert_eq!(id.user_id, claims.sub);
+        assert_eq!(id.user_id.as_str(), claims.sub);
         assert_eq!(id.name, "Ada");
         assert_eq!(id.rooms, vec!["*".to_string()]);
     }

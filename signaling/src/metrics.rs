@@ -7,7 +7,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::server::Counts;
+use crate::hub::Counts;
 
 type Labels = Vec<(&'static str, String)>;
 

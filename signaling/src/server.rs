@@ -1,73 +1,44 @@
-//! The HTTP and WebSocket server, and the task that owns the [`Hub`].
+//! The HTTP server: its routes, and starting and stopping everything.
 //!
-//! Each WebSocket connection has a receive loop (parse, authenticate, pass
-//! on) and a send task; both talk to one hub task through channels. The hub
-//! task also owns the media node's command and event channels, so the order
-//! of messages to a client follows the order of the hub's decisions.
+//! [`Server::start`] starts the media plane, the hub task
+//! (`hub::task`) and the HTTP server, whose `/ws` route hands each
+//! WebSocket to `connection`.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chorus_sfu::{Command, MediaNode, NodeConfig, Stats as MediaStats};
-use futures_util::{SinkExt, StreamExt};
+use chorus_sfu::{MediaNode, NodeConfig, Stats as MediaStats, WorkerStats};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, info, warn};
+use tokio::sync::oneshot;
+use tracing::{info, warn};
 
-use crate::auth::{TokenError, Tokens, clean_name};
+use crate::auth::{Tokens, clean_name};
 use crate::config::{Config, Limits, Tls};
-use crate::hub::{ConnId, Effect, Hub, HubConfig, Identity, MediaCmd};
-use crate::protocol::{ClientMsg, ErrorCode, ServerMsg, parse_client_msg};
+use crate::connection::{self, AUTH_TIMEOUT, ReadError, Settings};
+use crate::hub::task::{HubHandle, HubInput};
+use crate::hub::{ConnId, Counts, Hub, HubConfig};
+use crate::media_plane::MediaPlane;
 use crate::web;
-
-/// How long a new connection may take to send `auth`.
-pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
-
-enum HubInput {
-    Register(ConnId, mpsc::UnboundedSender<Outgoing>),
-    Login(ConnId, Identity, Option<String>),
-    Message(ConnId, ClientMsg),
-    Lost(ConnId),
-    Counts(oneshot::Sender<Counts>),
-    Drain,
-    Shutdown(oneshot::Sender<()>),
-}
-
-/// What the hub holds, for metrics and tests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    /// Users online (suspended sessions included).
-    pub online: usize,
-    /// Rooms open, ringing calls included.
-    pub rooms: usize,
-    /// Participants in rooms.
-    pub participants: usize,
-}
-
-enum Outgoing {
-    Msg(ServerMsg),
-    Close,
-}
 
 #[derive(Clone)]
 struct AppState {
-    hub: mpsc::UnboundedSender<HubInput>,
+    hub: HubHandle,
     tokens: Arc<Tokens>,
     dev: bool,
     next_conn: Arc<AtomicU64>,
     limits: Limits,
     ready: Arc<AtomicBool>,
-    media: Option<MediaNode>,
+    media: Arc<dyn MediaPlane>,
 }
 
 /// A running server.
@@ -81,8 +52,8 @@ pub struct Server {
     pub tls_fingerprint: Option<String>,
     /// `https` or `http`.
     pub scheme: &'static str,
-    media: MediaNode,
-    hub: mpsc::UnboundedSender<HubInput>,
+    media: Arc<dyn MediaPlane>,
+    hub: HubHandle,
     ready: Arc<AtomicBool>,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -91,7 +62,7 @@ pub struct Server {
 impl Server {
     /// Binds and starts everything; returns once it accepts connections.
     pub async fn start(config: Config) -> std::io::Result<Server> {
-        let (media, media_events) = MediaNode::start(NodeConfig {
+        let (node, media_events) = MediaNode::start(NodeConfig {
             bind: SocketAddr::new(config.listen.ip(), config.udp_port),
             public_ip: Some(config.public_ip),
             workers: config.workers,
@@ -111,17 +82,18 @@ impl Server {
             calls_per_minute: l.calls_per_minute,
             max_sdp_bytes: l.max_sdp_bytes,
         });
-        let (hub_tx, hub_rx) = mpsc::unbounded_channel();
-        tokio::spawn(run_hub(hub, hub_rx, media.clone(), media_events));
+        let udp_addr = node.udp_addr();
+        let media: Arc<dyn MediaPlane> = Arc::new(node);
+        let hub = HubHandle::spawn(hub, media.clone(), media_events);
         let ready = Arc::new(AtomicBool::new(true));
         let state = AppState {
-            hub: hub_tx.clone(),
+            hub: hub.clone(),
             tokens,
             dev: config.dev,
             next_conn: Arc::new(AtomicU64::new(1)),
             limits: config.limits.clone(),
             ready: ready.clone(),
-            media: Some(media.clone()),
+            media: media.clone(),
         };
         let app = app(state);
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
@@ -165,14 +137,14 @@ impl Server {
         } else {
             "https"
         };
-        info!(%http_addr, udp = %media.udp_addr(), dev = config.dev, scheme, "chorus started");
+        info!(%http_addr, udp = %udp_addr, dev = config.dev, scheme, "chorus started");
         Ok(Server {
             http_addr,
-            udp_addr: media.udp_addr(),
+            udp_addr,
             tls_fingerprint,
             scheme,
             media,
-            hub: hub_tx,
+            hub,
             ready,
             shutdown: Some(shutdown_tx),
             task,
@@ -182,15 +154,12 @@ impl Server {
     /// Stops taking new calls (`/readyz` answers 503); running calls go on.
     pub fn drain(&self) {
         self.ready.store(false, Ordering::SeqCst);
-        let _ = self.hub.send(HubInput::Drain);
+        self.hub.send(HubInput::Drain);
     }
 
     /// Ends every running call with `server_shutdown`.
     pub async fn end_calls(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.hub.send(HubInput::Shutdown(tx)).is_ok() {
-            let _ = rx.await;
-        }
+        self.hub.end_calls().await;
     }
 
     /// SIGTERM: drain, wait for calls to end or `deadline`, end the rest,
@@ -211,21 +180,24 @@ impl Server {
         self.stop().await;
     }
 
-    /// The media node's counters.
+    /// The media plane's counters, summed over its workers.
     pub async fn media_stats(&self) -> Option<MediaStats> {
-        self.media.stats().await
+        let workers = self.media.worker_stats().await?;
+        Some(
+            workers
+                .iter()
+                .fold(MediaStats::default(), |a, w| a.merged(&w.core)),
+        )
     }
 
     /// Each media worker's counters.
-    pub async fn media_worker_stats(&self) -> Option<Vec<chorus_sfu::WorkerStats>> {
+    pub async fn media_worker_stats(&self) -> Option<Vec<WorkerStats>> {
         self.media.worker_stats().await
     }
 
     /// Users online, rooms open, participants in rooms.
     pub async fn counts(&self) -> Option<Counts> {
-        let (tx, rx) = oneshot::channel();
-        self.hub.send(HubInput::Counts(tx)).ok()?;
-        rx.await.ok()
+        self.hub.counts().await
     }
 
     /// Stops accepting connections and waits for the HTTP server to end.
@@ -330,16 +302,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let (tx, rx) = oneshot::channel();
-    let counts = if state.hub.send(HubInput::Counts(tx)).is_ok() {
-        rx.await.unwrap_or_default()
-    } else {
-        Counts::default()
-    };
-    let workers = match &state.media {
-        Some(m) => m.worker_stats().await.unwrap_or_default(),
-        None => Vec::new(),
-    };
+    let counts = state.hub.counts().await.unwrap_or_default();
+    let workers = state.media.worker_stats().await.unwrap_or_default();
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -354,270 +318,17 @@ async fn ws_upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Resp
     let max = state.limits.max_message_bytes;
     ws.max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| connection(state, socket))
-}
-
-/// One WebSocket connection: authenticate, then pass messages to the hub.
-async fn connection(state: AppState, socket: WebSocket) {
-    let conn = ConnId(state.next_conn.fetch_add(1, Ordering::Relaxed));
-    let (mut sink, mut stream) = socket.split();
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
-    if state
-        .hub
-        .send(HubInput::Register(conn, out_tx.clone()))
-        .is_err()
-    {
-        return;
-    }
-    let send_task = tokio::spawn(async move {
-        while let Some(out) = out_rx.recv().await {
-            match out {
-                Outgoing::Msg(m) => {
-                    let Ok(text) = serde_json::to_string(&m) else {
-                        continue;
-                    };
-                    if sink
-                        .send(Message::Text(Utf8Bytes::from(text)))
-                        .await
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-                Outgoing::Close => {
-                    let _ = sink.send(Message::Close(None)).await;
-                    break;
-                }
-            }
-        }
-    });
-    let reply = |code: ErrorCode, message: String| {
-        let _ = out_tx.send(Outgoing::Msg(ServerMsg::Error { code, message }));
-    };
-    let mut authed = false;
-    let auth_deadline = tokio::time::Instant::now() + AUTH_TIMEOUT;
-    let mut bucket = RateLimit::new(
-        state.limits.messages_per_second,
-        tokio::time::Instant::now(),
-    );
-    loop {
-        let next = if authed {
-            stream.next().await
-        } else {
-            match tokio::time::timeout_at(auth_deadline, stream.next()).await {
-                Ok(n) => n,
-                Err(_) => {
-                    reply(
-                        ErrorCode::NotAuthenticated,
-                        "no auth message in time".into(),
-                    );
-                    let _ = out_tx.send(Outgoing::Close);
-                    break;
-                }
-            }
-        };
-        let text = match next {
-            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
-            Some(Ok(Message::Text(t))) => t,
-            Some(Ok(Message::Binary(_))) => {
-                reply(
-                    ErrorCode::BadFrame,
-                    "binary frames are not part of the protocol".into(),
-                );
-                continue;
-            }
-            Some(Ok(_)) => continue,
-        };
-        if !bucket.take(tokio::time::Instant::now()) {
-            reply(
-                ErrorCode::RateLimited,
-                "too many messages; slow down".into(),
-            );
-            continue;
-        }
-        let msg = match parse_client_msg(&text) {
-            Ok(m) => m,
-            Err((code, message)) => {
-                debug!(conn = conn.0, ?code, "bad message: {message}");
-                reply(code, message);
-                continue;
-            }
-        };
-        if authed {
-            if state.hub.send(HubInput::Message(conn, msg)).is_err() {
-                break;
-            }
-            continue;
-        }
-        let ClientMsg::Auth { token, resume } = msg else {
-            reply(
-                ErrorCode::NotAuthenticated,
-                "the first message must be auth".into(),
-            );
-            let _ = out_tx.send(Outgoing::Close);
-            break;
-        };
-        match state.tokens.verify(&token) {
-            Ok(identity) => {
-                authed = true;
-                if state
-                    .hub
-                    .send(HubInput::Login(conn, identity, resume))
-                    .is_err()
-                {
-                    break;
-                }
-            }
-            Err(e) => {
-                let message = match e {
-                    TokenError::Expired => e.to_string(),
-                    TokenError::Invalid(_) => "the token is not valid".to_string(),
-                };
-                reply(ErrorCode::InvalidToken, message);
-                let _ = out_tx.send(Outgoing::Close);
-                break;
-            }
-        }
-    }
-    let _ = state.hub.send(HubInput::Lost(conn));
-    drop(out_tx);
-    let _ = tokio::time::timeout(Duration::from_secs(2), send_task).await;
-}
-
-/// A token bucket: `rate` messages per second, bursts of twice that.
-struct RateLimit {
-    rate: f64,
-    tokens: f64,
-    at: tokio::time::Instant,
-}
-
-impl RateLimit {
-    fn new(rate: u32, now: tokio::time::Instant) -> Self {
-        let rate = f64::from(rate.max(1));
-        RateLimit {
-            rate,
-            tokens: rate * 2.0,
-            at: now,
-        }
-    }
-
-    fn take(&mut self, now: tokio::time::Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.at = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate * 2.0);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// The hub task: the only owner of the call state.
-async fn run_hub(
-    mut hub: Hub,
-    mut inputs: mpsc::UnboundedReceiver<HubInput>,
-    media: MediaNode,
-    mut media_events: mpsc::UnboundedReceiver<chorus_sfu::Event>,
-) {
-    let mut conns: HashMap<ConnId, mpsc::UnboundedSender<Outgoing>> = HashMap::new();
-    loop {
-        let deadline = hub
-            .next_deadline()
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-        let effects = tokio::select! {
-            input = inputs.recv() => {
-                let Some(input) = input else { return };
-                match input {
-                    HubInput::Register(conn, tx) => {
-                        conns.insert(conn, tx);
-                        Vec::new()
-                    }
-                    HubInput::Login(conn, identity, resume) => match resume {
-                        Some(r) => hub.handle_resume(conn, identity, &r),
-                        None => hub.handle_login(conn, identity),
-                    },
-                    HubInput::Message(conn, msg) => hub.handle_message(conn, msg, Instant::now()),
-                    HubInput::Lost(conn) => {
-                        conns.remove(&conn);
-                        hub.handle_connection_lost(conn, Instant::now())
-                    }
-                    HubInput::Counts(reply) => {
-                        let _ = reply.send(Counts {
-                            online: hub.online_count(),
-                            rooms: hub.room_count(),
-                            participants: hub.participant_count(),
-                        });
-                        Vec::new()
-                    }
-                    HubInput::Drain => {
-                        hub.handle_drain();
-                        Vec::new()
-                    }
-                    HubInput::Shutdown(done) => {
-                        let fx = hub.handle_shutdown();
-                        let _ = done.send(());
-                        fx
-                    }
-                }
-            }
-            event = media_events.recv() => {
-                let Some(event) = event else { return };
-                hub.handle_media_event(event)
-            }
-            _ = tokio::time::sleep_until(deadline.into()) => hub.handle_tick(Instant::now()),
-        };
-        for effect in effects {
-            match effect {
-                Effect::Send(conn, msg) => {
-                    if let Some(tx) = conns.get(&conn) {
-                        let _ = tx.send(Outgoing::Msg(msg));
-                    }
-                }
-                Effect::Close(conn) => {
-                    if let Some(tx) = conns.remove(&conn) {
-                        let _ = tx.send(Outgoing::Close);
-                    }
-                }
-                Effect::Media(cmd) => {
-                    let cmd = match cmd {
-                        MediaCmd::Offer {
-                            room,
-                            participant,
-                            label,
-                            publish,
-                            sdp,
-                        } => Command::Offer {
-                            room,
-                            participant,
-                            label,
-                            publish,
-                            sdp,
-                        },
-                        MediaCmd::Answer { participant, sdp } => {
-                            Command::Answer { participant, sdp }
-                        }
-                        MediaCmd::Leave { participant } => Command::Leave { participant },
-                        MediaCmd::VideoSize {
-                            participant,
-                            mid,
-                            width,
-                            height,
-                        } => Command::VideoSize {
-                            participant,
-                            mid,
-                            width,
-                            height,
-                        },
-                    };
-                    if !media.send(cmd) {
-                        warn!("media node is gone");
-                    }
-                }
-            }
-        }
-    }
+        .on_upgrade(move |socket| {
+            let id = ConnId(state.next_conn.fetch_add(1, Ordering::Relaxed));
+            let (sink, stream) = socket.split();
+            let stream = stream.map(|frame| frame.map_err(ReadError::from));
+            let settings = Settings {
+                tokens: state.tokens,
+                messages_per_second: state.limits.messages_per_second,
+                auth_timeout: AUTH_TIMEOUT,
+            };
+            connection::serve(id, sink, stream, state.hub, settings)
+        })
 }
 
 #[cfg(test)]
@@ -628,7 +339,7 @@ mod tests {
     use tower::ServiceExt;
 
     fn test_app(dev: bool) -> Router {
-        let (hub, _rx) = mpsc::unbounded_channel();
+        let (hub, _rx) = HubHandle::channel();
         app(AppState {
             hub,
             tokens: Arc::new(Tokens::new(b"test")),
@@ -636,7 +347,7 @@ mod tests {
             next_conn: Arc::new(AtomicU64::new(1)),
             limits: Limits::default(),
             ready: Arc::new(AtomicBool::new(true)),
-            media: None,
+            media: Arc::new(crate::media_plane::RecordingMedia::default()),
         })
     }
 

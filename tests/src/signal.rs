@@ -12,8 +12,11 @@ use chorus_signaling::server::Server;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::peer::Peer;
 
@@ -149,8 +152,14 @@ pub struct Client {
     out: mpsc::UnboundedSender<Message>,
     inbox: mpsc::UnboundedReceiver<Result<ServerMsg, String>>,
     media: Arc<Mutex<MediaState>>,
-    closed: Arc<Mutex<bool>>,
+    /// The close code the server's close frame carried (1005 for none), or
+    /// 1006 when the socket ended without one.
+    closed: watch::Receiver<Option<u16>>,
+    tasks: [JoinHandle<()>; 2],
 }
+
+/// What a socket that ends without a close frame reads as (RFC 6455).
+const ABNORMAL_CLOSE: u16 = 1006;
 
 impl Client {
     /// Opens a WebSocket without authenticating.
@@ -160,8 +169,8 @@ impl Client {
         let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
         let (in_tx, inbox) = mpsc::unbounded_channel();
         let media = Arc::new(Mutex::new(MediaState::default()));
-        let closed = Arc::new(Mutex::new(false));
-        tokio::spawn(async move {
+        let (closed_tx, closed) = watch::channel(None);
+        let writer = tokio::spawn(async move {
             while let Some(m) = out_rx.recv().await {
                 let close = matches!(m, Message::Close(_));
                 if sink.send(m).await.is_err() || close {
@@ -169,12 +178,17 @@ impl Client {
                 }
             }
         });
-        let (media2, closed2, out2) = (media.clone(), closed.clone(), out.clone());
-        tokio::spawn(async move {
+        let (media2, out2) = (media.clone(), out.clone());
+        let reader = tokio::spawn(async move {
+            let mut code = ABNORMAL_CLOSE;
             while let Some(frame) = stream.next().await {
                 let text = match frame {
                     Ok(Message::Text(t)) => t.to_string(),
-                    Ok(Message::Close(_)) | Err(_) => break,
+                    Ok(Message::Close(frame)) => {
+                        code = frame.map_or(1005, |f| u16::from(f.code));
+                        break;
+                    }
+                    Err(_) => break,
                     Ok(_) => continue,
                 };
                 let msg = match serde_json::from_str::<ServerMsg>(&text) {
@@ -192,9 +206,7 @@ impl Client {
                     break;
                 }
             }
-            if let Ok(mut c) = closed2.lock() {
-                *c = true;
-            }
+            let _ = closed_tx.send(Some(code));
         });
         Ok(Client {
             user_id: String::new(),
@@ -205,6 +217,7 @@ impl Client {
             inbox,
             media,
             closed,
+            tasks: [writer, reader],
         })
     }
 
@@ -227,14 +240,42 @@ impl Client {
         self.send_raw(&serde_json::to_string(msg)?)
     }
 
-    /// Closes the WebSocket.
+    /// Closes the WebSocket cleanly (code 1000): signs out.
     pub fn close(&self) {
-        let _ = self.out.send(Message::Close(None));
+        self.close_with(1000);
     }
 
-    /// True once the server closed the socket.
+    /// Sends a close frame with `code`: 1000 and 1001 sign out, other
+    /// codes leave the session to be resumed.
+    pub fn close_with(&self, code: u16) {
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: "".into(),
+        };
+        let _ = self.out.send(Message::Close(Some(frame)));
+    }
+
+    /// Drops the connection without a close frame, as a lost network does:
+    /// the session waits for a resume.
+    pub fn drop_connection(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+
+    /// True once the socket ended.
     pub fn is_closed(&self) -> bool {
-        self.closed.lock().map(|c| *c).unwrap_or(true)
+        self.closed.borrow().is_some()
+    }
+
+    /// Waits for the socket to end; the close code the server sent (1006
+    /// if it sent none).
+    pub async fn wait_closed(&mut self, timeout: Duration) -> Result<u16, Error> {
+        let closed = tokio::time::timeout(timeout, self.closed.wait_for(Option::is_some))
+            .await
+            .map_err(|_| format!("{}: the socket did not close", self.name))?
+            .map_err(|_| format!("{}: the reader stopped", self.name))?;
+        Ok(closed.unwrap_or(ABNORMAL_CLOSE))
     }
 
     /// The next message that matches, skipping others; fails on timeout.

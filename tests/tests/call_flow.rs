@@ -1,6 +1,6 @@
 //! The ringing flow against a running server: what each side sees.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chorus_signaling::config::Config;
 use chorus_signaling::protocol::{CallMedia, ClientMsg, EndReason, ErrorCode, ServerMsg};
@@ -119,8 +119,9 @@ async fn decline_busy_cancel_and_missed() -> Result<(), Error> {
 
 #[tokio::test]
 async fn losing_the_socket_ends_the_call_after_the_reconnect_grace() -> Result<(), Error> {
+    let grace = Duration::from_millis(500);
     let server = TestServer::start_with(Config {
-        reconnect_grace: Duration::from_millis(500),
+        reconnect_grace: grace,
         ..Config::local()
     })
     .await?;
@@ -129,14 +130,82 @@ async fn losing_the_socket_ends_the_call_after_the_reconnect_grace() -> Result<(
     b.send(&ClientMsg::Accept { room_id: room })?;
     a.recv_until(T, |m| matches!(m, ServerMsg::RoomJoined { .. }))
         .await?;
-    b.close();
-    assert_eq!(ended(&mut a).await?, EndReason::Disconnected);
+    // No close frame: the network went away.
+    let dropped = Instant::now();
+    b.drop_connection();
+    match a
+        .recv_until(T, |m| matches!(m, ServerMsg::CallEnded { .. }))
+        .await?
+    {
+        ServerMsg::CallEnded {
+            reason: EndReason::Disconnected,
+            by: Some(by),
+            ..
+        } => assert_eq!(by.id, b.user_id),
+        other => panic!("{other:?}"),
+    }
+    assert!(dropped.elapsed() >= grace, "ended within the grace period");
     let b_id = b.user_id.clone();
     a.recv_until(
         T,
         |m| matches!(m, ServerMsg::Presence { users } if !users.iter().any(|u| u.id == b_id)),
     )
     .await?;
+    server.server.stop().await;
+    Ok(())
+}
+
+/// Closing the socket cleanly (a closed tab sends 1001, a sign-out 1000)
+/// ends the session at once: the other side of the call hears it long
+/// before the reconnect grace (20 s) would end, and the close is answered.
+#[tokio::test]
+async fn a_clean_close_signs_out_at_once_and_is_answered() -> Result<(), Error> {
+    let server = TestServer::start().await?;
+    let mut a = server.client("Ada").await?;
+    for code in [1000, 1001] {
+        let mut b = server.client("Bo").await?;
+        let a_id = a.user_id.clone();
+        b.recv_until(
+            T,
+            |m| matches!(m, ServerMsg::Presence { users } if users.iter().any(|u| u.id == a_id)),
+        )
+        .await?;
+        let room = ring(&mut a, &mut b, CallMedia::Audio).await?;
+        b.send(&ClientMsg::Accept {
+            room_id: room.clone(),
+        })?;
+        a.recv_until(T, |m| matches!(m, ServerMsg::RoomJoined { .. }))
+            .await?;
+        b.close_with(code);
+        let ended = a
+            .recv_until(T, |m| matches!(m, ServerMsg::CallEnded { .. }))
+            .await?;
+        let ServerMsg::CallEnded {
+            room_id,
+            reason,
+            by: Some(by),
+        } = ended
+        else {
+            panic!("{ended:?}")
+        };
+        assert_eq!(
+            (room_id, reason, by.id.as_str()),
+            (room, EndReason::Hangup, b.user_id.as_str())
+        );
+        assert_eq!(
+            b.wait_closed(T).await?,
+            code,
+            "the server answers the close"
+        );
+        let b_id = b.user_id.clone();
+        a.recv_until(
+            T,
+            |m| matches!(m, ServerMsg::Presence { users } if !users.iter().any(|u| u.id == b_id)),
+        )
+        .await?;
+        let counts = server.server.counts().await.ok_or("hub gone")?;
+        assert_eq!((counts.online, counts.rooms), (1, 0), "close {code}");
+    }
     server.server.stop().await;
     Ok(())
 }
@@ -156,15 +225,17 @@ async fn invalid_tokens_are_refused_and_the_socket_closed() -> Result<(), Error>
             resume: None,
         })?;
         c.expect_error(ErrorCode::InvalidToken).await?;
-        assert!(
-            c.recv_until(T, |_| true).await.is_err(),
-            "socket closes after invalid_token"
+        assert_eq!(
+            c.wait_closed(T).await?,
+            1008,
+            "the socket closes after invalid_token (policy violation)"
         );
     }
     // Anything but auth first is refused too.
     let mut c = Client::connect(&server.ws_url()).await?;
     c.send(&ClientMsg::CreateRoom {})?;
     c.expect_error(ErrorCode::NotAuthenticated).await?;
+    assert_eq!(c.wait_closed(T).await?, 1008);
     server.server.stop().await;
     Ok(())
 }

@@ -273,7 +273,7 @@ impl Lane {
                 if (i / 2) % 100 == 96 {
                     // The connection drops instead; the session ends after
                     // the grace period.
-                    g.client.close();
+                    g.client.drop_connection();
                     let name = format!("{}-g{a}", self.name);
                     self.guests[a].client = server.client(&name).await?;
                     self.reconnects += 1;

@@ -37,9 +37,9 @@ async fn a_dropped_socket_resumes_and_media_never_stops() -> Result<(), Error> {
     };
     wait_for(&pb, &a.user_id, need, T).await?;
 
-    // A's signaling connection drops; its media goes on.
+    // A's signaling connection drops without a close frame; its media goes on.
     let (token, resume) = (a.token.clone(), a.resume_token.clone());
-    a.close();
+    a.drop_connection();
     drop(a);
     // B sees nothing of it.
     let quiet = b

@@ -1,0 +1,187 @@
+//! Media routing: a member's SDP and tile sizes go to their participant on
+//! the media plane; the media plane's events go back to the member they
+//! concern (or, for the active speaker, to the whole room).
+
+use chorus_sfu::{Command, Event, ParticipantId, SfuError};
+
+use super::room::Departure;
+use super::{Effect, Hub, HubError, RoomKey, UserId};
+use crate::protocol::{ErrorCode, LayerState, ServerMsg, Track, TrackKind};
+
+/// A session description from a client.
+pub(super) enum Sdp {
+    /// What the client publishes.
+    Offer(String),
+    /// The answer to the media node's offer.
+    Answer(String),
+}
+
+/// The longest m-line id a client may name.
+const MAX_MID_BYTES: usize = 32;
+
+impl Hub {
+    /// An event from the media plane.
+    pub fn handle_media_event(&mut self, event: Event) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        let pid = match &event {
+            Event::Answer { participant, .. }
+            | Event::Offer { participant, .. }
+            | Event::Error { participant, .. }
+            | Event::Connected { participant }
+            | Event::ActiveSpeaker { participant }
+            | Event::VideoPaused { participant, .. }
+            | Event::PublishLayers { participant, .. }
+            | Event::Removed { participant, .. } => *participant,
+        };
+        // Late events about participants that left are expected: ignored.
+        let Some((user, room)) = self.participants.get(&pid).cloned() else {
+            return fx;
+        };
+        // Through send_to, so a suspended session gets them on resume.
+        let room_id = room.to_string();
+        match event {
+            Event::Answer { sdp, .. } => {
+                self.send_to(&user, ServerMsg::MediaAnswer { room_id, sdp }, &mut fx);
+            }
+            Event::Offer { sdp, tracks, .. } => {
+                let tracks = tracks.into_iter().map(track).collect();
+                let offer = ServerMsg::MediaOffer {
+                    room_id,
+                    sdp,
+                    tracks,
+                };
+                self.send_to(&user, offer, &mut fx);
+            }
+            Event::Error { error, .. } => {
+                let code = match error {
+                    SfuError::InvalidSdp(_) => ErrorCode::InvalidSdp,
+                    _ => ErrorCode::MediaError,
+                };
+                let message = error.to_string();
+                self.send_to(&user, ServerMsg::Error { code, message }, &mut fx);
+            }
+            Event::Connected { .. } => {}
+            Event::VideoPaused { mid, paused, .. } => {
+                let msg = ServerMsg::VideoPaused {
+                    room_id,
+                    mid,
+                    paused,
+                };
+                self.send_to(&user, msg, &mut fx);
+            }
+            Event::PublishLayers { mid, layers, .. } => {
+                let layers = layers
+                    .into_iter()
+                    .map(|(rid, active)| LayerState { rid, active })
+                    .collect();
+                let msg = ServerMsg::PublishLayers {
+                    room_id,
+                    mid,
+                    layers,
+                };
+                self.send_to(&user, msg, &mut fx);
+            }
+            Event::ActiveSpeaker { .. } => self.active_speaker(&user, &room, &mut fx),
+            Event::Removed { reason, .. } => {
+                // The media node dropped the participant: it is out of the call.
+                self.leave_room(&user, &room, Departure::from_removal(reason), &mut fx);
+            }
+        }
+        self.flush_presence(&mut fx);
+        fx
+    }
+
+    /// The member's SDP: an offer of what they publish (the first one
+    /// places them on the media node), or the answer to the media node's
+    /// offer.
+    pub(super) fn media_sdp(
+        &mut self,
+        user: &UserId,
+        room: &RoomKey,
+        sdp: Sdp,
+        fx: &mut Vec<Effect>,
+    ) -> Result<(), HubError> {
+        let participant = self.participant_of(user, room)?;
+        let command = match sdp {
+            Sdp::Offer(sdp) => {
+                // Answers are bounded by the WebSocket message size only:
+                // they echo the media node's own offers.
+                if sdp.len() > self.config.max_sdp_bytes {
+                    return Err(HubError::SdpTooLarge);
+                }
+                let publish = self.online.get(user).is_some_and(|o| o.identity.publish);
+                Command::Offer {
+                    room: room.media_room(),
+                    participant,
+                    label: user.to_string(),
+                    publish,
+                    sdp,
+                }
+            }
+            Sdp::Answer(sdp) => Command::Answer { participant, sdp },
+        };
+        fx.push(Effect::Media(command));
+        Ok(())
+    }
+
+    /// A subscriber's tile size, for the media node's layer choice.
+    pub(super) fn video_size(
+        &mut self,
+        user: &UserId,
+        room: &RoomKey,
+        mid: String,
+        width: u32,
+        height: u32,
+        fx: &mut Vec<Effect>,
+    ) -> Result<(), HubError> {
+        let participant = self.participant_of(user, room)?;
+        if mid.is_empty() || mid.len() > MAX_MID_BYTES {
+            return Err(HubError::BadMid);
+        }
+        fx.push(Effect::Media(Command::VideoSize {
+            participant,
+            mid,
+            width,
+            height,
+        }));
+        Ok(())
+    }
+
+    /// The media participant of a member.
+    fn participant_of(&self, user: &UserId, room: &RoomKey) -> Result<ParticipantId, HubError> {
+        self.rooms
+            .get(room)
+            .and_then(|r| r.member(user))
+            .map(|m| m.participant)
+            .ok_or(HubError::NotInRoom)
+    }
+
+    /// Everyone in the room, the speaker included, learns who speaks.
+    fn active_speaker(&mut self, speaker: &UserId, room: &RoomKey, fx: &mut Vec<Effect>) {
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        r.active_speaker = Some(speaker.clone());
+        let mut to = self.members_except(room, speaker);
+        to.push(speaker.clone());
+        for member in to {
+            let msg = ServerMsg::ActiveSpeaker {
+                room_id: room.to_string(),
+                participant_id: speaker.to_string(),
+            };
+            self.send_to(&member, msg, fx);
+        }
+    }
+}
+
+/// A forwarded track as the protocol lists it.
+fn track(t: chorus_sfu::TrackInfo) -> Track {
+    Track {
+        mid: t.mid,
+        participant_id: t.publisher,
+        kind: match t.kind {
+            chorus_sfu::TrackKind::Audio => TrackKind::Audio,
+            chorus_sfu::TrackKind::Video => TrackKind::Video,
+        },
+    }
+}

@@ -1,0 +1,336 @@
+//! The hub task: the one owner of the [`Hub`].
+//!
+//! Connections and the server send it [`HubInput`]s through a [`HubHandle`];
+//! the media plane's events arrive on their own channel. It hands each input
+//! to the hub with the current time, then carries out the effects in order:
+//! messages to each connection's [`Outgoing`] queue, commands to the
+//! [`MediaPlane`]. So the order of messages to a client follows the order of
+//! the hub's decisions. Time comes from tokio's clock, so a test with paused
+//! time drives rings and grace periods without waiting.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
+
+use super::{ConnId, Counts, Effect, Hub, Identity};
+use crate::media_plane::{MediaEvents, MediaPlane};
+use crate::protocol::{ClientMsg, ServerMsg};
+
+/// What the hub task is asked to do.
+#[derive(Debug)]
+pub(crate) enum HubInput {
+    /// A new connection: where its messages go.
+    Register(ConnId, mpsc::UnboundedSender<Outgoing>),
+    /// The connection signed in, resuming the session of the resume token
+    /// if one is given.
+    Login(ConnId, Identity, Option<String>),
+    /// A message from a signed-in connection.
+    Message(ConnId, ClientMsg),
+    /// The connection ended.
+    Closed(ConnId, Closure),
+    /// Report the counts.
+    Counts(oneshot::Sender<Counts>),
+    /// Take no new calls.
+    Drain,
+    /// End every call; reply when done.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Closure {
+    /// The client closed it on purpose: the user signs out.
+    SignedOut,
+    /// It dropped: the session waits for the client to resume it.
+    Lost,
+}
+
+/// What the hub task sends a connection.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Outgoing {
+    /// A message for the client.
+    Msg(ServerMsg),
+    /// Close the socket (after the messages before it).
+    Close,
+}
+
+/// The way to the hub task.
+#[derive(Debug, Clone)]
+pub(crate) struct HubHandle(mpsc::UnboundedSender<HubInput>);
+
+impl HubHandle {
+    /// Starts the hub task.
+    pub(crate) fn spawn(hub: Hub, media: Arc<dyn MediaPlane>, events: MediaEvents) -> HubHandle {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(hub, rx, media, events));
+        HubHandle(tx)
+    }
+
+    /// A handle whose inputs a test reads.
+    #[cfg(test)]
+    pub(crate) fn channel() -> (HubHandle, mpsc::UnboundedReceiver<HubInput>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (HubHandle(tx), rx)
+    }
+
+    /// Passes `input` on; false if the hub task is gone.
+    pub(crate) fn send(&self, input: HubInput) -> bool {
+        self.0.send(input).is_ok()
+    }
+
+    /// Users online, rooms open, participants in rooms.
+    pub(crate) async fn counts(&self) -> Option<Counts> {
+        let (tx, rx) = oneshot::channel();
+        if !self.send(HubInput::Counts(tx)) {
+            return None;
+        }
+        rx.await.ok()
+    }
+
+    /// Ends every call with `server_shutdown`; returns when done.
+    pub(crate) async fn end_calls(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.send(HubInput::Shutdown(tx)) {
+            let _ = rx.await;
+        }
+    }
+}
+
+async fn run(
+    mut hub: Hub,
+    mut inputs: mpsc::UnboundedReceiver<HubInput>,
+    media: Arc<dyn MediaPlane>,
+    mut events: MediaEvents,
+) {
+    let mut conns: HashMap<ConnId, mpsc::UnboundedSender<Outgoing>> = HashMap::new();
+    let now = || tokio::time::Instant::now().into_std();
+    loop {
+        let wake = hub
+            .next_deadline()
+            .unwrap_or_else(|| now() + Duration::from_secs(3600));
+        let effects = tokio::select! {
+            input = inputs.recv() => {
+                let Some(input) = input else { return };
+                handle_input(&mut hub, &mut conns, input, now())
+            }
+            event = events.recv() => {
+                let Some(event) = event else {
+                    warn!("the media plane's events ended; the hub stops");
+                    return;
+                };
+                hub.handle_media_event(event)
+            }
+            () = tokio::time::sleep_until(wake.into()) => hub.handle_tick(now()),
+        };
+        for effect in effects {
+            match effect {
+                Effect::Send(conn, msg) => {
+                    if let Some(tx) = conns.get(&conn) {
+                        let _ = tx.send(Outgoing::Msg(msg));
+                    }
+                }
+                Effect::Close(conn) => {
+                    if let Some(tx) = conns.remove(&conn) {
+                        let _ = tx.send(Outgoing::Close);
+                    }
+                }
+                Effect::Media(cmd) => {
+                    if let Err(e) = media.send(cmd) {
+                        warn!("media command dropped: {e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn handle_input(
+    hub: &mut Hub,
+    conns: &mut HashMap<ConnId, mpsc::UnboundedSender<Outgoing>>,
+    input: HubInput,
+    now: Instant,
+) -> Vec<Effect> {
+    match input {
+        HubInput::Register(conn, tx) => {
+            conns.insert(conn, tx);
+            Vec::new()
+        }
+        HubInput::Login(conn, identity, resume) => match resume {
+            Some(r) => hub.handle_resume(conn, identity, &r),
+            None => hub.handle_login(conn, identity),
+        },
+        HubInput::Message(conn, msg) => hub.handle_message(conn, msg, now),
+        HubInput::Closed(conn, how) => {
+            conns.remove(&conn);
+            match how {
+                Closure::SignedOut => hub.handle_sign_out(conn),
+                Closure::Lost => hub.handle_connection_lost(conn, now),
+            }
+        }
+        HubInput::Counts(reply) => {
+            let _ = reply.send(hub.counts());
+            Vec::new()
+        }
+        HubInput::Drain => {
+            hub.handle_drain();
+            Vec::new()
+        }
+        HubInput::Shutdown(done) => {
+            let fx = hub.handle_shutdown();
+            let _ = done.send(());
+            fx
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chorus_sfu::Command;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    use super::*;
+    use crate::hub::HubConfig;
+    use crate::media_plane::RecordingMedia;
+    use crate::protocol::{CallMedia, EndReason};
+
+    struct Running {
+        hub: HubHandle,
+        media: Arc<RecordingMedia>,
+        /// Kept open: the hub stops when the media plane's events end.
+        _events: mpsc::UnboundedSender<chorus_sfu::Event>,
+    }
+
+    fn start() -> Running {
+        let media = Arc::new(RecordingMedia::default());
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let hub = Hub::with_rng(HubConfig::default(), StdRng::seed_from_u64(3));
+        Running {
+            hub: HubHandle::spawn(hub, media.clone(), events),
+            media,
+            _events: events_tx,
+        }
+    }
+
+    /// Connection `conn` signs in as `user`; its outgoing queue.
+    fn sign_in(r: &Running, conn: u64, user: &str) -> mpsc::UnboundedReceiver<Outgoing> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        r.hub.send(HubInput::Register(ConnId(conn), tx));
+        let identity = Identity {
+            user_id: user.into(),
+            name: user.into(),
+            rooms: vec!["*".into()],
+            publish: true,
+        };
+        r.hub.send(HubInput::Login(ConnId(conn), identity, None));
+        rx
+    }
+
+    /// The next message to a connection that is not a presence list.
+    async fn next(rx: &mut mpsc::UnboundedReceiver<Outgoing>) -> ServerMsg {
+        loop {
+            match rx.recv().await {
+                Some(Outgoing::Msg(ServerMsg::Presence { .. })) => {}
+                Some(Outgoing::Msg(m)) => return m,
+                other => panic!("no message: {other:?}"),
+            }
+        }
+    }
+
+    /// A rings B; the room id.
+    async fn ring(
+        r: &Running,
+        a: &mut mpsc::UnboundedReceiver<Outgoing>,
+        b: &mut mpsc::UnboundedReceiver<Outgoing>,
+    ) -> String {
+        assert!(matches!(next(a).await, ServerMsg::Welcome { .. }));
+        assert!(matches!(next(b).await, ServerMsg::Welcome { .. }));
+        let call = ClientMsg::Call {
+            to: "b".into(),
+            media: CallMedia::Audio,
+        };
+        r.hub.send(HubInput::Message(ConnId(1), call));
+        assert!(matches!(next(a).await, ServerMsg::Ringing { .. }));
+        match next(b).await {
+            ServerMsg::IncomingCall { room_id, .. } => room_id,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    async fn call_ended(rx: &mut mpsc::UnboundedReceiver<Outgoing>) -> EndReason {
+        match next(rx).await {
+            ServerMsg::CallEnded { reason, .. } => reason,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn messages_reach_connections_and_commands_the_media_plane() {
+        let r = start();
+        let (mut a, mut b) = (sign_in(&r, 1, "a"), sign_in(&r, 2, "b"));
+        let room = ring(&r, &mut a, &mut b).await;
+        let accept = ClientMsg::Accept {
+            room_id: room.clone(),
+        };
+        r.hub.send(HubInput::Message(ConnId(2), accept));
+        assert!(matches!(next(&mut a).await, ServerMsg::RoomJoined { .. }));
+        let offer = ClientMsg::MediaOffer {
+            room_id: room,
+            sdp: "v=0".into(),
+        };
+        r.hub.send(HubInput::Message(ConnId(1), offer));
+        let counts = r.hub.counts().await.expect("hub runs");
+        assert_eq!(
+            (counts.online, counts.rooms, counts.participants),
+            (2, 1, 2)
+        );
+        assert!(matches!(
+            r.media.take().as_slice(),
+            [Command::Offer { label, .. }] if label == "a"
+        ));
+        // B closes the page: A's call ends at once.
+        let start = tokio::time::Instant::now();
+        r.hub.send(HubInput::Closed(ConnId(2), Closure::SignedOut));
+        assert_eq!(call_ended(&mut a).await, EndReason::Hangup);
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert_eq!(r.media.take().len(), 2, "both leave the media node");
+        assert_eq!(r.hub.counts().await.map(|c| c.online), Some(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rings_and_grace_periods_run_on_the_tasks_clock() {
+        let r = start();
+        let (mut a, mut b) = (sign_in(&r, 1, "a"), sign_in(&r, 2, "b"));
+        let start = tokio::time::Instant::now();
+        ring(&r, &mut a, &mut b).await;
+        assert_eq!(call_ended(&mut a).await, EndReason::Missed);
+        assert_eq!(start.elapsed(), HubConfig::default().ring_timeout);
+
+        // B's connection drops in a call: A hears after the grace period.
+        let room = {
+            let call = ClientMsg::Call {
+                to: "b".into(),
+                media: CallMedia::Audio,
+            };
+            r.hub.send(HubInput::Message(ConnId(1), call));
+            assert!(matches!(next(&mut a).await, ServerMsg::Ringing { .. }));
+            assert_eq!(call_ended(&mut b).await, EndReason::Missed);
+            match next(&mut b).await {
+                ServerMsg::IncomingCall { room_id, .. } => room_id,
+                other => panic!("{other:?}"),
+            }
+        };
+        r.hub.send(HubInput::Message(
+            ConnId(2),
+            ClientMsg::Accept { room_id: room },
+        ));
+        assert!(matches!(next(&mut a).await, ServerMsg::RoomJoined { .. }));
+        let dropped = tokio::time::Instant::now();
+        r.hub.send(HubInput::Closed(ConnId(2), Closure::Lost));
+        assert_eq!(call_ended(&mut a).await, EndReason::Disconnected);
+        assert_eq!(dropped.elapsed(), HubConfig::default().reconnect_grace);
+    }
+}

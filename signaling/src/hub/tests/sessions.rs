@@ -1,0 +1,241 @@
+//! Signing in and out, dropped connections and resuming, and presence.
+
+use super::*;
+use crate::protocol::{LeaveReason, PresenceUser};
+
+/// The presence lists sent to `conn`.
+fn presence(fx: &[Effect], conn: u64) -> Vec<Vec<PresenceUser>> {
+    to(fx, conn)
+        .into_iter()
+        .filter_map(|m| match m {
+            ServerMsg::Presence { users } => Some(users),
+            _ => None,
+        })
+        .collect()
+}
+
+fn listed(id: &str, busy: bool) -> PresenceUser {
+    PresenceUser {
+        id: id.into(),
+        name: id.to_uppercase(),
+        busy,
+    }
+}
+
+/// The resume token of the `welcome` to `conn`.
+fn resume_token(fx: &[Effect], conn: u64) -> String {
+    match to(fx, conn).first() {
+        Some(ServerMsg::Welcome { resume_token, .. }) => resume_token.clone(),
+        other => panic!("no welcome: {other:?}"),
+    }
+}
+
+#[test]
+fn presence_lists_everyone_else_once_per_change() {
+    let t0 = Instant::now();
+    let mut h = hub();
+    let fx = login(&mut h, 1, "a");
+    assert_eq!(presence(&fx, 1), vec![vec![]]);
+    let fx = login(&mut h, 2, "b");
+    assert_eq!(presence(&fx, 1), vec![vec![listed("b", false)]]);
+    assert_eq!(presence(&fx, 2), vec![vec![listed("a", false)]]);
+    // A call that rings, starts and ends: each change once, nothing twice.
+    let room = ring(&mut h, t0);
+    let fx = h.handle_message(
+        ConnId(2),
+        ClientMsg::Accept {
+            room_id: room.clone(),
+        },
+        t0,
+    );
+    assert!(presence(&fx, 1).is_empty(), "busy already while ringing");
+    let fx = h.handle_message(ConnId(1), ClientMsg::Hangup { room_id: room }, t0);
+    assert_eq!(presence(&fx, 1), vec![vec![listed("b", false)]]);
+    assert_eq!(presence(&fx, 2), vec![vec![listed("a", false)]]);
+    // Signing out: the others see it once.
+    let fx = h.handle_sign_out(ConnId(2));
+    assert_eq!(presence(&fx, 1), vec![vec![]]);
+    assert!(presence(&fx, 2).is_empty());
+}
+
+#[test]
+fn signing_out_ends_a_1to1_call_at_once_as_a_hangup() {
+    let t0 = Instant::now();
+    let mut h = two_online();
+    let room = call(&mut h, t0);
+    let fx = h.handle_sign_out(ConnId(2));
+    assert_eq!(
+        to_but_presence(&fx, 1),
+        vec![call_ended(&room, EndReason::Hangup, Some("b"))]
+    );
+    assert!(to(&fx, 2).is_empty(), "nothing to the closed connection");
+    assert_eq!(media_leaves(&fx), 2);
+    assert_eq!(h.counts().rooms, 0);
+    assert_eq!(h.counts().online, 1);
+    assert_eq!(h.next_deadline(), None, "no grace period");
+}
+
+#[test]
+fn signing_out_leaves_a_group_call() {
+    let t0 = Instant::now();
+    let mut h = online(&[(1, "a"), (2, "b"), (3, "c")]);
+    let room = group_room(&mut h, &[2, 3], t0);
+    let fx = h.handle_sign_out(ConnId(3));
+    let left = ServerMsg::ParticipantLeft {
+        room_id: room,
+        participant_id: "c".into(),
+        reason: LeaveReason::Left,
+    };
+    assert_eq!(to_but_presence(&fx, 1), vec![left.clone()]);
+    assert_eq!(to_but_presence(&fx, 2), vec![left]);
+    assert_eq!(media_leaves(&fx), 1);
+}
+
+#[test]
+fn signing_out_while_ringing_cancels_or_declines() {
+    let t0 = Instant::now();
+    let mut h = two_online();
+    let room = ring(&mut h, t0);
+    let fx = h.handle_sign_out(ConnId(1));
+    assert_eq!(
+        to_but_presence(&fx, 2),
+        vec![call_ended(&room, EndReason::Cancelled, Some("a"))]
+    );
+    login(&mut h, 1, "a");
+    let room = ring(&mut h, t0);
+    let fx = h.handle_sign_out(ConnId(2));
+    assert_eq!(
+        to_but_presence(&fx, 1),
+        vec![call_ended(&room, EndReason::Declined, Some("b"))]
+    );
+    assert_eq!(h.counts().rooms, 0);
+}
+
+#[test]
+fn a_dropped_connection_resumes_within_the_grace_period_unnoticed() {
+    let t0 = Instant::now();
+    let mut h = two_online();
+    let resume = resume_token(&login(&mut h, 3, "c"), 3);
+    let call_b = ClientMsg::Call {
+        to: "b".into(),
+        media: CallMedia::Audio,
+    };
+    let fx = h.handle_message(ConnId(3), call_b.clone(), t0);
+    let room = room_of(&fx, 2).expect("rung");
+    let fx = h.handle_connection_lost(ConnId(3), t0);
+    assert!(fx.is_empty(), "nobody is told: {fx:?}");
+    // B accepts while C is away: C's messages wait for it.
+    let accept = |room: &str| ClientMsg::Accept {
+        room_id: room.into(),
+    };
+    let fx = h.handle_message(ConnId(2), accept(&room), t0);
+    assert!(to(&fx, 3).is_empty());
+    assert_eq!(h.next_deadline(), Some(t0 + grace()));
+    // A wrong resume token signs in afresh (and ends the old session).
+    let fx = h.handle_resume(ConnId(4), identity("c"), "wrong");
+    assert!(matches!(
+        to(&fx, 4).first(),
+        Some(ServerMsg::Welcome { resumed: false, .. })
+    ));
+    assert_eq!(
+        to_but_presence(&fx, 2),
+        vec![call_ended(&room, EndReason::Disconnected, Some("c"))]
+    );
+    let fresh = resume_token(&fx, 4);
+    assert_ne!(fresh, resume);
+
+    // Again, now resuming properly.
+    let t1 = t0 + Duration::from_secs(1);
+    let fx = h.handle_message(ConnId(4), call_b, t1);
+    let room = room_of(&fx, 2).expect("rung");
+    h.handle_connection_lost(ConnId(4), t1);
+    h.handle_message(ConnId(2), accept(&room), t1);
+    let fx = h.handle_resume(ConnId(5), identity("c"), &fresh);
+    let msgs = to(&fx, 5);
+    assert!(
+        matches!(msgs.first(), Some(ServerMsg::Welcome { resumed: true, resume_token, .. }) if *resume_token == fresh),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| matches!(m, ServerMsg::RoomJoined { .. })),
+        "kept messages follow"
+    );
+    assert_eq!(
+        presence(&fx, 5).len(),
+        1,
+        "a fresh list for the new connection"
+    );
+    assert!(to(&fx, 2).is_empty(), "B saw nothing");
+    assert_eq!(h.next_deadline(), None);
+}
+
+#[test]
+fn a_session_not_resumed_in_time_ends() {
+    let t0 = Instant::now();
+    let mut h = two_online();
+    let room = call(&mut h, t0);
+    assert!(h.handle_connection_lost(ConnId(2), t0).is_empty());
+    assert!(
+        h.handle_tick(t0 + grace() - Duration::from_millis(1))
+            .is_empty()
+    );
+    let fx = h.handle_tick(t0 + grace());
+    assert_eq!(
+        to_but_presence(&fx, 1),
+        vec![call_ended(&room, EndReason::Disconnected, Some("b"))]
+    );
+    assert_eq!(presence(&fx, 1), vec![vec![]]);
+    assert_eq!(h.counts().online, 1);
+    assert_eq!(h.counts().rooms, 0);
+    // The dropped connection is gone for good.
+    assert!(h.handle_sign_out(ConnId(2)).is_empty());
+}
+
+#[test]
+fn signing_in_again_replaces_the_older_connection() {
+    let t0 = Instant::now();
+    let mut h = two_online();
+    let room = call(&mut h, t0);
+    let fx = login(&mut h, 3, "b");
+    let old = to(&fx, 2);
+    assert!(matches!(
+        old.as_slice(),
+        [ServerMsg::Error {
+            code: ErrorCode::Replaced,
+            ..
+        }]
+    ));
+    assert!(fx.iter().any(|e| matches!(e, Effect::Close(ConnId(2)))));
+    assert!(matches!(
+        to(&fx, 3).first(),
+        Some(ServerMsg::Welcome { resumed: false, .. })
+    ));
+    assert_eq!(
+        to_but_presence(&fx, 1),
+        vec![call_ended(&room, EndReason::Disconnected, Some("b"))]
+    );
+    // The old connection's close later changes nothing.
+    assert!(h.handle_sign_out(ConnId(2)).is_empty());
+    assert_eq!(h.counts().online, 2);
+}
+
+#[test]
+fn messages_for_a_dropped_connection_are_kept_then_delivered() {
+    let t0 = Instant::now();
+    let mut h = online(&[(1, "a"), (2, "b")]);
+    let token = resume_token(&login(&mut h, 3, "c"), 3);
+    let room = group_room(&mut h, &[3], t0);
+    h.handle_connection_lost(ConnId(3), t0);
+    let join = ClientMsg::JoinRoom {
+        room_id: room.clone(),
+    };
+    let fx = h.handle_message(ConnId(2), join, t0);
+    assert!(to(&fx, 3).is_empty());
+    let fx = h.handle_resume(ConnId(4), identity("c"), &token);
+    let got = to_but_presence(&fx, 4);
+    assert!(
+        matches!(got.as_slice(), [ServerMsg::Welcome { resumed: true, .. }, ServerMsg::ParticipantJoined { participant, .. }] if participant.id == "b"),
+        "{got:?}"
+    );
+}
