@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use chorus_sfu::{Command, Event, MediaNode, WorkerStats};
+use chorus_sfu::{Command, Event, MediaNode, TcpStats, WorkerStats};
 use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 
@@ -40,6 +40,9 @@ pub trait MediaPlane: Send + Sync {
     /// Each media worker's counters, for `/metrics`; `None` if the media
     /// plane does not answer.
     fn worker_stats(&self) -> BoxFuture<'_, Option<Vec<WorkerStats>>>;
+
+    /// The ICE-TCP listener's counters, if the media plane has one.
+    fn tcp_stats(&self) -> Option<TcpStats>;
 }
 
 impl MediaPlane for MediaNode {
@@ -53,6 +56,10 @@ impl MediaPlane for MediaNode {
 
     fn worker_stats(&self) -> BoxFuture<'_, Option<Vec<WorkerStats>>> {
         Box::pin(MediaNode::worker_stats(self))
+    }
+
+    fn tcp_stats(&self) -> Option<TcpStats> {
+        self.tcp_addr().map(|_| MediaNode::tcp_stats(self))
     }
 }
 
@@ -83,5 +90,9 @@ impl MediaPlane for RecordingMedia {
 
     fn worker_stats(&self) -> BoxFuture<'_, Option<Vec<WorkerStats>>> {
         Box::pin(async { Some(vec![WorkerStats::default()]) })
+    }
+
+    fn tcp_stats(&self) -> Option<TcpStats> {
+        None
     }
 }

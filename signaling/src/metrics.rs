@@ -1,6 +1,6 @@
 //! Prometheus metrics (`GET /metrics`), in the OpenMetrics text format.
 
-use chorus_sfu::{Stats as MediaStats, WorkerStats};
+use chorus_sfu::{Stats as MediaStats, TcpStats, WorkerStats};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -15,8 +15,8 @@ type Labels = Vec<(&'static str, String)>;
 type WorkerCounter = (&'static str, &'static str, fn(&WorkerStats) -> u64);
 
 /// Renders a snapshot of the hub's and the media node's counters: node-wide
-/// totals, and per media worker (label `worker`).
-pub(crate) fn render(counts: Counts, workers: &[WorkerStats]) -> String {
+/// totals, per media worker (label `worker`), and the ICE-TCP listener's.
+pub(crate) fn render(counts: Counts, workers: &[WorkerStats], tcp: Option<TcpStats>) -> String {
     let media = workers
         .iter()
         .fold(MediaStats::default(), |a, w| a.merged(&w.core));
@@ -98,6 +98,44 @@ pub(crate) fn render(counts: Counts, workers: &[WorkerStats]) -> String {
         media.layer_switches,
     );
     per_worker(&mut registry, workers);
+    if let Some(tcp) = tcp {
+        gauge(
+            &mut registry,
+            "media_tcp_connections",
+            "ICE-TCP connections open",
+            tcp.open,
+        );
+        let tcp_counters: [(&str, &str, u64); 5] = [
+            (
+                "media_tcp_accepted",
+                "ICE-TCP connections accepted",
+                tcp.accepted,
+            ),
+            (
+                "media_tcp_refused",
+                "ICE-TCP connections refused by a cap (per address, unauthenticated)",
+                tcp.refused,
+            ),
+            (
+                "media_tcp_framing_errors",
+                "ICE-TCP connections closed for a bad frame",
+                tcp.framing_errors,
+            ),
+            (
+                "media_tcp_handshake_failures",
+                "ICE-TCP connections no participant accepted in time",
+                tcp.handshake_failures,
+            ),
+            (
+                "media_tcp_slow_readers_dropped",
+                "ICE-TCP connections dropped because they did not read what was sent",
+                tcp.slow_readers_dropped,
+            ),
+        ];
+        for (name, help, value) in tcp_counters {
+            counter(&mut registry, name, help, value);
+        }
+    }
     let mut out = String::new();
     if encode(&mut out, &registry).is_err() {
         out.clear();
@@ -218,6 +256,11 @@ mod tests {
                     },
                 },
             ],
+            Some(TcpStats {
+                open: 2,
+                slow_readers_dropped: 1,
+                ..TcpStats::default()
+            }),
         );
         assert!(text.contains("chorus_users_online 3"), "{text}");
         assert!(
@@ -239,6 +282,11 @@ mod tests {
         );
         assert!(
             text.contains("chorus_media_worker_dropped_total{worker=\"1\",reason=\"malformed\"} 5"),
+            "{text}"
+        );
+        assert!(text.contains("chorus_media_tcp_connections 2"), "{text}");
+        assert!(
+            text.contains("chorus_media_tcp_slow_readers_dropped_total 1"),
             "{text}"
         );
         assert!(text.trim_end().ends_with("# EOF"));

@@ -309,7 +309,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             axum::http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        crate::metrics::render(counts, &workers),
+        crate::metrics::render(counts, &workers, state.media.tcp_stats()),
     )
         .into_response()
 }
