@@ -32,6 +32,43 @@ pub struct User {
     pub name: String,
 }
 
+/// A STUN or TURN server for the client's `RTCPeerConnection`
+/// (`RTCIceServer`). TURN credentials are time-limited (the TURN REST
+/// scheme: `username` is `expiry:user`, `credential` an HMAC of it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    /// `turn:`, `turns:` or `stun:` URLs.
+    pub urls: Vec<String>,
+    /// For TURN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// For TURN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// Which candidates the client may use (`RTCIceTransportPolicy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IceTransportPolicy {
+    /// Any path: direct UDP or TCP, or through TURN.
+    #[default]
+    All,
+    /// Through TURN only: the media node is never reached directly.
+    Relay,
+}
+
+/// How a client should set up its connections to the media node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceConfig {
+    /// Its ICE servers (empty without TURN).
+    #[serde(default)]
+    pub ice_servers: Vec<IceServer>,
+    /// Its transport policy.
+    #[serde(default)]
+    pub ice_transport_policy: IceTransportPolicy,
+}
+
 /// A person in the presence list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PresenceUser {
@@ -241,6 +278,10 @@ pub enum ServerMsg {
         /// True when this connection resumed an earlier session: calls and
         /// media go on, and messages sent meanwhile follow.
         resumed: bool,
+        /// ICE servers (with fresh TURN credentials, renewed on every
+        /// sign-in and resume) and the transport policy.
+        #[serde(flatten)]
+        ice: IceConfig,
     },
     /// Everyone else who is online, sent on login and on every change.
     Presence {

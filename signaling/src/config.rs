@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+
+use crate::turn::IceSettings;
 use serde::Deserialize;
 
 /// Command line and environment; the same keys (with underscores) in the
@@ -84,6 +86,24 @@ pub struct Cli {
     /// Serve HTTPS with a generated self-signed certificate (for a trial on a LAN).
     #[arg(long, env = "CHORUS_TLS_SELF_SIGNED", num_args = 0..=1, default_missing_value = "true")]
     pub tls_self_signed: Option<bool>,
+    /// A TURN server for callers no direct path reaches, e.g.
+    /// `turn:turn.example.org:3478?transport=udp` or
+    /// `turns:turn.example.org:443?transport=tcp` (repeatable; in the
+    /// environment, comma-separated).
+    #[arg(long = "turn-url", env = "CHORUS_TURN_URL", value_delimiter = ',')]
+    pub turn_url: Option<Vec<String>>,
+    /// The secret shared with the TURN server (coturn's
+    /// `static-auth-secret`): Chorus mints time-limited credentials with it.
+    #[arg(long, env = "CHORUS_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+    /// Seconds TURN credentials stay valid; renewed on every sign-in and
+    /// resume [default: 86400].
+    #[arg(long, env = "CHORUS_TURN_TTL")]
+    pub turn_ttl: Option<u64>,
+    /// Clients send media through TURN only: nobody reaches the media node
+    /// directly (needs --turn-url and --turn-secret).
+    #[arg(long, env = "CHORUS_FORCE_RELAY", num_args = 0..=1, default_missing_value = "true")]
+    pub force_relay: Option<bool>,
     /// Log format: `pretty` or `json` [default: pretty].
     #[arg(long, env = "CHORUS_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -162,6 +182,8 @@ pub struct Config {
     pub limits: Limits,
     /// HTTPS.
     pub tls: Tls,
+    /// TURN and the ICE transport policy clients get.
+    pub ice: IceSettings,
     /// `json` logs instead of pretty ones.
     pub json_logs: bool,
 }
@@ -182,6 +204,7 @@ impl Config {
             drain_timeout: Duration::from_secs(60),
             limits: Limits::default(),
             tls: Tls::Off,
+            ice: IceSettings::default(),
             json_logs: false,
         }
     }
@@ -228,6 +251,28 @@ impl Config {
         let secs = |a: Option<u64>, b: Option<u64>, default: u64| {
             Duration::from_secs(a.or(b).unwrap_or(default))
         };
+        let ice = IceSettings {
+            turn_urls: cli.turn_url.or(file.turn_url).unwrap_or_default(),
+            turn_secret: cli.turn_secret.or(file.turn_secret),
+            turn_ttl: secs(cli.turn_ttl, file.turn_ttl, 86_400),
+            force_relay: cli.force_relay.or(file.force_relay).unwrap_or(false),
+        };
+        if let Some(bad) = ice.turn_urls.iter().find(|u| {
+            !["turn:", "turns:", "stun:"]
+                .iter()
+                .any(|s| u.starts_with(s))
+        }) {
+            return Err(format!(
+                "--turn-url {bad:?}: must start with turn:, turns: or stun:"
+            ));
+        }
+        let has_turn = ice.turn_urls.iter().any(|u| !u.starts_with("stun:"));
+        if has_turn != ice.turn_secret.is_some() {
+            return Err("--turn-url (turn: or turns:) and --turn-secret go together".into());
+        }
+        if ice.force_relay && !has_turn {
+            return Err("--force-relay needs a TURN server (--turn-url, --turn-secret)".into());
+        }
         let udp_port = cli.udp_port.or(file.udp_port).unwrap_or(50000);
         Ok(Config {
             listen,
@@ -268,6 +313,7 @@ impl Config {
                     .unwrap_or(d.max_sdp_bytes),
             },
             tls,
+            ice,
             json_logs,
         })
     }

@@ -16,7 +16,7 @@
 //! handshake), and waits a little for the client's answer when it closes.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::ws::{CloseFrame, Message, close_code};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
@@ -28,6 +28,7 @@ use crate::auth::{TokenError, Tokens};
 use crate::hub::ConnId;
 use crate::hub::task::{Closure, HubHandle, HubInput, Outgoing};
 use crate::protocol::{ClientMsg, ErrorCode, ServerMsg, parse_client_msg};
+use crate::turn::IceSettings;
 
 /// How long a new connection may take to send `auth`.
 pub(crate) const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,6 +62,8 @@ pub(crate) struct Settings {
     pub(crate) messages_per_second: u32,
     /// How long the client may take to sign in.
     pub(crate) auth_timeout: Duration,
+    /// TURN servers and policy, whose credentials are minted at sign-in.
+    pub(crate) ice: Arc<IceSettings>,
 }
 
 /// Serves one connection until it ends, then tells the hub how it ended.
@@ -85,6 +88,7 @@ pub(crate) async fn serve<S, R>(
         sink,
         hub,
         tokens: settings.tokens,
+        ice: settings.ice,
         bucket: RateLimit::new(settings.messages_per_second, now),
         signed_in: false,
     };
@@ -158,6 +162,7 @@ struct Connection<S> {
     sink: S,
     hub: HubHandle,
     tokens: Arc<Tokens>,
+    ice: Arc<IceSettings>,
     bucket: RateLimit,
     signed_in: bool,
 }
@@ -221,7 +226,10 @@ impl<S: Sink<Message> + Unpin> Connection<S> {
         match self.tokens.verify(&token) {
             Ok(identity) => {
                 self.signed_in = true;
-                self.to_hub(HubInput::Login(self.id, identity, resume))
+                let ice = self
+                    .ice
+                    .for_user(identity.user_id.as_str(), SystemTime::now());
+                self.to_hub(HubInput::Login(self.id, identity, resume, ice))
             }
             Err(e) => {
                 let message = match e {

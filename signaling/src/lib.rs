@@ -8,6 +8,7 @@
 //! - [`media_plane`]: the seam to the media plane ([`media_plane::MediaPlane`]).
 //! - [`server`]: the HTTP routes and startup.
 //! - [`auth`]: access tokens. [`config`]: flags, environment, config file.
+//!   [`turn`]: TURN credentials. [`tls`]: certificates.
 //!
 //! A client's message goes from its connection to the hub task, which hands
 //! it to the [`hub::Hub`] and carries out the effects: messages to
@@ -22,6 +23,7 @@ pub mod media_plane;
 mod metrics;
 pub mod server;
 pub mod tls;
+pub mod turn;
 mod web;
 
 /// The wire messages, from the `chorus-protocol` crate.

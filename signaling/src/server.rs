@@ -28,6 +28,7 @@ use crate::connection::{self, AUTH_TIMEOUT, ReadError, Settings};
 use crate::hub::task::{HubHandle, HubInput};
 use crate::hub::{ConnId, Counts, Hub, HubConfig};
 use crate::media_plane::MediaPlane;
+use crate::turn::IceSettings;
 use crate::web;
 
 #[derive(Clone)]
@@ -39,6 +40,7 @@ struct AppState {
     limits: Limits,
     ready: Arc<AtomicBool>,
     media: Arc<dyn MediaPlane>,
+    ice: Arc<IceSettings>,
 }
 
 /// A running server.
@@ -94,6 +96,7 @@ impl Server {
             limits: config.limits.clone(),
             ready: ready.clone(),
             media: media.clone(),
+            ice: Arc::new(config.ice.clone()),
         };
         let app = app(state);
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
@@ -326,6 +329,7 @@ async fn ws_upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Resp
                 tokens: state.tokens,
                 messages_per_second: state.limits.messages_per_second,
                 auth_timeout: AUTH_TIMEOUT,
+                ice: state.ice,
             };
             connection::serve(id, sink, stream, state.hub, settings)
         })
@@ -348,6 +352,7 @@ mod tests {
             limits: Limits::default(),
             ready: Arc::new(AtomicBool::new(true)),
             media: Arc::new(crate::media_plane::RecordingMedia::default()),
+            ice: Arc::default(),
         })
     }
 

@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 
 use chorus_sfu::{Command, Event as MediaEvent, ParticipantId, RemoveReason, SfuError, TrackInfo};
 use chorus_signaling::hub::{ConnId, Effect, Hub, HubConfig, Identity};
-use chorus_signaling::protocol::{CallMedia, ClientMsg, ErrorCode, PresenceUser, ServerMsg};
+use chorus_signaling::protocol::{
+    CallMedia, ClientMsg, ErrorCode, IceConfig, PresenceUser, ServerMsg,
+};
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -467,8 +469,10 @@ impl Driver {
         let conn = self.new_conn();
         let identity = self.identity(u, g);
         let fx = match &resume {
-            None => self.hub.handle_login(conn, identity),
-            Some(t) => self.hub.handle_resume(conn, identity, t),
+            None => self.hub.handle_login(conn, identity, IceConfig::default()),
+            Some(t) => self
+                .hub
+                .handle_resume(conn, identity, t, IceConfig::default()),
         };
         let welcome = fx.iter().find_map(|e| match e {
             Effect::Send(

@@ -41,6 +41,7 @@ async fn open() -> Client {
         tokens: tokens(),
         messages_per_second: 20,
         auth_timeout: AUTH_TIMEOUT,
+        ice: Arc::default(),
     };
     let task = tokio::spawn(serve(ID, sink, stream, handle, settings));
     let outgoing = match hub.recv().await {
@@ -77,7 +78,7 @@ impl Client {
         let (token, _) = tokens().issue_dev("Ada").expect("signs");
         self.text(&format!(r#"{{"type":"auth","token":"{token}"}}"#));
         match self.hub.recv().await {
-            Some(HubInput::Login(ID, identity, None)) => identity,
+            Some(HubInput::Login(ID, identity, None, _)) => identity,
             other => panic!("no login: {other:?}"),
         }
     }

@@ -8,7 +8,7 @@ use rand::distr::{Alphanumeric, SampleString};
 
 use super::room::Departure;
 use super::{ConnId, Effect, Hub, Identity, RoomKey, UserId};
-use crate::protocol::{ErrorCode, PROTOCOL_VERSION, PresenceUser, ServerMsg, User};
+use crate::protocol::{ErrorCode, IceConfig, PROTOCOL_VERSION, PresenceUser, ServerMsg, User};
 
 /// Messages kept for a suspended session, at most.
 const MAX_BUFFERED: usize = 1000;
@@ -36,7 +36,13 @@ pub(super) struct Online {
 impl Hub {
     /// A connection signed in as `identity`. An older session of the same
     /// user ends (its connection is told `replaced` and closed).
-    pub fn handle_login(&mut self, conn: ConnId, identity: Identity) -> Vec<Effect> {
+    /// `ice` goes into its `welcome`.
+    pub fn handle_login(
+        &mut self,
+        conn: ConnId,
+        identity: Identity,
+        ice: IceConfig,
+    ) -> Vec<Effect> {
         let mut fx = Vec::new();
         let user = identity.user_id.clone();
         if let Some(old) = self.online.get(&user) {
@@ -64,7 +70,7 @@ impl Hub {
             presence_sent: None,
             ending: false,
         };
-        fx.push(Effect::Send(conn, welcome(&user, &online, false)));
+        fx.push(Effect::Send(conn, welcome(&user, &online, false, ice)));
         self.conns.insert(conn, user.clone());
         self.online.insert(user, online);
         self.presence_changed = true;
@@ -81,6 +87,7 @@ impl Hub {
         conn: ConnId,
         identity: Identity,
         resume_token: &str,
+        ice: IceConfig,
     ) -> Vec<Effect> {
         let user = identity.user_id.clone();
         let Some(o) = self
@@ -88,14 +95,14 @@ impl Hub {
             .get_mut(&user)
             .filter(|o| o.resume_token == resume_token)
         else {
-            return self.handle_login(conn, identity);
+            return self.handle_login(conn, identity, ice);
         };
         let old = std::mem::replace(&mut o.conn, conn);
         o.suspended = None;
         // A new connection knows nothing yet: it gets the list again.
         o.presence_sent = None;
         let buffered = std::mem::take(&mut o.buffer);
-        let mut fx = vec![Effect::Send(conn, welcome(&user, o, true))];
+        let mut fx = vec![Effect::Send(conn, welcome(&user, o, true, ice))];
         fx.extend(buffered.into_iter().map(|m| Effect::Send(conn, m)));
         if old != conn && self.conns.remove(&old).is_some() {
             fx.insert(0, Effect::Close(old));
@@ -240,7 +247,7 @@ impl Hub {
     }
 }
 
-fn welcome(user: &UserId, o: &Online, resumed: bool) -> ServerMsg {
+fn welcome(user: &UserId, o: &Online, resumed: bool, ice: IceConfig) -> ServerMsg {
     ServerMsg::Welcome {
         protocol: PROTOCOL_VERSION,
         user: User {
@@ -249,5 +256,6 @@ fn welcome(user: &UserId, o: &Online, resumed: bool) -> ServerMsg {
         },
         resume_token: o.resume_token.clone(),
         resumed,
+        ice,
     }
 }

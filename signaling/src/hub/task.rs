@@ -17,7 +17,7 @@ use tracing::warn;
 
 use super::{ConnId, Counts, Effect, Hub, Identity};
 use crate::media_plane::{MediaEvents, MediaPlane};
-use crate::protocol::{ClientMsg, ServerMsg};
+use crate::protocol::{ClientMsg, IceConfig, ServerMsg};
 
 /// What the hub task is asked to do.
 #[derive(Debug)]
@@ -26,7 +26,7 @@ pub(crate) enum HubInput {
     Register(ConnId, mpsc::UnboundedSender<Outgoing>),
     /// The connection signed in, resuming the session of the resume token
     /// if one is given.
-    Login(ConnId, Identity, Option<String>),
+    Login(ConnId, Identity, Option<String>, IceConfig),
     /// A message from a signed-in connection.
     Message(ConnId, ClientMsg),
     /// The connection ended.
@@ -158,9 +158,9 @@ fn handle_input(
             conns.insert(conn, tx);
             Vec::new()
         }
-        HubInput::Login(conn, identity, resume) => match resume {
-            Some(r) => hub.handle_resume(conn, identity, &r),
-            None => hub.handle_login(conn, identity),
+        HubInput::Login(conn, identity, resume, ice) => match resume {
+            Some(r) => hub.handle_resume(conn, identity, &r, ice),
+            None => hub.handle_login(conn, identity, ice),
         },
         HubInput::Message(conn, msg) => hub.handle_message(conn, msg, now),
         HubInput::Closed(conn, how) => {
@@ -225,7 +225,12 @@ mod tests {
             rooms: vec!["*".into()],
             publish: true,
         };
-        r.hub.send(HubInput::Login(ConnId(conn), identity, None));
+        r.hub.send(HubInput::Login(
+            ConnId(conn),
+            identity,
+            None,
+            IceConfig::default(),
+        ));
         rx
     }
 

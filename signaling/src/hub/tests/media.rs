@@ -245,7 +245,7 @@ fn media_events_reach_a_resumed_session() {
         sdp: "answer".into(),
     });
     assert!(fx.is_empty(), "sent to the dropped connection: {fx:?}");
-    let fx = h.handle_resume(ConnId(2), identity("a"), &token);
+    let fx = h.handle_resume(ConnId(2), identity("a"), &token, IceConfig::default());
     assert!(to(&fx, 2).contains(&ServerMsg::MediaAnswer {
         room_id: room,
         sdp: "answer".into()
@@ -260,7 +260,7 @@ fn publish_follows_the_token() {
         publish: false,
         ..identity("a")
     };
-    h.handle_login(ConnId(1), listener);
+    h.handle_login(ConnId(1), listener, IceConfig::default());
     let room = group_room(&mut h, &[], t0);
     let offer = ClientMsg::MediaOffer {
         room_id: room,

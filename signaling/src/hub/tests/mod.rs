@@ -13,7 +13,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use super::{ConnId, Effect, Hub, HubConfig, Identity};
-use crate::protocol::{CallMedia, ClientMsg, EndReason, ErrorCode, ServerMsg, User};
+use crate::protocol::{CallMedia, ClientMsg, EndReason, ErrorCode, IceConfig, ServerMsg, User};
 
 fn hub() -> Hub {
     Hub::with_rng(HubConfig::default(), StdRng::seed_from_u64(7))
@@ -30,7 +30,7 @@ fn identity(id: &str) -> Identity {
 
 /// Connection `conn` signs in as user `id` (named in capitals).
 fn login(hub: &mut Hub, conn: u64, id: &str) -> Vec<Effect> {
-    hub.handle_login(ConnId(conn), identity(id))
+    hub.handle_login(ConnId(conn), identity(id), IceConfig::default())
 }
 
 /// A hub where each `(conn, user)` has signed in.

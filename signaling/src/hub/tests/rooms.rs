@@ -148,12 +148,12 @@ fn tokens_scoped_to_rooms_are_checked() {
         rooms: rooms.iter().map(|r| r.to_string()).collect(),
         ..identity("c")
     };
-    h.handle_login(ConnId(3), scoped(&["another"]));
+    h.handle_login(ConnId(3), scoped(&["another"]), IceConfig::default());
     let join = ClientMsg::JoinRoom {
         room_id: room.clone(),
     };
     refused(&mut h, 3, join.clone(), t0, ErrorCode::Forbidden);
-    h.handle_login(ConnId(4), scoped(&[&room]));
+    h.handle_login(ConnId(4), scoped(&[&room]), IceConfig::default());
     let fx = h.handle_message(ConnId(4), join, t0);
     assert!(
         to(&fx, 4)

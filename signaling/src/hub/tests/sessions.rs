@@ -132,7 +132,7 @@ fn a_dropped_connection_resumes_within_the_grace_period_unnoticed() {
     assert!(to(&fx, 3).is_empty());
     assert_eq!(h.next_deadline(), Some(t0 + grace()));
     // A wrong resume token signs in afresh (and ends the old session).
-    let fx = h.handle_resume(ConnId(4), identity("c"), "wrong");
+    let fx = h.handle_resume(ConnId(4), identity("c"), "wrong", IceConfig::default());
     assert!(matches!(
         to(&fx, 4).first(),
         Some(ServerMsg::Welcome { resumed: false, .. })
@@ -150,7 +150,7 @@ fn a_dropped_connection_resumes_within_the_grace_period_unnoticed() {
     let room = room_of(&fx, 2).expect("rung");
     h.handle_connection_lost(ConnId(4), t1);
     h.handle_message(ConnId(2), accept(&room), t1);
-    let fx = h.handle_resume(ConnId(5), identity("c"), &fresh);
+    let fx = h.handle_resume(ConnId(5), identity("c"), &fresh, IceConfig::default());
     let msgs = to(&fx, 5);
     assert!(
         matches!(msgs.first(), Some(ServerMsg::Welcome { resumed: true, resume_token, .. }) if *resume_token == fresh),
@@ -232,7 +232,7 @@ fn messages_for_a_dropped_connection_are_kept_then_delivered() {
     };
     let fx = h.handle_message(ConnId(2), join, t0);
     assert!(to(&fx, 3).is_empty());
-    let fx = h.handle_resume(ConnId(4), identity("c"), &token);
+    let fx = h.handle_resume(ConnId(4), identity("c"), &token, IceConfig::default());
     let got = to_but_presence(&fx, 4);
     assert!(
         matches!(got.as_slice(), [ServerMsg::Welcome { resumed: true, .. }, ServerMsg::ParticipantJoined { participant, .. }] if participant.id == "b"),
