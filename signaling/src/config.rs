@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::acme::{AcmeSettings, LETS_ENCRYPT};
 use crate::turn::IceSettings;
 use serde::Deserialize;
 
@@ -104,6 +105,32 @@ pub struct Cli {
     /// directly (needs --turn-url and --turn-secret).
     #[arg(long, env = "CHORUS_FORCE_RELAY", num_args = 0..=1, default_missing_value = "true")]
     pub force_relay: Option<bool>,
+    /// Obtain and renew an HTTPS certificate for this name with ACME
+    /// (TLS-ALPN-01 on the --listen port, which must be 443 for the CA to
+    /// reach it); repeatable; in the environment, comma-separated.
+    #[arg(
+        long = "acme-domain",
+        env = "CHORUS_ACME_DOMAIN",
+        value_delimiter = ','
+    )]
+    pub acme_domain: Option<Vec<String>>,
+    /// Contact address given to the CA (expiry warnings).
+    #[arg(long, env = "CHORUS_ACME_EMAIL")]
+    pub acme_email: Option<String>,
+    /// Where ACME certificates and the account key are kept
+    /// [default: acme-cache].
+    #[arg(long, env = "CHORUS_ACME_CACHE")]
+    pub acme_cache: Option<PathBuf>,
+    /// The CA's ACME directory [default: Let's Encrypt production].
+    #[arg(long, env = "CHORUS_ACME_DIRECTORY")]
+    pub acme_directory: Option<String>,
+    /// PEM root certificate(s) of a private ACME directory's own HTTPS.
+    #[arg(long, env = "CHORUS_ACME_DIRECTORY_CA")]
+    pub acme_directory_ca: Option<PathBuf>,
+    /// Also listen for plain HTTP here (e.g. 0.0.0.0:80) and redirect every
+    /// request to HTTPS.
+    #[arg(long, env = "CHORUS_HTTP_REDIRECT")]
+    pub http_redirect: Option<SocketAddr>,
     /// Log format: `pretty` or `json` [default: pretty].
     #[arg(long, env = "CHORUS_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -123,6 +150,8 @@ pub enum Tls {
     },
     /// A certificate generated at start.
     SelfSigned,
+    /// Certificates obtained and renewed with ACME.
+    Acme(AcmeSettings),
 }
 
 /// Limits on what clients may do.
@@ -184,6 +213,8 @@ pub struct Config {
     pub tls: Tls,
     /// TURN and the ICE transport policy clients get.
     pub ice: IceSettings,
+    /// Plain HTTP that redirects to HTTPS.
+    pub http_redirect: Option<SocketAddr>,
     /// `json` logs instead of pretty ones.
     pub json_logs: bool,
 }
@@ -205,6 +236,7 @@ impl Config {
             limits: Limits::default(),
             tls: Tls::Off,
             ice: IceSettings::default(),
+            http_redirect: None,
             json_logs: false,
         }
     }
@@ -235,19 +267,46 @@ impl Config {
             Some("json") => true,
             Some(other) => return Err(format!("unknown log format {other:?}")),
         };
+        let acme_domains = cli.acme_domain.or(file.acme_domain).unwrap_or_default();
         let tls = match (
             cli.tls_cert.or(file.tls_cert),
             cli.tls_key.or(file.tls_key),
             cli.tls_self_signed
                 .or(file.tls_self_signed)
                 .unwrap_or(false),
+            acme_domains.is_empty(),
         ) {
-            (Some(cert), Some(key), false) => Tls::Files { cert, key },
-            (None, None, true) => Tls::SelfSigned,
-            (None, None, false) => Tls::Off,
-            (_, _, true) => return Err("--tls-self-signed excludes --tls-cert/--tls-key".into()),
+            (Some(cert), Some(key), false, true) => Tls::Files { cert, key },
+            (None, None, true, true) => Tls::SelfSigned,
+            (None, None, false, true) => Tls::Off,
+            (None, None, false, false) => Tls::Acme(AcmeSettings {
+                domains: acme_domains,
+                email: cli.acme_email.or(file.acme_email),
+                cache: cli
+                    .acme_cache
+                    .or(file.acme_cache)
+                    .unwrap_or_else(|| PathBuf::from("acme-cache")),
+                directory: cli
+                    .acme_directory
+                    .or(file.acme_directory)
+                    .unwrap_or_else(|| LETS_ENCRYPT.to_string()),
+                directory_ca: cli.acme_directory_ca.or(file.acme_directory_ca),
+            }),
+            (_, _, _, false) => {
+                return Err(
+                    "--acme-domain excludes --tls-cert, --tls-key and --tls-self-signed".into(),
+                );
+            }
+            (_, _, true, _) => return Err("--tls-self-signed excludes --tls-cert/--tls-key".into()),
             _ => return Err("--tls-cert and --tls-key go together".into()),
         };
+        let http_redirect = cli.http_redirect.or(file.http_redirect);
+        if http_redirect.is_some() && tls == Tls::Off {
+            return Err(
+                "--http-redirect needs HTTPS (--acme-domain, --tls-cert or --tls-self-signed)"
+                    .into(),
+            );
+        }
         let secs = |a: Option<u64>, b: Option<u64>, default: u64| {
             Duration::from_secs(a.or(b).unwrap_or(default))
         };
@@ -314,6 +373,7 @@ impl Config {
             },
             tls,
             ice,
+            http_redirect,
             json_logs,
         })
     }

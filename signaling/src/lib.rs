@@ -15,12 +15,14 @@
 //! connections, commands to the media plane. The media plane's events come
 //! back to the hub task the same way.
 
+pub mod acme;
 pub mod auth;
 pub mod config;
 mod connection;
 pub mod hub;
 pub mod media_plane;
 mod metrics;
+mod redirect;
 pub mod server;
 pub mod tls;
 pub mod turn;

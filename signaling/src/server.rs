@@ -49,6 +49,8 @@ pub struct Server {
     pub http_addr: SocketAddr,
     /// The media node's announced UDP address.
     pub udp_addr: SocketAddr,
+    /// The plain-HTTP redirect's address, with `--http-redirect`.
+    pub redirect_addr: Option<SocketAddr>,
     /// The SHA-256 fingerprint of the generated certificate, with
     /// `--tls-self-signed`.
     pub tls_fingerprint: Option<String>,
@@ -59,6 +61,8 @@ pub struct Server {
     ready: Arc<AtomicBool>,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+    /// The plain-HTTP redirect, with `--http-redirect`.
+    redirect: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
@@ -135,6 +139,18 @@ impl Server {
                 (http_addr, fingerprint, task)
             }
         };
+        let (redirect, redirect_addr) = match config.http_redirect {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr).await?;
+                let bound = listener.local_addr()?;
+                info!(addr = %bound, "redirecting plain HTTP to HTTPS");
+                (
+                    Some(crate::redirect::spawn(listener, http_addr.port())),
+                    Some(bound),
+                )
+            }
+            None => (None, None),
+        };
         let scheme = if config.tls == Tls::Off {
             "http"
         } else {
@@ -151,6 +167,8 @@ impl Server {
             ready,
             shutdown: Some(shutdown_tx),
             task,
+            redirect,
+            redirect_addr,
         })
     }
 
@@ -210,6 +228,9 @@ impl Server {
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
         self.task.abort();
+        if let Some(r) = &self.redirect {
+            r.abort();
+        }
     }
 
     /// Runs until the HTTP server ends.

@@ -1,5 +1,6 @@
-//! HTTPS and WSS with rustls: from PEM files, or a self-signed certificate
-//! generated at start for a trial on a LAN.
+//! HTTPS and WSS with rustls: from PEM files, from ACME
+//! ([`crate::acme`]), or a self-signed certificate generated at start for a
+//! trial on a LAN.
 
 use std::io;
 use std::net::IpAddr;
@@ -19,6 +20,7 @@ pub(crate) async fn rustls_config(
     match tls {
         Tls::Off => Err(io::Error::other("TLS is off")),
         Tls::Files { cert, key } => Ok((RustlsConfig::from_pem_file(cert, key).await?, None)),
+        Tls::Acme(acme) => Ok((crate::acme::rustls_config(acme)?, None)),
         Tls::SelfSigned => {
             let (cert_pem, key_pem, fingerprint) = self_signed(public_ip)?;
             let config =
