@@ -155,8 +155,10 @@ function widthChanges(samples) {
 }
 
 /**
- * `caller` video-calls `callee`, who is behind a relay of this call's own;
- * resolves once the callee receives media.
+ * `caller` video-calls `callee`, who is behind a relay of this call's own
+ * (with `link`, e.g. "loss=1", toward the callee from the start);
+ * resolves once the callee receives media (or, without `media`, once the
+ * call is up).
  *
  * One relay per call: the media node sees every client behind a relay at
  * the relay's one upstream address, and routes datagrams by source address
@@ -164,8 +166,9 @@ function widthChanges(samples) {
  * tab stays for the reconnect grace) would take the new callee's ICE
  * checks, and the new call would not connect until it is gone.
  */
-async function callThroughRelay(caller, callee) {
+async function callThroughRelay(caller, callee, { link = null, media = true } = {}) {
   const relay = await startRelay();
+  if (link) await relay.cmd(`down ${link}`);
   const ada = await openPerson(browser, server.url, caller);
   const bo = await openPerson(browser, server.url, callee, {
     init: viaRelay(relay.addr),
@@ -175,7 +178,7 @@ async function callThroughRelay(caller, callee) {
   await bo.page.getByTestId('incoming-call').waitFor();
   await bo.page.getByTestId('accept-call').click();
   await remoteTile(bo.page, caller).waitFor();
-  await expectMedia(bo.page, [caller]);
+  if (media) await expectMedia(bo.page, [caller]);
   return { ada, bo, relay };
 }
 
@@ -300,6 +303,30 @@ test('a link too slow for any video: audio goes on, the last frame stays with "P
     await until('video to move again', async () => (await sample(b)).frames > after.frames + 10, { timeout: 20000 });
     const resumedAfter = Date.now() - lifted;
     console.log(`poor connection: paused ${pausedAfter} ms after an 80 kbit/s cap (audio ${audio} packets in 3 s meanwhile), video back ${resumedAfter} ms after the cap was lifted`);
+  } finally {
+    await hangUpRelayed(call);
+  }
+});
+
+test('media blocked at first: the banner says so, and the problem goes when media gets through', async () => {
+  // Nothing reaches Bo until the connection has failed: a network that
+  // blocks UDP for a while.
+  const call = await callThroughRelay('Ada3', 'Bo3', { link: 'loss=1', media: false });
+  const b = call.bo.page;
+  const banner = b.getByTestId('error-banner');
+  try {
+    await until('Bo\'s media connection to fail', async () =>
+      (await banner.isVisible()) && /The media connection failed/.test(await banner.textContent()), { timeout: 60000 });
+    const failed = await b.evaluate(() => ({ conn: window.chorus.pc.connectionState, ice: window.chorus.pc.iceConnectionState }));
+    await screenshot(b, 'media-blocked');
+    await call.relay.cmd('down clear');
+    // The ICE restart that follows 2 s of "disconnected" gets through, and
+    // the banner goes with the problem (not when its display time ends).
+    await until('Bo\'s media to connect', () => b.evaluate(() => window.chorus.pc.connectionState === 'connected'), { timeout: 30000 });
+    assert.equal(await banner.isVisible(), false, `banner still says: ${await banner.textContent()}`);
+    await expectMedia(b, ['Ada3']);
+    await screenshot(b, 'media-unblocked');
+    console.log(`media blocked: failed (${failed.conn}, ICE ${failed.ice}), then connected after an ICE restart; banner gone`);
   } finally {
     await hangUpRelayed(call);
   }
