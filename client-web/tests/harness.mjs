@@ -2,6 +2,7 @@
 // Chromium with fake devices, open people in separate browser contexts,
 // wait on conditions (never fixed sleeps) and save screenshots.
 
+import { before, after } from 'node:test';
 import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -165,6 +166,23 @@ export async function screenshot(page, name) {
   const file = path.join(OUTPUT_DIR, `${name}.png`);
   await page.screenshot({ path: file });
   return file;
+}
+
+/**
+ * One server and one browser for a whole test file: started before its
+ * first test, stopped after its last. Returns `{ server, browser }`, filled
+ * in by then.
+ */
+export function serverAndBrowser() {
+  const env = { server: null, browser: null };
+  before(async () => {
+    env.server = await startServer();
+    env.browser = await launchBrowser();
+  });
+  after(async () => {
+    await cleanup(env);
+  });
+  return env;
 }
 
 /** Closes everything that was opened, ignoring what is already gone. */

@@ -3,23 +3,11 @@
 // 1000, as the page does when it goes away), and such a close is never
 // taken for a drop.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  startServer, launchBrowser, openPerson, until, cleanup, onlineUser, remoteTile, recordSignaling,
-} from './harness.mjs';
+import { serverAndBrowser, openPerson, until, onlineUser, remoteTile, recordSignaling } from './harness.mjs';
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await cleanup({ browser, server });
-});
+const env = serverAndBrowser();
 
 /**
  * Sends `page`'s signaling WebSocket through the test, which records how
@@ -42,8 +30,8 @@ function watchCloses(page) {
 test('closing the page hangs up at once', async () => {
   // No route on Ada's socket here: a routed socket goes through the test
   // and back, which a closing page does not wait for.
-  const ada = await openPerson(browser, server.url, 'Ada');
-  const bo = await openPerson(browser, server.url, 'Bo');
+  const ada = await openPerson(env.browser, env.server.url, 'Ada');
+  const bo = await openPerson(env.browser, env.server.url, 'Bo');
   await onlineUser(ada.page, 'Bo').getByTestId('call-audio').click();
   await bo.page.getByTestId('accept-call').click();
   await remoteTile(bo.page, 'Ada').waitFor();
@@ -60,7 +48,7 @@ test('closing the page hangs up at once', async () => {
 test('signing out closes cleanly, forgets the token and does not reconnect; signing in again is a new session', async () => {
   let socket;
   let signalingLog;
-  const ada = await openPerson(browser, server.url, 'Ada', {
+  const ada = await openPerson(env.browser, env.server.url, 'Ada', {
     onPage: async (p) => {
       signalingLog = recordSignaling(p);
       socket = await watchCloses(p);
@@ -90,8 +78,8 @@ test('signing out closes cleanly, forgets the token and does not reconnect; sign
 
 test('a new name closes the old session cleanly and signs in as the new one', async () => {
   let socket;
-  const ada = await openPerson(browser, server.url, 'Ada', { onPage: async (p) => { socket = await watchCloses(p); } });
-  const bo = await openPerson(browser, server.url, 'Bo');
+  const ada = await openPerson(env.browser, env.server.url, 'Ada', { onPage: async (p) => { socket = await watchCloses(p); } });
+  const bo = await openPerson(env.browser, env.server.url, 'Bo');
   const a = ada.page;
   await a.getByTestId('change-name').click();
   await a.getByTestId('name-input').fill('Ada Lovelace');
