@@ -178,6 +178,14 @@ async function callThroughRelay(caller, callee, { link = null, media = true } = 
   await bo.page.getByTestId('incoming-call').waitFor();
   await bo.page.getByTestId('accept-call').click();
   await remoteTile(bo.page, caller).waitFor();
+  // What matters is what the callee receives. His camera, its three
+  // encodings and the caller's decoder would only add to the CPU load,
+  // whose scheduling noise the media node's delay-based estimate reads as
+  // congestion.
+  const camera = bo.page.getByTestId('toggle-camera');
+  await until(`${callee}'s camera to be on`, async () => (await camera.getAttribute('data-state')) === 'on' && camera.isEnabled());
+  await camera.click();
+  await until(`${callee}'s camera to be off`, async () => (await camera.getAttribute('data-state')) === 'off');
   if (media) await expectMedia(bo.page, [caller]);
   return { ada, bo, relay };
 }

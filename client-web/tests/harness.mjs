@@ -4,7 +4,7 @@
 
 import { before, after } from 'node:test';
 import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, createWriteStream } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -42,6 +42,12 @@ export function startServer(extraArgs = [], { listen = '127.0.0.1:0' } = {}) {
   process.once('exit', killOnExit);
   proc.once('exit', () => process.removeListener('exit', killOnExit));
   let log = '';
+  // CHORUS_TEST_LOG_DIR=dir keeps each server's whole log there (the
+  // in-memory copy keeps only the end).
+  if (process.env.CHORUS_TEST_LOG_DIR) {
+    mkdirSync(process.env.CHORUS_TEST_LOG_DIR, { recursive: true });
+    proc.stderr.pipe(createWriteStream(path.join(process.env.CHORUS_TEST_LOG_DIR, `chorus-${proc.pid}.log`)));
+  }
   proc.stderr.on('data', (d) => {
     log += d;
     if (log.length > 200000) log = log.slice(-100000);
