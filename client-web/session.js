@@ -21,6 +21,10 @@
 // - when a sent offer got no answer in ANSWER_TIMEOUT_MS, or was refused.
 
 import { openCamera, cameraError } from './localmedia.js';
+import { MEDIA_UNREACHABLE, mediaProblem, cameraProblem } from './texts.js';
+
+/** The topic of problems with the media connection itself: they go away once it connects. */
+export const CONNECTION_PROBLEM = 'media-connection';
 
 const ICE_WAIT_MS = 4000;
 /** How long ICE may stay `disconnected` before an ICE restart. */
@@ -113,7 +117,9 @@ export class CallSession {
    * @param {(msg: object) => boolean} o.send a signaling message (false: not connected)
    * @param {() => boolean} [o.online] the signaling connection is up
    * @param {(what: string) => void} o.onChange something to redraw
-   * @param {(text: string) => void} o.onProblem a message for the person
+   * @param {(text: string, topic?: string) => void} o.onProblem a message for the person
+   *   (with a topic: it holds until `onProblemGone(topic)`)
+   * @param {(topic: string) => void} o.onProblemGone the problem about `topic` went away
    */
   constructor(o) {
     this.roomId = o.roomId;
@@ -123,6 +129,7 @@ export class CallSession {
     this.online = o.online || (() => true);
     this.onChange = o.onChange;
     this.onProblem = o.onProblem;
+    this.onProblemGone = o.onProblemGone || (() => {});
     /** @type {Map<string, object>} id → participant with its tracks and speaking state */
     this.participants = new Map();
     for (const p of o.participants) this.upsert(p);
@@ -158,6 +165,8 @@ export class CallSession {
     this.connectedAt = null;
     this.localSpeaking = false;
     this.localSpeakingUntil = 0;
+    /** Audio energy and duration last read, per track id ('local' for the microphone). */
+    this.energySeen = new Map();
     this.levelTimer = null;
     this.cameraBusy = false;
     /** Offers and answers sent: the tests check the client offers only once. */
@@ -175,7 +184,7 @@ export class CallSession {
     this.queue = this.queue.then(() => (this.closed ? undefined : step())).catch((err) => {
       if (this.closed) return;
       console.error('media step failed', err);
-      this.onProblem(`The media connection had a problem: ${err && err.message ? err.message : err}`);
+      this.onProblem(mediaProblem(err));
     });
     return this.queue;
   }
@@ -188,13 +197,17 @@ export class CallSession {
     this.pc = pc;
     pc.addEventListener('track', () => this.syncReceivers());
     pc.addEventListener('connectionstatechange', () => {
-      if (pc.connectionState === 'connected' && !this.connectedAt) {
-        this.connectedAt = Date.now();
-        this.timings.connected = wallClock();
+      if (pc.connectionState === 'connected') {
+        if (!this.connectedAt) {
+          this.connectedAt = Date.now();
+          this.timings.connected = wallClock();
+        }
+        // E.g. the first checks failed but an ICE restart got through.
+        this.onProblemGone(CONNECTION_PROBLEM);
       }
       if (pc.connectionState === 'failed' && !this.closed && !this.connectedAt) {
-        // Never connected: an ICE restart will not help a blocked network.
-        this.onProblem('The media connection failed: check that this device can reach the server over UDP.');
+        // Never connected: most likely a network that blocks UDP.
+        this.onProblem(MEDIA_UNREACHABLE, CONNECTION_PROBLEM);
       }
       this.onChange('connection');
     });
@@ -560,7 +573,7 @@ export class CallSession {
         try {
           track = await openCamera();
         } catch (err) {
-          this.onProblem(`Cannot turn the camera on: ${cameraError(err)}`);
+          this.onProblem(cameraProblem(cameraError(err)));
           return;
         }
         if (this.closed) {
@@ -588,58 +601,60 @@ export class CallSession {
     }
   }
 
+  /**
+   * Who is speaking: the audio energy each track carried since the last
+   * read (`totalAudioEnergy` over `totalSamplesDuration`, one stats report
+   * for all of them). The level of the latest packet alone would depend on
+   * when the read happens: a sound shorter than the interval could be
+   * missed every time.
+   */
   async readLevels() {
+    let report;
+    try {
+      report = await this.pc.getStats();
+    } catch {
+      return; // Closed meanwhile.
+    }
+    if (this.closed) return;
+    const inbound = new Map();
+    let source = null;
+    report.forEach((st) => {
+      if (st.kind !== 'audio') return;
+      if (st.type === 'inbound-rtp' && st.trackIdentifier) inbound.set(st.trackIdentifier, st);
+      else if (st.type === 'media-source') source = st;
+    });
     const now = Date.now();
     let changed = false;
     for (const p of this.participants.values()) {
-      let level = 0;
-      const r = p.audioReceiver;
-      if (r) {
-        try {
-          // The RFC 6464 level of the latest packet: cheap, read every tick.
-          const sources = r.getSynchronizationSources();
-          const wall = performance.timeOrigin + performance.now();
-          for (const s of sources) {
-            if (typeof s.audioLevel === 'number' && wall - s.timestamp < 1000) level = Math.max(level, s.audioLevel);
-          }
-          if (!sources.length || sources.every((s) => typeof s.audioLevel !== 'number')) {
-            // No level header extension: fall back to the decoder's level (costlier).
-            const stats = await r.getStats();
-            stats.forEach((st) => {
-              if (st.type === 'inbound-rtp' && typeof st.audioLevel === 'number') level = Math.max(level, st.audioLevel);
-            });
-          }
-        } catch {
-          // The receiver went away with a renegotiation.
-        }
-      }
-      if (!p.audio) level = 0;
-      p.level = level;
-      if (level >= SPEAKING_THRESHOLD) p.speakingUntil = now + SPEAKING_HOLD_MS;
+      const track = p.audioTrack;
+      const level = track ? this.levelSince(track.id, inbound.get(track.id)) : 0;
+      p.level = p.audio ? level : 0;
+      if (p.level >= SPEAKING_THRESHOLD) p.speakingUntil = now + SPEAKING_HOLD_MS;
       const speaking = p.speakingUntil > now;
       if (speaking !== p.speaking) {
         p.speaking = speaking;
         changed = true;
       }
     }
-    let mine = 0;
-    if (this.audioTx && this.localState().audio) {
-      try {
-        const stats = await this.audioTx.sender.getStats();
-        stats.forEach((st) => {
-          if (st.type === 'media-source' && typeof st.audioLevel === 'number') mine = Math.max(mine, st.audioLevel);
-        });
-      } catch {
-        // Closed meanwhile.
-      }
-    }
-    if (mine >= SPEAKING_THRESHOLD) this.localSpeakingUntil = now + SPEAKING_HOLD_MS;
+    const mine = this.levelSince('local', source);
+    if (this.localState().audio && mine >= SPEAKING_THRESHOLD) this.localSpeakingUntil = now + SPEAKING_HOLD_MS;
     const localSpeaking = this.localSpeakingUntil > now;
     if (localSpeaking !== this.localSpeaking) {
       this.localSpeaking = localSpeaking;
       changed = true;
     }
-    if (changed && !this.closed) this.onChange('speaking');
+    if (changed) this.onChange('speaking');
+  }
+
+  /** The root mean square level of `stats` (inbound-rtp or media-source) since the last call for `key`. */
+  levelSince(key, stats) {
+    if (!stats || typeof stats.totalAudioEnergy !== 'number' || typeof stats.totalSamplesDuration !== 'number') return 0;
+    const last = this.energySeen.get(key);
+    this.energySeen.set(key, { energy: stats.totalAudioEnergy, duration: stats.totalSamplesDuration });
+    if (!last) return 0;
+    const duration = stats.totalSamplesDuration - last.duration;
+    const energy = stats.totalAudioEnergy - last.energy;
+    return duration > 0 && energy > 0 ? Math.sqrt(energy / duration) : 0;
   }
 
   /** Per-person receive statistics (the browser tests read these). */

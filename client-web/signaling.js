@@ -8,12 +8,23 @@
 // next `auth` sends it as `resume`: within the server's grace period the
 // session goes on (`resumed: true`, calls untouched, the messages sent
 // meanwhile follow); later it signs in afresh (`resumed: false`).
+//
+// Closing on purpose (signing out, a new name, the page going away) sends a
+// clean close, code 1000: the server ends that session at once instead of
+// keeping it for a resume. Only a connection that drops is retried.
 
 const RETRY_DELAYS_MS = [250, 1000, 2000, 3000, 5000];
 /** While a session may still be resumed, retry at least this often. */
 const RESUME_RETRY_MAX_MS = 2000;
 /** The server's default reconnect grace; it does not tell its own. */
 export const RESUME_GRACE_MS = 20000;
+/** WebSocket close code of a deliberate close (RFC 6455 "normal closure"). */
+const CLEAN_CLOSE = 1000;
+/**
+ * Close code of `simulateDrop`: a code of the application's own range, so
+ * the server treats it as a lost connection, not as signing out.
+ */
+const SIMULATED_DROP = 4000;
 
 export class Signaling {
   /**
@@ -22,7 +33,8 @@ export class Signaling {
    * @param {() => Promise<string>} opts.freshToken a new token, the stored one was refused
    * @param {(msg: object) => void} opts.onMessage every server message after `welcome`
    * @param {(state: string, detail?: object) => void} opts.onState
-   *   `connecting`, `online` (detail: welcome, with `resumed`), `lost` (will retry), `replaced`, `failed`
+   *   `connecting`, `online` (detail: welcome, with `resumed`), `lost` (will retry), `replaced`, `failed`,
+   *   `idle` (closed on purpose)
    */
   constructor(opts) {
     this.opts = opts;
@@ -31,6 +43,9 @@ export class Signaling {
     this.attempt = 0;
     this.retryTimer = null;
     this.stopped = false;
+    /** Counts close() calls: a connect() begun before one gives up. */
+    this.generation = 0;
+    this.watchingNetwork = false;
     this.refreshNext = false;
     this.wasOnline = false;
     /** From the latest `welcome`: sent as `resume` after a drop. */
@@ -46,25 +61,38 @@ export class Signaling {
 
   start() {
     this.stopped = false;
-    this.connect();
-    window.addEventListener('online', () => this.retryNow());
-  }
-
-  /** Drops the connection for good (e.g. before signing in under a new name). */
-  stop() {
-    this.stopped = true;
-    clearTimeout(this.retryTimer);
-    if (this.ws) {
-      this.ws.onclose = null;
-      this.ws.close();
-      this.ws = null;
+    if (!this.watchingNetwork) {
+      this.watchingNetwork = true;
+      window.addEventListener('online', () => this.retryNow());
     }
-    this.setState('idle');
+    this.connect();
   }
 
-  /** Reconnects now with a new token (a new name, or a replaced session): nothing to resume. */
+  /**
+   * Closes the connection on purpose (signing out, the page going away):
+   * a clean close, so the server ends the session at once, and no retry.
+   * `start()` signs in again, afresh.
+   */
+  close(reason = 'signed out') {
+    this.stopped = true;
+    this.generation += 1;
+    clearTimeout(this.retryTimer);
+    const ws = this.ws;
+    this.ws = null;
+    this.resumeToken = null;
+    this.lostAt = null;
+    if (ws) {
+      // Its close event must not count as a drop.
+      ws.onclose = null;
+      ws.onmessage = null;
+      if (ws.readyState === WebSocket.CONNECTING || ws.readyState === WebSocket.OPEN) ws.close(CLEAN_CLOSE, reason);
+    }
+    if (this.state !== 'idle') this.setState('idle');
+  }
+
+  /** Signs in again now with a new token (a new name, or a replaced session): nothing to resume. */
   restart({ fresh = false } = {}) {
-    this.stop();
+    this.close('signing in again');
     this.stopped = false;
     this.attempt = 0;
     this.refreshNext = fresh;
@@ -87,7 +115,7 @@ export class Signaling {
   simulateDrop({ offlineMs = 0 } = {}) {
     this.offlineUntil = Date.now() + offlineMs;
     const ws = this.ws;
-    if (ws) ws.close(4000, 'simulated drop');
+    if (ws) ws.close(SIMULATED_DROP, 'simulated drop');
     else this.retryNow();
   }
 
@@ -122,15 +150,16 @@ export class Signaling {
       this.scheduleRetry();
       return;
     }
+    const generation = this.generation;
     let token;
     try {
       token = this.refreshNext ? await this.opts.freshToken() : await this.opts.token();
       this.refreshNext = false;
     } catch (err) {
-      this.failed(err);
+      if (generation === this.generation) this.failed(err);
       return;
     }
-    if (this.stopped) return;
+    if (this.stopped || generation !== this.generation) return;
     const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
     const ws = new WebSocket(url);
     this.ws = ws;

@@ -1,27 +1,17 @@
 // A 1:1 video call driven only through the UI: ring, accept, media both
 // ways, mute, camera off and on, hang up.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startServer, launchBrowser, openPerson, until, stats, expectMedia, screenshot, cleanup, onlineUser, remoteTile,
+  serverAndBrowser, openPerson, until, stats, expectMedia, screenshot, onlineUser, remoteTile,
 } from './harness.mjs';
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await cleanup({ browser, server });
-});
+const env = serverAndBrowser();
 
 test('1:1 video call: ring, accept, media both ways, mute, camera, hang up', async () => {
-  const ada = await openPerson(browser, server.url, 'Ada');
-  const bo = await openPerson(browser, server.url, 'Bo');
+  const ada = await openPerson(env.browser, env.server.url, 'Ada');
+  const bo = await openPerson(env.browser, env.server.url, 'Bo');
   const a = ada.page;
   const b = bo.page;
 

@@ -3,21 +3,11 @@
 // audio decoders off a small test machine. Tiles appear as people join and
 // go as they leave.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launchBrowser, openPerson, until, screenshot, cleanup, stats } from './harness.mjs';
+import { serverAndBrowser, openPerson, until, screenshot, stats } from './harness.mjs';
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await cleanup({ browser, server });
-});
+const env = serverAndBrowser();
 
 function noDevices() {
   navigator.mediaDevices.getUserMedia = async () => {
@@ -28,13 +18,13 @@ function noDevices() {
 const NAMES = ['Bo', 'Cy', 'Dee', 'Eli', 'Fay', 'Gus', 'Hal', 'Ivy'];
 
 test('the grid grows to 9 people and shrinks as they leave', async () => {
-  const ada = await openPerson(browser, server.url, 'Ada');
+  const ada = await openPerson(env.browser, env.server.url, 'Ada');
   await ada.page.getByTestId('new-group-call').click();
   const url = (await ada.page.getByTestId('room-link').textContent()).trim();
   const people = [];
   const columns = [];
   for (const name of NAMES) {
-    people.push(await openPerson(browser, url, name, { waitFor: 'call', init: noDevices, viewport: { width: 640, height: 480 } }));
+    people.push(await openPerson(env.browser, url, name, { waitFor: 'call', init: noDevices, viewport: { width: 640, height: 480 } }));
     const n = people.length;
     await until(`Ada to have ${n} tiles`, async () => (await ada.page.getByTestId('remote-tile').count()) === n);
     columns.push(await ada.page.locator('.grid').evaluate((g) => getComputedStyle(g).gridTemplateColumns.split(' ').length));

@@ -2,8 +2,9 @@
 // Chromium with fake devices, open people in separate browser contexts,
 // wait on conditions (never fixed sleeps) and save screenshots.
 
+import { before, after } from 'node:test';
 import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, createWriteStream } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -41,6 +42,12 @@ export function startServer(extraArgs = [], { listen = '127.0.0.1:0' } = {}) {
   process.once('exit', killOnExit);
   proc.once('exit', () => process.removeListener('exit', killOnExit));
   let log = '';
+  // CHORUS_TEST_LOG_DIR=dir keeps each server's whole log there (the
+  // in-memory copy keeps only the end).
+  if (process.env.CHORUS_TEST_LOG_DIR) {
+    mkdirSync(process.env.CHORUS_TEST_LOG_DIR, { recursive: true });
+    proc.stderr.pipe(createWriteStream(path.join(process.env.CHORUS_TEST_LOG_DIR, `chorus-${proc.pid}.log`)));
+  }
   proc.stderr.on('data', (d) => {
     log += d;
     if (log.length > 200000) log = log.slice(-100000);
@@ -165,6 +172,23 @@ export async function screenshot(page, name) {
   const file = path.join(OUTPUT_DIR, `${name}.png`);
   await page.screenshot({ path: file });
   return file;
+}
+
+/**
+ * One server and one browser for a whole test file: started before its
+ * first test, stopped after its last. Returns `{ server, browser }`, filled
+ * in by then.
+ */
+export function serverAndBrowser() {
+  const env = { server: null, browser: null };
+  before(async () => {
+    env.server = await startServer();
+    env.browser = await launchBrowser();
+  });
+  after(async () => {
+    await cleanup(env);
+  });
+  return env;
 }
 
 /** Closes everything that was opened, ignoring what is already gone. */

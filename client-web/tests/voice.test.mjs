@@ -1,27 +1,17 @@
 // A voice-only call: audio both ways, avatar tiles instead of video, and the
 // camera can still be switched on mid-call without a new client offer.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startServer, launchBrowser, openPerson, until, stats, expectMedia, screenshot, cleanup, onlineUser, remoteTile,
+  serverAndBrowser, openPerson, until, stats, expectMedia, screenshot, onlineUser, remoteTile,
 } from './harness.mjs';
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await cleanup({ browser, server });
-});
+const env = serverAndBrowser();
 
 test('voice call carries audio and shows avatar tiles', async () => {
-  const ada = await openPerson(browser, server.url, 'Ada');
-  const bo = await openPerson(browser, server.url, 'Bo', { viewport: { width: 360, height: 740 } });
+  const ada = await openPerson(env.browser, env.server.url, 'Ada');
+  const bo = await openPerson(env.browser, env.server.url, 'Bo', { viewport: { width: 360, height: 740 } });
   const a = ada.page;
   const b = bo.page;
   await onlineUser(a, 'Bo').getByTestId('call-audio').click();
