@@ -56,10 +56,12 @@ struct Pebble {
 
 impl Pebble {
     fn start(dir: &Path, tls_port: u16) -> Pebble {
-        let (cert, key, _) =
-            chorus_signaling::tls::self_signed([127, 0, 0, 1].into()).expect("certificate");
-        let listener_ca = dir.join("pebble-cert.pem");
-        std::fs::write(&listener_ca, cert).expect("write");
+        // pebble ships no certificate for its own HTTPS: a test CA signs
+        // one for 127.0.0.1.
+        let (ca, cert, key) = listener_certificate();
+        let listener_ca = dir.join("pebble-ca.pem");
+        std::fs::write(&listener_ca, ca).expect("write");
+        std::fs::write(dir.join("pebble-cert.pem"), cert).expect("write");
         std::fs::write(dir.join("pebble-key.pem"), key).expect("write");
         let (acme, management, dns) = (free_tcp_port(), free_tcp_port(), free_udp_port());
         let config = serde_json::json!({"pebble": {
@@ -90,13 +92,15 @@ impl Pebble {
             "",
             "-tlsalpn01",
             "",
-            "-doh",
-            "",
             "-management",
             &format!("127.0.0.1:{}", free_tcp_port()),
         ]);
         quiet(&mut dns_cmd);
-        let dns_proc = Process(dns_cmd.spawn().expect("pebble-challtestsrv (Debian package pebble) runs"));
+        let dns_proc = Process(
+            dns_cmd
+                .spawn()
+                .expect("pebble-challtestsrv (Debian package pebble) runs"),
+        );
         let mut pebble_cmd = Command::new("pebble");
         pebble_cmd
             .arg("-config")
@@ -106,7 +110,11 @@ impl Pebble {
             .env("PEBBLE_VA_NOSLEEP", "1")
             .env("PEBBLE_WFE_NONCEREJECT", "0");
         quiet(&mut pebble_cmd);
-        let pebble_proc = Process(pebble_cmd.spawn().expect("pebble (Debian package pebble) runs"));
+        let pebble_proc = Process(
+            pebble_cmd
+                .spawn()
+                .expect("pebble (Debian package pebble) runs"),
+        );
         Pebble {
             _dns: dns_proc,
             _pebble: pebble_proc,
@@ -130,7 +138,10 @@ impl Pebble {
                     return certs;
                 }
             }
-            assert!(Instant::now() < deadline, "pebble's management API did not answer");
+            assert!(
+                Instant::now() < deadline,
+                "pebble's management API did not answer"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -141,6 +152,24 @@ impl Pebble {
             .filter_map(Result::ok)
             .collect()
     }
+}
+
+/// A test CA, and a certificate it signs for 127.0.0.1: (CA PEM, cert
+/// PEM, key PEM).
+fn listener_certificate() -> (String, String, String) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Chorus test CA");
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
+        .expect("params");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, &issuer).expect("certificate");
+    (ca.pem(), cert.pem(), key.serialize_pem())
 }
 
 /// GET `path` over HTTPS from `addr`, verifying the certificate for
@@ -258,9 +287,11 @@ async fn a_certificate_from_acme_is_served_cached_and_reused() {
     // Plain HTTP is sent to HTTPS under the name asked for.
     let redirect = server.redirect_addr.expect("redirect listener");
     let mut http = TcpStream::connect(redirect).await.expect("connect");
-    http.write_all(format!("GET /call/abc HTTP/1.1\r\nHost: {DOMAIN}\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
+    http.write_all(
+        format!("GET /call/abc HTTP/1.1\r\nHost: {DOMAIN}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("write");
     let mut answer = String::new();
     let _ = http.read_to_string(&mut answer).await;
     assert!(answer.starts_with("HTTP/1.1 308"), "{answer}");
@@ -270,22 +301,13 @@ async fn a_certificate_from_acme_is_served_cached_and_reused() {
     );
     server.stop().await;
 
-    // pebble is gone: a restart must serve the cached certificate.
+    // pebble is gone: a restart must serve the cached certificate (the
+    // cache is kept per directory and names).
+    let restart_config = acme_config(listen, &pebble, &cache);
     drop(pebble);
-    let restarted = Server::start({
-        let mut c = Config::local();
-        c.listen = listen;
-        c.tls = Tls::Acme(AcmeSettings {
-            domains: vec![DOMAIN.into()],
-            email: None,
-            cache: cache.clone(),
-            directory: "https://127.0.0.1:9/dir".into(),
-            directory_ca: None,
-        });
-        c
-    })
-    .await
-    .expect("restarted server");
+    let restarted = Server::start(restart_config)
+        .await
+        .expect("restarted server");
     let again = wait_for_certificate(listen, &roots).await;
     assert_eq!(again, issued, "the same certificate, from the cache");
     restarted.stop().await;
