@@ -171,6 +171,12 @@ impl World {
         self.join_with(room, Some(MediaKind::Video), Some(simulcast))
     }
 
+    /// Adds a client at `addr`, an address an earlier client had (a NAT
+    /// binding or a relay reused): datagrams to it reach the newest.
+    pub fn join_from(&mut self, room: &str, kind: Option<MediaKind>, addr: SocketAddr) -> usize {
+        self.join_with_addr(room, kind, None, addr)
+    }
+
     fn join_with(
         &mut self,
         room: &str,
@@ -179,6 +185,17 @@ impl World {
     ) -> usize {
         let n = self.clients.len();
         let addr: SocketAddr = format!("10.0.1.{}:6000", n + 1).parse().expect("addr");
+        self.join_with_addr(room, kind, simulcast, addr)
+    }
+
+    fn join_with_addr(
+        &mut self,
+        room: &str,
+        kind: Option<MediaKind>,
+        simulcast: Option<Simulcast>,
+        addr: SocketAddr,
+    ) -> usize {
+        let n = self.clients.len();
         let mut rtc = Rtc::builder().build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
         let mut api = rtc.sdp_api();
@@ -227,7 +244,8 @@ impl World {
             match self.sfu.poll_output() {
                 Output::Transmit(_) if !self.deliver => {}
                 Output::Transmit(t) => {
-                    if let Some(c) = self.clients.iter_mut().find(|c| c.addr == t.destination) {
+                    let newest = self.clients.iter_mut().rev();
+                    if let Some(c) = newest.filter(|c| c.addr == t.destination).next() {
                         if let Some(link) = &mut c.downlink {
                             link.send(self.now, t.contents);
                             continue;

@@ -138,6 +138,34 @@ fn lapsed_ice_consent_removes_the_participant() {
 }
 
 #[test]
+fn a_new_participant_at_an_address_a_stale_one_used_gets_its_media() {
+    let mut w = World::new();
+    let alice = w.join("room", Some(MediaKind::Audio));
+    let gone = w.join("room", None);
+    w.run_for(Duration::from_secs(1));
+    assert!(w.connected(gone));
+    // Its network goes; within the grace period the media node still has it.
+    w.clients[gone].unplugged = true;
+    let addr = w.clients[gone].addr;
+    // A new connection comes from the same address (the same relay).
+    let fresh = w.join_from("room", None, addr);
+    w.run_for(Duration::from_secs(1));
+    assert!(
+        w.connected(fresh),
+        "its checks reached it, not the stale one"
+    );
+    assert_eq!(w.sfu.stats().participants, 3);
+    send_frames(&mut w, &[alice], 20);
+    let got: Vec<Vec<u8>> = w
+        .received(fresh)
+        .into_iter()
+        .filter(|p| p[0] == alice as u8)
+        .collect();
+    let want: Vec<Vec<u8>> = (0..20).map(|f| payload(alice, f)).collect();
+    assert_eq!(got, want, "alice's audio, intact and in order");
+}
+
+#[test]
 fn a_peer_that_never_connects_is_removed() {
     let mut w = World::new();
     w.join("room", Some(MediaKind::Audio));

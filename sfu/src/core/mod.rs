@@ -269,7 +269,12 @@ impl Sfu {
             }
             if !p.routes.contains(&route) {
                 p.routes.push(route);
-                sfu.by_addr.insert(route, id);
+                // The address passes to this participant from whoever had it.
+                if let Some(old) = sfu.by_addr.insert(route, id)
+                    && let Some(o) = sfu.participants.get_mut(&old)
+                {
+                    o.routes.retain(|r| *r != route);
+                }
             }
             // str0m holds one received packet until polled: drain it now,
             // so a caller may hand in a whole batch before polling.
@@ -388,15 +393,22 @@ impl Sfu {
             .min(far)
     }
 
-    /// Finds the participant a datagram belongs to: by source address, or
-    /// for a new address by the ICE username of a STUN request.
+    /// Finds the participant a datagram belongs to: a STUN request by the
+    /// ICE username it names, anything else by its source address. The
+    /// username comes first: an address can pass from one participant to
+    /// another (a NAT binding or a relay reused by a new connection while
+    /// the old one lingers), and the newcomer's checks must reach it.
     fn route(&self, route: (Transport, SocketAddr), data: &[u8]) -> Option<ParticipantId> {
-        if let Some(id) = self.by_addr.get(&route) {
-            return Some(*id);
+        // STUN's first two bits are 0; RTP, RTCP and DTLS never start so.
+        if data.first().is_some_and(|b| *b < 4)
+            && let Some(id) = str0m::ice::StunMessage::parse(data)
+                .ok()
+                .and_then(|stun| stun.split_username().map(|(local, _)| local.to_string()))
+                .and_then(|ufrag| self.by_ufrag.get(&ufrag).copied())
+        {
+            return Some(id);
         }
-        let stun = str0m::ice::StunMessage::parse(data).ok()?;
-        let (local_ufrag, _remote) = stun.split_username()?;
-        self.by_ufrag.get(local_ufrag).copied()
+        self.by_addr.get(&route).copied()
     }
 
     /// `id` has output to poll.
