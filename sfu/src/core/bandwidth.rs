@@ -22,6 +22,39 @@ use super::{MAX_VIDEO_SIDE, Sfu};
 /// How often a subscriber whose next layer does not fit is probed for it.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// An estimate that has not moved for this long while a higher layer is
+/// wanted is stuck: str0m's BWE, once it holds a link loss-limited (tail
+/// drops under a cap), refuses every probe, and with nothing more sent
+/// nothing ever moves the estimate again, even after the cap is lifted.
+/// The next layer is then tried anyway ([`Boost`]).
+const ESTIMATE_STUCK: Duration = Duration::from_secs(3);
+
+/// How long a layer tried on a stuck estimate runs before the estimate
+/// must have risen to carry it.
+const BOOST_FOR: Duration = Duration::from_secs(5);
+
+/// The next layer, sent although a stuck estimate does not allow it: what
+/// is sent then is the probe. The estimate decides the outcome: it rises
+/// (the link carries the layer) or falls (it does not: the layer goes,
+/// and the failed upgrade lengthens the wait before the next try).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Boost {
+    /// The estimate the tried allocation needs (bits/s, audio included).
+    total: u64,
+    /// The estimate when the boost began.
+    from_estimate: u64,
+    until: Instant,
+}
+
+impl Boost {
+    /// Still on: the estimate has neither fallen nor reached what the
+    /// boost needs, and time is left.
+    fn holds(&self, estimate: Option<u64>, now: Instant) -> bool {
+        let e = estimate.unwrap_or(0);
+        now < self.until && e >= self.from_estimate && e < self.total
+    }
+}
+
 impl Sfu {
     /// The subscriber renders one of its videos at this size (device
     /// pixels): it never gets a layer much larger.
@@ -95,6 +128,11 @@ impl Sfu {
             else {
                 continue;
             };
+            // A video that sends nothing (camera off) costs nothing and is
+            // nothing to probe for.
+            if s.kind == TrackKind::Video && track.layers.iter().all(|l| l.is_silent()) {
+                continue;
+            }
             match s.kind {
                 TrackKind::Audio => {
                     audio += layers::layer_costs(&track.layers, false)
@@ -120,8 +158,9 @@ impl Sfu {
         // An estimate the BWE cannot probe upward (no RTX toward this
         // subscriber, so no padding) only ever creeps up from what is
         // sent: it is a floor, not a limit, and does not cap the video.
+        let boost = p.boost.filter(|b| b.holds(p.estimate, now));
         let budget = match p.estimate {
-            Some(e) if p.probe_capable => e.saturating_sub(audio),
+            Some(e) if p.probe_capable => e.max(boost.map_or(0, |b| b.total)).saturating_sub(audio),
             _ => u64::MAX,
         };
         let only: Vec<Want> = wants.iter().map(|(_, w)| w.clone()).collect();
@@ -203,8 +242,23 @@ impl Sfu {
         let Some(estimate) = p.estimate else {
             return self.request_keyframes(keyframes);
         };
-        let upgrade_wanted =
-            next_step.is_some_and(|s| estimate < (sending + s) * allocate::UP_MARGIN_PERCENT / 100);
+        p.boost = boost;
+        let upgrade_total = next_step.map(|s| (sending + s) * allocate::UP_MARGIN_PERCENT / 100);
+        let upgrade_wanted = upgrade_total.is_some_and(|t| estimate < t);
+        let stuck = p
+            .estimate_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= ESTIMATE_STUCK);
+        if let Some(total) = upgrade_total.filter(|_| upgrade_wanted && stuck && p.boost.is_none())
+        {
+            debug!(participant = %id, estimate, total, "estimate stuck: trying the next layer");
+            p.boost = Some(Boost {
+                total,
+                from_estimate: estimate,
+                until: now + BOOST_FOR,
+            });
+            // The next try waits for the estimate to be stuck again.
+            p.estimate_since = Some(now);
+        }
         if upgrade_wanted && p.next_probe.is_none_or(|t| now >= t) {
             // str0m probes when the desired rate rises above the last one
             // it saw: a one-bit/s rise per probe is enough.

@@ -25,6 +25,9 @@ const NOMINAL_VIDEO_BPS: [u64; 3] = [1_500_000, 500_000, 150_000];
 /// in about 17 s.
 const PEAK_DECAY_PERCENT: u64 = 98;
 
+/// A layer that sent nothing for this many ticks (1.5 s) is silent.
+const SILENT_TICKS: u32 = 3;
+
 /// Assumed for an audio track not measured yet.
 pub(crate) const NOMINAL_AUDIO_BPS: u64 = 50_000;
 
@@ -68,6 +71,8 @@ pub(crate) struct Layer {
     pub(crate) active: bool,
     /// Since when no subscriber needs it.
     pub(crate) unneeded_since: Option<Instant>,
+    /// Ticks in a row that it sent nothing.
+    silent_ticks: u32,
 }
 
 impl Layer {
@@ -81,6 +86,7 @@ impl Layer {
             size: None,
             active: true,
             unneeded_since: None,
+            silent_ticks: 0,
         }
     }
 
@@ -95,6 +101,11 @@ impl Layer {
         let micros = elapsed.as_micros().max(1);
         let bytes = std::mem::take(&mut self.bytes);
         self.peak = self.peak * PEAK_DECAY_PERCENT / 100;
+        self.silent_ticks = if bytes == 0 {
+            self.silent_ticks.saturating_add(1)
+        } else {
+            0
+        };
         if bytes == 0 {
             self.peak = self.peak.max(self.bps);
             return;
@@ -106,6 +117,11 @@ impl Layer {
             (self.bps * 7 + now_bps * 3) / 10
         };
         self.peak = self.peak.max(self.bps);
+    }
+
+    /// It sent nothing lately (a camera turned off, a layer paused).
+    pub(crate) fn is_silent(&self) -> bool {
+        self.silent_ticks >= SILENT_TICKS
     }
 
     /// What the layer costs: its recent peak bitrate, if measured.
@@ -353,5 +369,18 @@ mod tests {
         // Layers not measured yet are taken at the nominal rates.
         let costs = layer_costs(&[Layer::new(None), Layer::new(None), l], true);
         assert_eq!(costs, vec![150_000, 500_000, cost]);
+    }
+
+    #[test]
+    fn a_layer_that_sends_nothing_turns_silent_and_back() {
+        let mut l = Layer::new(None);
+        for _ in 0..SILENT_TICKS {
+            assert!(!l.is_silent());
+            l.tick(TICK);
+        }
+        assert!(l.is_silent(), "a camera turned off costs nothing");
+        l.count(1200);
+        l.tick(TICK);
+        assert!(!l.is_silent(), "it sends again");
     }
 }

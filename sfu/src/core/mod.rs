@@ -470,6 +470,9 @@ impl Sfu {
             }
             RtcEvent::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
                 if let Some(p) = self.participants.get_mut(&id) {
+                    if p.estimate != Some(estimate.as_u64()) {
+                        p.estimate_since = Some(self.now);
+                    }
                     p.estimate = Some(estimate.as_u64());
                     tracing::trace!(participant = %id, estimate = estimate.as_u64(), "bandwidth estimate");
                 }
