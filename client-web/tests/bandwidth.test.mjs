@@ -68,7 +68,7 @@ function startRelay() {
 }
 
 /**
- * A page script: every ICE candidate in SDP the page receives becomes the
+ * A page script: every UDP ICE candidate in SDP the page receives becomes the
  * relay's address (as a NAT in front of the media node would announce it),
  * and the relay is told where the media node really is.
  */
@@ -79,10 +79,14 @@ function viaRelay(relayAddr) {
     RTCPeerConnection.prototype.setRemoteDescription = async function (desc) {
       if (desc && desc.sdp) {
         let node = null;
-        const sdp = desc.sdp.replace(/^(a=candidate:\\S+ \\d+ \\S+ \\d+ )(\\S+) (\\d+)( typ host.*)$/gm, (all, pre, ip, port, post) => {
-          node = ip + ':' + port;
-          return pre + rip + ' ' + rport + post;
-        });
+        // The relay carries UDP: the media node's TCP candidate would
+        // bypass it, so it goes.
+        const sdp = desc.sdp
+          .replace(/^a=candidate:\\S+ \\d+ tcp .*\\r?\\n/gim, '')
+          .replace(/^(a=candidate:\\S+ \\d+ udp \\d+ )(\\S+) (\\d+)( typ host.*)$/gim, (all, pre, ip, port, post) => {
+            node = ip + ':' + port;
+            return pre + rip + ' ' + rport + post;
+          });
         if (node) await window.__relayUpstream(node);
         desc = { type: desc.type, sdp };
       }

@@ -27,7 +27,7 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// drops under a cap), refuses every probe, and with nothing more sent
 /// nothing ever moves the estimate again, even after the cap is lifted.
 /// The next layer is then tried anyway ([`Boost`]).
-const ESTIMATE_STUCK: Duration = Duration::from_secs(3);
+const ESTIMATE_STUCK: Duration = Duration::from_millis(1500);
 
 /// How long a layer tried on a stuck estimate runs before the estimate
 /// must have risen to carry it.
