@@ -427,4 +427,39 @@ mod tests {
         assert!(Config::resolve(cli).is_err());
         let _ = std::fs::remove_dir_all(dir);
     }
+
+    #[test]
+    fn the_packaged_config_file_shows_every_setting_and_parses() {
+        use clap::CommandFactory;
+        let text = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../packaging/debian/chorus.toml"
+        ));
+        // Uncomment every setting: the file must then parse, with the types
+        // the flags have.
+        let uncommented: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix('#'))
+            .filter(|l| {
+                l.split(" = ").next().is_some_and(|k| {
+                    !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                })
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let parsed: Result<Cli, _> = toml::from_str(&uncommented);
+        assert!(parsed.is_ok(), "{parsed:?}\n{uncommented}");
+        for arg in Cli::command().get_arguments() {
+            let key = arg.get_id().as_str();
+            if key == "config" {
+                continue;
+            }
+            assert!(
+                uncommented
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{key} = "))),
+                "packaging/debian/chorus.toml does not show `{key}`"
+            );
+        }
+    }
 }
