@@ -244,8 +244,8 @@ impl World {
             match self.sfu.poll_output() {
                 Output::Transmit(_) if !self.deliver => {}
                 Output::Transmit(t) => {
-                    let newest = self.clients.iter_mut().rev();
-                    if let Some(c) = newest.filter(|c| c.addr == t.destination).next() {
+                    let mut newest = self.clients.iter_mut().rev();
+                    if let Some(c) = newest.find(|c| c.addr == t.destination) {
                         if let Some(link) = &mut c.downlink {
                             link.send(self.now, t.contents);
                             continue;

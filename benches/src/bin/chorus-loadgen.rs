@@ -63,6 +63,10 @@ struct Cli {
     /// Decrypt one packet in N for its send time.
     #[arg(long, default_value_t = 8)]
     latency_sample: u64,
+    /// Chorus' clients connect over ICE-TCP instead of UDP (Janus and the
+    /// reflector are always reached over UDP).
+    #[arg(long)]
+    tcp: bool,
     /// Media workers of the Chorus started here [default: one per core].
     #[arg(long)]
     workers: Option<usize>,
@@ -122,6 +126,7 @@ fn real_main(mut cli: Cli) -> Result<(), String> {
         step_seconds: cli.step_seconds,
         video_bitrate: cli.video_bitrate,
         latency_sample: cli.latency_sample.max(1),
+        tcp: cli.tcp,
     };
     let started = Instant::now();
     let report = if cli.compare || cli.smoke {

@@ -18,10 +18,11 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::rtp::{Extension, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc};
-use tokio::net::UdpSocket;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Plan, is_rtcp, is_rtp, now_ns, read_stamp, stamp};
@@ -246,6 +247,117 @@ impl ClientHandle {
     }
 }
 
+/// How a client reaches the system under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// UDP, from a socket bound to the client IP.
+    Udp,
+    /// ICE over TCP (RFC 6544 active, RFC 4571 frames) to the passive TCP
+    /// candidate of the answer.
+    Tcp,
+}
+
+/// The client's socket.
+enum Link {
+    Udp(UdpSocket),
+    /// Connected once the answer names the server's TCP candidate.
+    Tcp {
+        ip: IpAddr,
+        stream: Option<TcpStream>,
+        server: SocketAddr,
+        frames: Framer,
+    },
+}
+
+/// Reassembles RFC 4571 frames from a TCP byte stream.
+#[derive(Default)]
+struct Framer {
+    data: Vec<u8>,
+}
+
+impl Framer {
+    /// The next whole frame, copied into `out`: its length.
+    fn pop(&mut self, out: &mut [u8]) -> Option<usize> {
+        let len = usize::from(u16::from_be_bytes([
+            *self.data.first()?,
+            *self.data.get(1)?,
+        ]));
+        if self.data.len() < 2 + len || len > out.len() {
+            return None;
+        }
+        out[..len].copy_from_slice(&self.data[2..2 + len]);
+        self.data.drain(..2 + len);
+        Some(len)
+    }
+}
+
+impl Link {
+    async fn readable(&self) -> std::io::Result<()> {
+        match self {
+            Link::Udp(s) => s.readable().await,
+            Link::Tcp {
+                stream: Some(s), ..
+            } => s.readable().await,
+            Link::Tcp { stream: None, .. } => std::future::pending().await,
+        }
+    }
+
+    /// One datagram if one is there: source, length, kernel receive time.
+    fn try_recv(&mut self, buf: &mut [u8]) -> Option<(SocketAddr, usize, u64)> {
+        match self {
+            Link::Udp(s) => try_recv(s, buf),
+            Link::Tcp {
+                stream: Some(s),
+                server,
+                frames,
+                ..
+            } => loop {
+                if let Some(n) = frames.pop(buf) {
+                    return Some((*server, n, now_ns()));
+                }
+                let mut chunk = [0u8; 16 * 1024];
+                match s.try_read(&mut chunk) {
+                    Ok(n) if n > 0 => frames.data.extend_from_slice(&chunk[..n]),
+                    _ => return None,
+                }
+            },
+            Link::Tcp { stream: None, .. } => None,
+        }
+    }
+
+    async fn send(&mut self, data: &[u8], destination: SocketAddr) {
+        match self {
+            Link::Udp(s) => {
+                let _ = s.send_to(data, destination).await;
+            }
+            Link::Tcp {
+                stream: Some(s), ..
+            } => {
+                let Ok(len) = u16::try_from(data.len()) else {
+                    return;
+                };
+                let mut frame = Vec::with_capacity(data.len() + 2);
+                frame.extend_from_slice(&len.to_be_bytes());
+                frame.extend_from_slice(data);
+                let _ = s.write_all(&frame).await;
+            }
+            Link::Tcp { stream: None, .. } => {}
+        }
+    }
+}
+
+/// The address of the passive TCP candidate in an SDP.
+fn tcp_candidate(sdp: &str) -> Option<SocketAddr> {
+    sdp.lines()
+        .filter_map(|l| l.strip_prefix("a=candidate:"))
+        .find_map(|c| {
+            let f: Vec<&str> = c.split_whitespace().collect();
+            let tcp = f.get(2)?.eq_ignore_ascii_case("tcp");
+            let passive = c.contains("tcptype passive");
+            (tcp && passive).then(|| format!("{}:{}", f.get(4)?, f.get(5)?).parse().ok())?
+        })
+}
+
 /// Starts a client bound to `ip` (port chosen by the kernel). It lives
 /// until the returned handle and all its clones are dropped.
 pub async fn spawn(
@@ -253,10 +365,25 @@ pub async fn spawn(
     ip: IpAddr,
     sample: u64,
     latencies: Arc<Latencies>,
+    transport: Transport,
 ) -> std::io::Result<ClientHandle> {
-    let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
-    enable_rx_timestamps(&socket);
-    let local = socket.local_addr()?;
+    let (link, local) = match transport {
+        Transport::Udp => {
+            let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+            enable_rx_timestamps(&socket);
+            let local = socket.local_addr()?;
+            (Link::Udp(socket), Some(local))
+        }
+        Transport::Tcp => (
+            Link::Tcp {
+                ip,
+                stream: None,
+                server: SocketAddr::new(ip, 0),
+                frames: Framer::default(),
+            },
+            None,
+        ),
+    };
     let now = Instant::now();
     // Chrome's header extensions without transport-wide sequence numbers:
     // these clients send no RTCP, so they must not offer TWCC feedback (the
@@ -274,15 +401,17 @@ pub async fn spawn(
         .set_extension(10, Extension::RtpStreamId)
         .set_extension(11, Extension::RepairedRtpStreamId)
         .build(now);
-    let candidate = Candidate::host(local, "udp")
-        .map_err(|e| std::io::Error::other(format!("candidate: {e}")))?;
-    rtc.add_local_candidate(candidate);
+    if let Some(local) = local {
+        let candidate = Candidate::host(local, "udp")
+            .map_err(|e| std::io::Error::other(format!("candidate: {e}")))?;
+        rtc.add_local_candidate(candidate);
+    }
     let counters = Arc::new(Counters::default());
     let (tx, rx) = mpsc::unbounded_channel();
     let client = Client {
         rtc,
-        socket,
-        local,
+        link,
+        local: local.unwrap_or(SocketAddr::new(ip, 0)),
         role,
         counters: counters.clone(),
         latencies,
@@ -301,7 +430,7 @@ pub async fn spawn(
 
 struct Client {
     rtc: Rtc,
-    socket: UdpSocket,
+    link: Link,
     local: SocketAddr,
     role: Role,
     counters: Arc<Counters>,
@@ -340,12 +469,12 @@ impl Client {
                 timeout
             };
             tokio::select! {
-                r = self.socket.readable() => {
+                r = self.link.readable() => {
                     if r.is_err() {
                         return;
                     }
                     let now = Instant::now();
-                    while let Some((source, n, at)) = try_recv(&self.socket, &mut buf) {
+                    while let Some((source, n, at)) = self.link.try_recv(&mut buf) {
                         let fed = buf.get(..n).is_some_and(|d| self.receive(now, source, d, at));
                         // str0m holds one received packet until polled.
                         if fed && self.drain().await.is_none() {
@@ -354,7 +483,7 @@ impl Client {
                     }
                 },
                 c = cmds.recv() => match c {
-                    Some(c) => self.command(c),
+                    Some(c) => self.command(c).await,
                     None => return,
                 },
                 _ = tokio::time::sleep_until(wake.into()) => {
@@ -385,10 +514,14 @@ impl Client {
             return false;
         };
         self.rx_ns = at;
+        let proto = match self.link {
+            Link::Udp(_) => Protocol::Udp,
+            Link::Tcp { .. } => Protocol::Tcp,
+        };
         let input = Input::Receive(
             now,
             Receive {
-                proto: Protocol::Udp,
+                proto,
                 source,
                 destination: self.local,
                 contents,
@@ -410,7 +543,7 @@ impl Client {
                     if subscriber && is_rtcp(&t.contents) {
                         continue;
                     }
-                    let _ = self.socket.send_to(&t.contents, t.destination).await;
+                    self.link.send(&t.contents, t.destination).await;
                 }
                 Ok(Output::Event(e)) => self.event(e),
                 Err(_) => return None,
@@ -436,7 +569,7 @@ impl Client {
         }
     }
 
-    fn command(&mut self, c: Cmd) {
+    async fn command(&mut self, c: Cmd) {
         match c {
             Cmd::Offer(reply) => {
                 let mut api = self.rtc.sdp_api();
@@ -471,6 +604,10 @@ impl Client {
                         .accept_answer(pending, answer)
                         .map_err(|e| e.to_string())
                 })();
+                let r = match r {
+                    Ok(()) => self.connect_tcp(&sdp).await,
+                    e => e,
+                };
                 let _ = reply.send(r);
             }
             Cmd::AcceptOffer(sdp, reply) => {
@@ -486,6 +623,43 @@ impl Client {
                 let _ = reply.send(r);
             }
         }
+    }
+
+    /// Over TCP: dials the answer's passive candidate and offers the
+    /// connection as the local candidate, so ICE checks it.
+    async fn connect_tcp(&mut self, answer: &str) -> Result<(), String> {
+        let Link::Tcp {
+            ip, stream, server, ..
+        } = &mut self.link
+        else {
+            return Ok(());
+        };
+        let to = tcp_candidate(answer).ok_or("the answer has no TCP candidate")?;
+        let socket = match ip {
+            IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+            IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+        }
+        .map_err(|e| e.to_string())?;
+        socket
+            .bind(SocketAddr::new(*ip, 0))
+            .map_err(|e| e.to_string())?;
+        let s = socket
+            .connect(to)
+            .await
+            .map_err(|e| format!("tcp {to}: {e}"))?;
+        s.set_nodelay(true).map_err(|e| e.to_string())?;
+        let local = s.local_addr().map_err(|e| e.to_string())?;
+        *server = to;
+        *stream = Some(s);
+        self.local = local;
+        let candidate = Candidate::builder()
+            .tcp()
+            .host(local)
+            .tcptype(TcpType::Active)
+            .build()
+            .map_err(|e| format!("candidate: {e}"))?;
+        self.rtc.add_local_candidate(candidate);
+        Ok(())
     }
 
     /// One tick of media: an Opus frame and a video frame of three packets,
@@ -560,6 +734,28 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tcp_frames_are_reassembled_across_reads() {
+        let mut f = Framer::default();
+        let mut out = [0u8; 16];
+        f.data.extend_from_slice(&[0, 3, 1, 2]);
+        assert_eq!(f.pop(&mut out), None, "half a frame");
+        f.data.extend_from_slice(&[3, 0, 1, 9]);
+        assert_eq!(f.pop(&mut out), Some(3));
+        assert_eq!(&out[..3], &[1, 2, 3]);
+        assert_eq!(f.pop(&mut out), Some(1));
+        assert_eq!(out[0], 9);
+        assert_eq!(f.pop(&mut out), None);
+    }
+
+    #[test]
+    fn the_passive_tcp_candidate_is_found_in_an_answer() {
+        let sdp = "v=0\r\na=candidate:1 1 udp 2130706175 198.18.0.2 50000 typ host\r\n\
+                   a=candidate:2 1 tcp 1509949695 198.18.0.2 50010 typ host tcptype passive\r\n";
+        assert_eq!(tcp_candidate(sdp), "198.18.0.2:50010".parse().ok());
+        assert_eq!(tcp_candidate("a=candidate:1 1 udp 1 1.2.3.4 5 typ host"), None);
+    }
 
     #[test]
     fn tracks_loss_across_wraparound() {

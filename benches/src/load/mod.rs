@@ -36,6 +36,9 @@ pub struct Plan {
     pub video_bitrate: u64,
     /// One packet in this many is decrypted for its send time.
     pub latency_sample: u64,
+    /// Clients reach Chorus over ICE-TCP instead of UDP (the other systems
+    /// are always reached over UDP).
+    pub tcp: bool,
 }
 
 impl Plan {

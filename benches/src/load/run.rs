@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::client::{self, ClientHandle, Counters, Latencies, Role};
+use super::client::{self, ClientHandle, Counters, Latencies, Role, Transport};
 use super::figures::{Latency, Measured, Step};
 use super::{Plan, chorus, host, janus, opus_frames, reflector};
 
@@ -54,6 +54,11 @@ pub async fn measure(
         host::rcvbuf_errors(std::process::id()).unwrap_or(0),
     );
     let mut held = Held::default();
+    let transport = if plan.tcp {
+        Transport::Tcp
+    } else {
+        Transport::Udp
+    };
     // Publishers, room by room.
     let mut publishers: Vec<Vec<Arc<Counters>>> = Vec::new();
     let mut room_ids: Vec<String> = Vec::new();
@@ -86,7 +91,8 @@ pub async fn measure(
                     counters.push(c);
                 }
                 System::Chorus(base) => {
-                    let c = publisher(client_ip, &frames, video_bytes, &latencies).await?;
+                    let c =
+                        publisher(client_ip, &frames, video_bytes, &latencies, transport).await?;
                     let s =
                         chorus::join(&http, base, &pname, room_id.as_deref(), c.clone()).await?;
                     room_id.get_or_insert(s.room.clone());
@@ -96,7 +102,8 @@ pub async fn measure(
                     held.clients.push(c);
                 }
                 System::Janus(base) => {
-                    let c = publisher(client_ip, &frames, video_bytes, &latencies).await?;
+                    let c = publisher(client_ip, &frames, video_bytes, &latencies, Transport::Udp)
+                        .await?;
                     let mut s = janus::Session::open(&http, base).await?;
                     let id = s.publish(janus_room(r), &pname, &c).await?;
                     c.wait_connected(Duration::from_secs(15)).await?;
@@ -217,6 +224,7 @@ async fn publisher(
     frames: &Arc<Vec<Vec<u8>>>,
     video_bytes: usize,
     latencies: &Arc<Latencies>,
+    transport: Transport,
 ) -> Result<ClientHandle, String> {
     client::spawn(
         Role::Publisher {
@@ -226,6 +234,7 @@ async fn publisher(
         ip,
         1,
         latencies.clone(),
+        transport,
     )
     .await
     .map_err(|e| e.to_string())
@@ -259,9 +268,19 @@ async fn subscribe(
                 .map_err(|e| e.to_string())?;
         return Ok((c, Joined::Plain));
     }
-    let c = client::spawn(Role::Subscriber, ip, plan.latency_sample, latencies)
-        .await
-        .map_err(|e| e.to_string())?;
+    let transport = match system {
+        System::Chorus(_) if plan.tcp => Transport::Tcp,
+        _ => Transport::Udp,
+    };
+    let c = client::spawn(
+        Role::Subscriber,
+        ip,
+        plan.latency_sample,
+        latencies,
+        transport,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let joined = match system {
         System::Chorus(base) => Joined::Chorus(
             chorus::join(http, base, name, Some(room_id), c.clone()).await?,
