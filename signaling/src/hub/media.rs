@@ -105,7 +105,9 @@ impl Hub {
         let command = match sdp {
             Sdp::Offer(sdp) => {
                 // Answers are bounded by the WebSocket message size only:
-                // they echo the media node's own offers.
+                // they echo the media node's own offers, one m-line per
+                // track the subscriber receives at once (a full room's is
+                // larger than an offer of what one client publishes).
                 if sdp.len() > self.config.max_sdp_bytes {
                     return Err(HubError::SdpTooLarge);
                 }
