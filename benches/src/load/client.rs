@@ -754,7 +754,10 @@ mod tests {
         let sdp = "v=0\r\na=candidate:1 1 udp 2130706175 198.18.0.2 50000 typ host\r\n\
                    a=candidate:2 1 tcp 1509949695 198.18.0.2 50010 typ host tcptype passive\r\n";
         assert_eq!(tcp_candidate(sdp), "198.18.0.2:50010".parse().ok());
-        assert_eq!(tcp_candidate("a=candidate:1 1 udp 1 1.2.3.4 5 typ host"), None);
+        assert_eq!(
+            tcp_candidate("a=candidate:1 1 udp 1 1.2.3.4 5 typ host"),
+            None
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! What the control plane asks of the media core.
 
+use serde::{Deserialize, Serialize};
+
 use super::output::{ParticipantId, RoomId};
 
 /// A command from the control plane, handed to [`Sfu::handle_command`]
@@ -7,7 +9,7 @@ use super::output::{ParticipantId, RoomId};
 /// [`MediaNode`](crate::MediaNode)).
 ///
 /// [`Sfu::handle_command`]: super::Sfu::handle_command
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// A client's SDP offer; the first one joins the room.
     Offer {

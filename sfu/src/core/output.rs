@@ -6,10 +6,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
 use str0m::media::MediaKind;
 
 /// Identifies one participant connection; chosen by the control plane.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ParticipantId(pub u64);
 
 impl fmt::Display for ParticipantId {
@@ -19,7 +20,7 @@ impl fmt::Display for ParticipantId {
 }
 
 /// Identifies a room; chosen by the control plane.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct RoomId(pub Arc<str>);
 
 impl fmt::Display for RoomId {
@@ -35,7 +36,7 @@ impl From<&str> for RoomId {
 }
 
 /// Audio or video.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TrackKind {
     /// An audio track.
     Audio,
@@ -62,7 +63,7 @@ impl From<TrackKind> for MediaKind {
 }
 
 /// One forwarded track as a subscriber sees it in an SFU offer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrackInfo {
     /// The m-line of the subscriber's connection that carries the track.
     pub mid: String,
@@ -73,7 +74,7 @@ pub struct TrackInfo {
 }
 
 /// Why a participant left the media node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RemoveReason {
     /// The control plane asked for it.
     Left,
@@ -89,7 +90,7 @@ pub enum RemoveReason {
 }
 
 /// Errors answering a control-plane command.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum SfuError {
     /// The SDP could not be parsed or was refused.
@@ -117,7 +118,7 @@ impl fmt::Display for SfuError {
 impl std::error::Error for SfuError {}
 
 /// What the core tells the control plane, in order per participant.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
     /// The SDP answer to the participant's offer.
     Answer {
@@ -217,7 +218,7 @@ pub enum Output {
 }
 
 /// Counters for operators and tests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
     /// Participants on this core.
     pub participants: usize,

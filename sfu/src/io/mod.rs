@@ -52,7 +52,7 @@ pub struct NodeConfig {
 }
 
 /// Socket-level counters of one worker.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IoStats {
     // Datagrams over TCP count with the others, one per frame.
     /// Datagrams read.
@@ -72,7 +72,7 @@ pub struct IoStats {
 }
 
 /// One worker's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WorkerStats {
     /// The core's counters.
     pub core: Stats,

@@ -83,7 +83,7 @@ pub struct TcpCounters {
 }
 
 /// A snapshot of [`TcpCounters`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TcpStats {
     /// Connections accepted.
     pub accepted: u64,
