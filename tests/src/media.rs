@@ -643,11 +643,8 @@ mod tests {
                 "{} samples",
                 pcm.len()
             );
-            let start = std::time::Instant::now();
             let est = dominant_frequency(&pcm, OPUS_SAMPLE_RATE);
-            let took = start.elapsed();
             assert!((est - freq).abs() < 2.0, "{freq} Hz decoded as {est} Hz");
-            assert!(took.as_secs_f32() < 1.0, "dominant_frequency took {took:?}");
         }
     }
 
