@@ -271,7 +271,7 @@ impl Client {
     /// Waits until `done` holds of what it observed; false if it does not
     /// within `timeout`.
     pub async fn wait(&self, timeout: Duration, done: impl Fn(&Observed) -> bool) -> bool {
-        let what = format!("{}: what it awaits", self.label);
+        let what = format!("{} to observe what it awaits", self.label);
         eventually(timeout, &what, || self.with(&done), |&held| held)
             .await
             .is_ok()

@@ -86,3 +86,50 @@ where
         pause = (pause * 2).min(LONGEST_PAUSE);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn returns_the_first_value_that_holds() {
+        let mut looks = 0;
+        let seen = eventually(
+            Duration::from_secs(1),
+            "the third look",
+            || {
+                looks += 1;
+                looks
+            },
+            |&n| n == 3,
+        )
+        .await
+        .expect("the third look holds");
+        assert_eq!((seen, looks), (3, 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timeout_says_what_was_awaited_and_what_was_seen_last() {
+        let start = tokio::time::Instant::now();
+        let err = eventually_async(
+            Duration::from_millis(100),
+            "the answer",
+            || async { 41 },
+            |&n| n == 42,
+        )
+        .await
+        .expect_err("41 is never 42");
+        assert!(start.elapsed() >= Duration::from_millis(100));
+        assert_eq!(
+            (err.what.as_str(), err.last_seen.as_str()),
+            ("the answer", "41")
+        );
+        assert!(
+            err.to_string().starts_with("timed out after ")
+                && err
+                    .to_string()
+                    .ends_with(" waiting for the answer; last seen: 41"),
+            "{err}"
+        );
+    }
+}

@@ -1006,7 +1006,7 @@ impl Peer {
     where
         F: FnMut(&[RemoteTrackStats]) -> bool,
     {
-        let what = format!("{}: the media it awaits", self.cfg.name);
+        let what = format!("{} to receive what it awaits", self.cfg.name);
         let seen = eventually(timeout, &what, || Snapshot(self.received()), |s| done(&s.0))
             .await
             .map_err(|e| PeerError::new(e.to_string()))?;
