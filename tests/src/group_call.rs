@@ -219,15 +219,14 @@ impl GroupCall {
 
     /// The call now; `at` is the time since the first sample.
     pub fn sample(&self, at: Duration) -> Result<Sample, Error> {
-        // RSS first, before the snapshots below allocate copies of the PCM.
         let rss_kb = rss_kb()?;
         let (node_drops, peer_drops) = udp_drops(self.server.server.udp_addr.port());
         let (media_cpu, all_cpu) = cpu_time(MEDIA_THREADS);
         let mut pcm_bytes = 0usize;
         let mut video = Vec::new();
         for (i, m) in self.members.iter().enumerate() {
-            let tracks = m.peer.received();
-            pcm_bytes += tracks.iter().map(|t| t.pcm.len() * 2).sum::<usize>();
+            let tracks = m.peer.received_without_pcm();
+            pcm_bytes += m.peer.pcm_samples() * 2;
             let mut row = Vec::new();
             for (j, publisher) in self.members.iter().enumerate() {
                 if i == j {

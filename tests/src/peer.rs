@@ -276,9 +276,9 @@ impl RemoteEntry {
         }
     }
 
-    fn snapshot(&self) -> RemoteTrackStats {
+    fn snapshot(&self, with_pcm: bool) -> RemoteTrackStats {
         let mut stats = self.stats.clone();
-        if let Some(sink) = &self.sink {
+        if let (Some(sink), true) = (&self.sink, with_pcm) {
             stats.pcm = sink.pcm().to_vec();
         }
         stats
@@ -982,11 +982,31 @@ impl Peer {
     /// Snapshot of everything received so far, one entry per remote track (in the order the
     /// tracks opened), each tagged with its receiving transceiver's mid.
     pub fn received(&self) -> Vec<RemoteTrackStats> {
+        self.snapshot(true)
+    }
+
+    /// Like [`Peer::received`] with `pcm` left empty: copying the decoded
+    /// audio costs time and memory that a sample of counters should not.
+    pub fn received_without_pcm(&self) -> Vec<RemoteTrackStats> {
+        self.snapshot(false)
+    }
+
+    /// Decoded PCM samples held over all remote audio tracks.
+    pub fn pcm_samples(&self) -> usize {
+        let remotes = self.shared.remotes();
+        remotes
+            .iter()
+            .filter_map(|e| e.sink.as_ref())
+            .map(|sink| sink.pcm().len())
+            .sum()
+    }
+
+    fn snapshot(&self, with_pcm: bool) -> Vec<RemoteTrackStats> {
         let mut snapshot: Vec<RemoteTrackStats> = self
             .shared
             .remotes()
             .iter()
-            .map(RemoteEntry::snapshot)
+            .map(|e| e.snapshot(with_pcm))
             .collect();
         for stats in &mut snapshot {
             stats.remote_sending = self.shared.is_remote_sending(&stats.mid);
