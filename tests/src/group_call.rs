@@ -58,7 +58,7 @@ pub struct Sample {
     pub all_cpu: CpuTime,
     /// This process's resident memory (server and peers), kB.
     pub rss_kb: i64,
-    /// Decoded PCM the peers hold (up to 25 s per audio track), kB.
+    /// Decoded PCM the peers hold in memory (up to 25 s per audio track), kB.
     pub pcm_kb: i64,
     /// `[subscriber][publisher]`; zero where they are the same.
     pub video: Vec<Vec<FrameCounts>>,
@@ -226,7 +226,7 @@ impl GroupCall {
         let mut video = Vec::new();
         for (i, m) in self.members.iter().enumerate() {
             let tracks = m.peer.received_without_pcm();
-            pcm_bytes += m.peer.pcm_samples() * 2;
+            pcm_bytes += m.peer.pcm_held() * 2;
             let mut row = Vec::new();
             for (j, publisher) in self.members.iter().enumerate() {
                 if i == j {

@@ -991,13 +991,14 @@ impl Peer {
         self.snapshot(false)
     }
 
-    /// Decoded PCM samples held over all remote audio tracks.
-    pub fn pcm_samples(&self) -> usize {
+    /// Decoded PCM samples the remote audio tracks' buffers hold in memory
+    /// (see [`OpusSink::pcm_held`]).
+    pub fn pcm_held(&self) -> usize {
         let remotes = self.shared.remotes();
         remotes
             .iter()
             .filter_map(|e| e.sink.as_ref())
-            .map(|sink| sink.pcm().len())
+            .map(OpusSink::pcm_held)
             .sum()
     }
 
