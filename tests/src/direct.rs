@@ -23,6 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
+use crate::eventually::eventually;
 use crate::media::{OpusSink, ToneEncoder, encode_video_frame, parse_video_frame};
 
 /// A media node on loopback with a TCP listener, and the clients on it.
@@ -267,16 +268,13 @@ impl Client {
         f(&self.observed.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Waits until `done` holds of what it observed.
+    /// Waits until `done` holds of what it observed; false if it does not
+    /// within `timeout`.
     pub async fn wait(&self, timeout: Duration, done: impl Fn(&Observed) -> bool) -> bool {
-        let until = Instant::now() + timeout;
-        while Instant::now() < until {
-            if self.with(&done) {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        self.with(done)
+        let what = format!("{} to observe what it awaits", self.label);
+        eventually(timeout, &what, || self.with(&done), |&held| held)
+            .await
+            .is_ok()
     }
 }
 

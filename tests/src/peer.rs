@@ -40,6 +40,7 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::RtpSender;
 
+use crate::eventually::eventually;
 use crate::media::{
     OPUS_FRAME_SAMPLES, OPUS_SAMPLE_RATE, OpusSink, ToneEncoder, VIDEO_CLOCK_RATE,
     encode_video_frame, parse_video_frame,
@@ -58,8 +59,6 @@ pub const KEYFRAME_INTERVAL: Duration = Duration::from_secs(3);
 
 /// How long negotiation waits for ICE gathering to complete.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often [`Peer::wait_for_received`] re-checks its condition.
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// An error from a [`Peer`].
 #[derive(Debug, Clone)]
@@ -103,6 +102,10 @@ pub struct PeerConfig {
     /// The sequence number of the first video frame: distinct bases tell
     /// publishers' frames apart at a subscriber.
     pub video_seq_base: u32,
+    /// Send a keyframe at least this often ([`KEYFRAME_INTERVAL`] if
+    /// `None`), and at once on PLI/FIR. A test that must tell a requested
+    /// keyframe from a periodic one sets it longer than the test runs.
+    pub keyframe_interval: Option<Duration>,
 }
 
 /// Media kind of a received track.
@@ -273,9 +276,9 @@ impl RemoteEntry {
         }
     }
 
-    fn snapshot(&self) -> RemoteTrackStats {
+    fn snapshot(&self, with_pcm: bool) -> RemoteTrackStats {
         let mut stats = self.stats.clone();
-        if let Some(sink) = &self.sink {
+        if let (Some(sink), true) = (&self.sink, with_pcm) {
             stats.pcm = sink.pcm().to_vec();
         }
         stats
@@ -946,8 +949,9 @@ impl Peer {
 
     /// Starts sending: an Opus packet of the tone every 20 ms (RTP timestamp +960 each), and
     /// if video, one synthetic frame per RTP packet every 33 ms (90 kHz timestamps from the
-    /// wall clock, marker set) with a keyframe first, every 3 s, and at once whenever the
-    /// remote sends a PLI or FIR for the video sender. Calling it again does nothing.
+    /// wall clock, marker set) with a keyframe first, then every `keyframe_interval` (see
+    /// [`PeerConfig`]), and at once whenever the remote sends a PLI or FIR for the video
+    /// sender. Calling it again does nothing.
     pub fn start_media(&self) {
         if self.media_started.swap(true, Ordering::SeqCst) {
             return;
@@ -963,6 +967,7 @@ impl Peer {
                         Arc::clone(&self.shared),
                         local.clone(),
                         self.cfg.video_seq_base,
+                        self.cfg.keyframe_interval.unwrap_or(KEYFRAME_INTERVAL),
                     ));
                 }
             }
@@ -977,11 +982,32 @@ impl Peer {
     /// Snapshot of everything received so far, one entry per remote track (in the order the
     /// tracks opened), each tagged with its receiving transceiver's mid.
     pub fn received(&self) -> Vec<RemoteTrackStats> {
+        self.snapshot(true)
+    }
+
+    /// Like [`Peer::received`] with `pcm` left empty: copying the decoded
+    /// audio costs time and memory that a sample of counters should not.
+    pub fn received_without_pcm(&self) -> Vec<RemoteTrackStats> {
+        self.snapshot(false)
+    }
+
+    /// Decoded PCM samples the remote audio tracks' buffers hold in memory
+    /// (see [`OpusSink::pcm_held`]).
+    pub fn pcm_held(&self) -> usize {
+        let remotes = self.shared.remotes();
+        remotes
+            .iter()
+            .filter_map(|e| e.sink.as_ref())
+            .map(OpusSink::pcm_held)
+            .sum()
+    }
+
+    fn snapshot(&self, with_pcm: bool) -> Vec<RemoteTrackStats> {
         let mut snapshot: Vec<RemoteTrackStats> = self
             .shared
             .remotes()
             .iter()
-            .map(RemoteEntry::snapshot)
+            .map(|e| e.snapshot(with_pcm))
             .collect();
         for stats in &mut snapshot {
             stats.remote_sending = self.shared.is_remote_sending(&stats.mid);
@@ -989,7 +1015,7 @@ impl Peer {
         snapshot
     }
 
-    /// Polls [`Peer::received`] until `done` holds, returning that snapshot.
+    /// Looks at [`Peer::received`] until `done` holds, returning that snapshot.
     ///
     /// # Errors
     /// Fails with a summary of the last snapshot if `done` does not hold within `timeout`.
@@ -1001,22 +1027,11 @@ impl Peer {
     where
         F: FnMut(&[RemoteTrackStats]) -> bool,
     {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let snapshot = self.received();
-            if done(&snapshot) {
-                return Ok(snapshot);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                let summary: Vec<String> = snapshot.iter().map(summarize).collect();
-                return Err(PeerError::new(format!(
-                    "{}: condition not met after {timeout:?}; received: [{}]",
-                    self.cfg.name,
-                    summary.join("; ")
-                )));
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
+        let what = format!("{} to receive what it awaits", self.cfg.name);
+        let seen = eventually(timeout, &what, || Snapshot(self.received()), |s| done(&s.0))
+            .await
+            .map_err(|e| PeerError::new(e.to_string()))?;
+        Ok(seen.0)
     }
 
     /// Sends a PLI for the remote video track received on `mid`.
@@ -1092,6 +1107,17 @@ pub fn summarize(s: &RemoteTrackStats) -> String {
     }
 }
 
+/// What a peer received, shown one line per track (the decoded PCM left out).
+struct Snapshot(Vec<RemoteTrackStats>);
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(summarize))
+            .finish()
+    }
+}
+
 async fn read_keyframe_requests(shared: Arc<Shared>, track: Arc<TrackLocalStaticRTP>) {
     loop {
         match track.poll().await {
@@ -1147,7 +1173,12 @@ async fn send_audio(local: LocalTrack, freq: f32) {
     }
 }
 
-async fn send_video(shared: Arc<Shared>, local: LocalTrack, seq_base: u32) {
+async fn send_video(
+    shared: Arc<Shared>,
+    local: LocalTrack,
+    seq_base: u32,
+    keyframe_interval: Duration,
+) {
     let start = Instant::now();
     let timestamp_base = random_u32();
     let mut seq = random_u32() as u16;
@@ -1164,7 +1195,7 @@ async fn send_video(shared: Arc<Shared>, local: LocalTrack, seq_base: u32) {
         }
         let now = Instant::now();
         let keyframe =
-            requested || last_keyframe.is_none_or(|at| now.duration_since(at) >= KEYFRAME_INTERVAL);
+            requested || last_keyframe.is_none_or(|at| now.duration_since(at) >= keyframe_interval);
         if keyframe {
             last_keyframe = Some(now);
         }

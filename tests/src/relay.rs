@@ -212,32 +212,61 @@ impl Relay {
         }
     }
 
-    /// A filter for SDP the client receives: the media node's host
+    /// A filter for SDP the client receives: the media node's UDP host
     /// candidate becomes the relay's address (and the relay learns where
-    /// the node is).
+    /// the node is); its TCP candidate goes, as the relay carries only UDP
+    /// and media past it would escape the impairment.
     pub fn sdp_filter(&self) -> impl Fn(&str) -> String + Send + Sync + 'static {
         let upstream = self.upstream.clone();
         let relay = self.client_addr;
         move |sdp: &str| {
             sdp.split_inclusive('\n')
-                .map(|line| {
+                .filter_map(|line| {
                     if !line.starts_with("a=candidate:") {
-                        return line.to_string();
+                        return Some(line.to_string());
                     }
                     // a=candidate:<foundation> <component> <proto> <prio> <ip> <port> typ ...
                     let mut f: Vec<String> = line.split(' ').map(str::to_string).collect();
-                    if f.len() > 5
-                        && let Ok(node) = format!("{}:{}", f[4], f[5]).parse::<SocketAddr>()
-                    {
+                    if f.len() <= 5 || !f[2].eq_ignore_ascii_case("udp") {
+                        return None;
+                    }
+                    if let Ok(node) = format!("{}:{}", f[4], f[5]).parse::<SocketAddr>() {
                         if let Ok(mut u) = upstream.lock() {
                             *u = Some(node);
                         }
                         f[4] = relay.ip().to_string();
                         f[5] = relay.port().to_string();
                     }
-                    f.join(" ")
+                    Some(f.join(" "))
                 })
                 .collect()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_filter_points_udp_at_the_relay_and_drops_tcp() {
+        let relay = Relay::start(Impairment::default(), Impairment::default(), 1)
+            .await
+            .expect("relay on loopback");
+        let sdp = "v=0\r\n\
+            a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\n\
+            a=candidate:2 1 tcp 1518280447 127.0.0.1 40001 typ host tcptype passive\r\n\
+            a=end-of-candidates\r\n";
+        let at = relay.client_addr();
+        assert_eq!(
+            relay.sdp_filter()(sdp),
+            format!(
+                "v=0\r\na=candidate:1 1 udp 2130706431 {} {} typ host\r\na=end-of-candidates\r\n",
+                at.ip(),
+                at.port()
+            )
+        );
+        let upstream = *relay.upstream.lock().expect("not poisoned");
+        assert_eq!(upstream, Some(SocketAddr::from(([127, 0, 0, 1], 40000))));
     }
 }

@@ -17,6 +17,17 @@ pub async fn call_accepted(
     callee: &mut Client,
     media: CallMedia,
 ) -> Result<String, Error> {
+    let room_id = ring(caller, callee, media).await?;
+    accept(caller, callee, &room_id).await?;
+    Ok(room_id)
+}
+
+/// `caller` rings `callee`; returns the room id once the callee is rung.
+pub async fn ring(
+    caller: &mut Client,
+    callee: &mut Client,
+    media: CallMedia,
+) -> Result<String, Error> {
     caller.send(&ClientMsg::Call {
         to: callee.user_id.clone(),
         media,
@@ -27,14 +38,43 @@ pub async fn call_accepted(
     else {
         unreachable!("filtered above")
     };
+    Ok(room_id)
+}
+
+/// `callee` accepts the ringing call in `room`; returns once both are in
+/// the room.
+pub async fn accept(caller: &mut Client, callee: &mut Client, room: &str) -> Result<(), Error> {
     callee.send(&ClientMsg::Accept {
-        room_id: room_id.clone(),
+        room_id: room.to_string(),
     })?;
     for c in [caller, callee] {
         c.recv_until(T, |m| matches!(m, ServerMsg::RoomJoined { .. }))
             .await?;
     }
-    Ok(room_id)
+    Ok(())
+}
+
+/// Creates a room (`room` None) or joins `room`; returns the room's id once
+/// joined.
+pub async fn join_room(client: &mut Client, room: Option<&str>) -> Result<String, Error> {
+    client.send(&match room {
+        None => ClientMsg::CreateRoom {},
+        Some(r) => ClientMsg::JoinRoom {
+            room_id: r.to_string(),
+        },
+    })?;
+    let ServerMsg::RoomJoined { room_id, .. } = client
+        .reply(T, |m| matches!(m, ServerMsg::RoomJoined { .. }))
+        .await?
+    else {
+        unreachable!("filtered above")
+    };
+    match room {
+        Some(r) if room_id != r => {
+            Err(format!("{}: joined {room_id}, not {r}", client.name).into())
+        }
+        _ => Ok(room_id),
+    }
 }
 
 /// A peer publishing a tone of `tone_hz` and video frames numbered from
@@ -46,6 +86,7 @@ pub async fn tone_peer(name: &str, tone_hz: f32, video_seq_base: u32) -> Result<
             tone_hz: Some(tone_hz),
             video: true,
             video_seq_base,
+            keyframe_interval: None,
         })
         .await?,
     ))

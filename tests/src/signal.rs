@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chorus_sfu::Stats;
 use chorus_signaling::config::Config;
 use chorus_signaling::protocol::{ClientMsg, ErrorCode, ServerMsg, Track};
 use chorus_signaling::server::Server;
@@ -18,6 +19,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
+use crate::eventually::eventually_async;
 use crate::peer::Peer;
 
 /// Errors of the test harness.
@@ -74,6 +76,27 @@ impl TestServer {
         let token = v["token"].as_str().ok_or("no token")?.to_string();
         let user_id = v["user_id"].as_str().ok_or("no user_id")?.to_string();
         Ok((token, user_id))
+    }
+
+    /// The media node's counters.
+    pub async fn media_stats(&self) -> Result<Stats, Error> {
+        Ok(self.server.media_stats().await.ok_or("media node gone")?)
+    }
+
+    /// Waits until the media node holds no participant and no room, and
+    /// returns its stats then.
+    pub async fn wait_media_empty(&self, timeout: Duration) -> Result<Stats, Error> {
+        let stats = eventually_async(
+            timeout,
+            "the media node to hold no participant and no room",
+            || self.server.media_stats(),
+            |s| {
+                s.as_ref()
+                    .is_none_or(|s| s.participants == 0 && s.rooms == 0)
+            },
+        )
+        .await?;
+        Ok(stats.ok_or("media node gone")?)
     }
 
     /// The WebSocket URL.
@@ -301,6 +324,24 @@ impl Client {
         }
     }
 
+    /// The next message that matches, skipping others; fails on timeout
+    /// and on an error from the server.
+    pub async fn reply(
+        &mut self,
+        timeout: Duration,
+        mut pred: impl FnMut(&ServerMsg) -> bool,
+    ) -> Result<ServerMsg, Error> {
+        let m = self
+            .recv_until(timeout, |m| pred(m) || matches!(m, ServerMsg::Error { .. }))
+            .await?;
+        match m {
+            ServerMsg::Error { code, message } => {
+                Err(format!("{}: refused: {code:?}: {message}", self.name).into())
+            }
+            m => Ok(m),
+        }
+    }
+
     /// Waits for an error with this code.
     pub async fn expect_error(&mut self, code: ErrorCode) -> Result<String, Error> {
         let m = self
@@ -323,27 +364,32 @@ impl Client {
         }
     }
 
-    /// Publishes: sends the peer's offer and applies the answer.
-    pub async fn publish(&mut self, room: &str, peer: Arc<Peer>) -> Result<(), Error> {
-        let sdp = peer.create_offer().await?;
+    /// Publishes: sends the peer's offer and applies the answer; returns
+    /// the offer and the answer SDP.
+    pub async fn publish(
+        &mut self,
+        room: &str,
+        peer: Arc<Peer>,
+    ) -> Result<(String, String), Error> {
+        let offer = peer.create_offer().await?;
         self.attach(room, peer.clone());
         self.send(&ClientMsg::MediaOffer {
             room_id: room.to_string(),
-            sdp,
+            sdp: offer.clone(),
         })?;
-        let m = self
-            .recv_until(Duration::from_secs(10), |m| {
-                matches!(m, ServerMsg::MediaAnswer { .. } | ServerMsg::Error { .. })
+        let reply = self
+            .reply(Duration::from_secs(10), |m| {
+                matches!(m, ServerMsg::MediaAnswer { .. })
             })
             .await?;
+        let ServerMsg::MediaAnswer { sdp: answer, .. } = reply else {
+            unreachable!("filtered above")
+        };
         // The reader task applied the answer before passing it on, so a
         // media offer right behind it finds the peer stable.
-        match m {
-            ServerMsg::MediaAnswer { .. } => match self.media_errors().first() {
-                Some(e) => Err(format!("{}: answer not applied: {e}", self.name).into()),
-                None => Ok(()),
-            },
-            other => Err(format!("{}: offer refused: {other:?}", self.name).into()),
+        match self.media_errors().first() {
+            Some(e) => Err(format!("{}: answer not applied: {e}", self.name).into()),
+            None => Ok((offer, answer)),
         }
     }
 

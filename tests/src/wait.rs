@@ -54,17 +54,10 @@ pub async fn wait_for(
         let video = track_from(tracks, publisher, Kind::Video).map(|t| t.frames_ok);
         audio.unwrap_or(0) >= need.audio_packets && video.unwrap_or(0) >= need.video_frames
     };
-    let tracks = match peer.wait_for_received(timeout, done).await {
-        Ok(t) => t,
-        Err(e) => {
-            let seen: Vec<String> = peer.received().iter().map(summarize).collect();
-            return Err(format!(
-                "{}: waiting for {publisher}'s media: {e}; received: {seen:#?}",
-                peer.name()
-            )
-            .into());
-        }
-    };
+    let tracks = peer
+        .wait_for_received(timeout, done)
+        .await
+        .map_err(|e| format!("waiting for {publisher}'s media: {e}"))?;
     let audio = track_from(&tracks, publisher, Kind::Audio).ok_or("no audio")?;
     let video = track_from(&tracks, publisher, Kind::Video).ok_or("no video")?;
     Ok(Received {

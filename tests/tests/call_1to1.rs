@@ -1,13 +1,13 @@
 //! A 1:1 video call between two real WebRTC peers through the server: each
-//! side hears the other's tone and sees the other's frames intact.
+//! side hears the other's tone and sees the other's frames intact. How long
+//! the call takes to carry media is a figure of `cargo bench --bench calls`.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chorus_signaling::protocol::{CallMedia, ClientMsg, EndReason, ServerMsg};
 use chorus_tests::media::dominant_frequency;
-use chorus_tests::peer::{Kind, Peer, PeerConfig};
-use chorus_tests::scenario::publish_pair;
+use chorus_tests::peer::Kind;
+use chorus_tests::scenario::{call_accepted, publish_pair, tone_peer};
 use chorus_tests::signal::{Error, TestServer};
 use chorus_tests::wait::{RemoteMedia, wait_for};
 
@@ -19,43 +19,9 @@ async fn one_to_one_video_call_carries_intact_media() -> Result<(), Error> {
     let mut a = server.client("Ada").await?;
     let mut b = server.client("Bo").await?;
 
-    a.send(&ClientMsg::Call {
-        to: b.user_id.clone(),
-        media: CallMedia::Video,
-    })?;
-    let ServerMsg::IncomingCall { room_id, .. } = b
-        .recv_until(T, |m| matches!(m, ServerMsg::IncomingCall { .. }))
-        .await?
-    else {
-        unreachable!()
-    };
-    let accepted_at = Instant::now();
-    b.send(&ClientMsg::Accept {
-        room_id: room_id.clone(),
-    })?;
-    for c in [&mut a, &mut b] {
-        c.recv_until(T, |m| matches!(m, ServerMsg::RoomJoined { .. }))
-            .await?;
-    }
-
-    let pa = Arc::new(
-        Peer::new(PeerConfig {
-            name: "Ada".into(),
-            tone_hz: Some(440.0),
-            video: true,
-            video_seq_base: 1_000_000,
-        })
-        .await?,
-    );
-    let pb = Arc::new(
-        Peer::new(PeerConfig {
-            name: "Bo".into(),
-            tone_hz: Some(660.0),
-            video: true,
-            video_seq_base: 2_000_000,
-        })
-        .await?,
-    );
+    let room_id = call_accepted(&mut a, &mut b, CallMedia::Video).await?;
+    let pa = tone_peer("Ada", 440.0, 1_000_000).await?;
+    let pb = tone_peer("Bo", 660.0, 2_000_000).await?;
     publish_pair((&mut a, &pa), (&mut b, &pb), &room_id).await?;
 
     // Three seconds of media from the other side, on each side.
@@ -68,15 +34,6 @@ async fn one_to_one_video_call_carries_intact_media() -> Result<(), Error> {
         wait_for(&pb, &a.user_id, need, Duration::from_secs(20)),
     );
     let (got_a, got_b) = (ga?, gb?);
-    let first = [&got_a, &got_b]
-        .iter()
-        .filter_map(|g| g.video.first_packet_at)
-        .max()
-        .ok_or("no first packet")?;
-    println!(
-        "accept to first video packet on both sides: {} ms",
-        first.duration_since(accepted_at).as_millis()
-    );
 
     for (who, got, want_hz, base) in [
         ("Ada", &got_a, 660.0, 2_000_000),
@@ -129,22 +86,11 @@ async fn one_to_one_video_call_carries_intact_media() -> Result<(), Error> {
         assert_eq!(reason, EndReason::Hangup);
     }
     // The media node lets both go.
-    let deadline = Instant::now() + T;
-    loop {
-        let stats = server.server.media_stats().await.ok_or("media node gone")?;
-        if stats.participants == 0 && stats.rooms == 0 {
-            println!(
-                "media node: {} packets in, {} forwarded",
-                stats.packets_in, stats.packets_forwarded
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "participants left behind: {stats:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let stats = server.wait_media_empty(T).await?;
+    println!(
+        "media node: {} packets in, {} forwarded",
+        stats.packets_in, stats.packets_forwarded
+    );
     pa.close().await;
     pb.close().await;
     server.server.stop().await;

@@ -315,7 +315,7 @@ async fn bad_input_gets_errors_and_the_socket_stays_usable() -> Result<(), Error
     })?;
     b.recv_until(T, |m| matches!(m, ServerMsg::Error { .. }))
         .await?;
-    let stats = server.server.media_stats().await.ok_or("media node gone")?;
+    let stats = server.media_stats().await?;
     assert_eq!(stats.participants, 0, "refused offers leave nothing behind");
     server.server.stop().await;
     Ok(())

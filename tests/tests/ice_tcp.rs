@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use chorus_sfu::TcpLimits;
+use chorus_sfu::{TcpLimits, TcpStats};
 use chorus_tests::direct::{Client, Node, Via};
-use chorus_tests::dominant_frequency;
+use chorus_tests::{dominant_frequency, eventually};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -146,16 +146,19 @@ async fn garbage_on_the_tcp_port_is_dropped_and_counted() {
         let mut s = TcpStream::connect(addr).await.expect("connect");
         s.write_all(f).await.expect("write");
         let _ = s.flush().await;
-        let counted = eventually(|| node.node.tcp_stats().framing_errors == i as u64 + 1).await;
-        assert!(counted, "frame {i} counted as a framing error");
-        assert!(
-            eventually(|| node.node.tcp_stats().open == 0).await,
-            "a bad first frame closes the connection"
-        );
+        let what = format!("frame {i} counted as a framing error");
+        counted(&node, &what, |s| s.framing_errors == i as u64 + 1).await;
+        counted(&node, "a bad first frame closes the connection", |s| {
+            s.open == 0
+        })
+        .await;
     }
     // A connection that sends nothing is closed after the handshake timeout.
     let silent = TcpStream::connect(addr).await.expect("connect");
-    assert!(eventually(|| node.node.tcp_stats().handshake_failures == 1).await);
+    counted(&node, "a silent connection closed", |s| {
+        s.handshake_failures == 1
+    })
+    .await;
     assert_eq!(node.node.tcp_stats().open, 0);
     drop(silent);
     // The cap per address: the fourth connection at once is refused.
@@ -163,10 +166,10 @@ async fn garbage_on_the_tcp_port_is_dropped_and_counted() {
     for _ in 0..4 {
         held.push(TcpStream::connect(addr).await.expect("connect"));
     }
-    assert!(eventually(|| node.node.tcp_stats().refused == 1).await);
+    counted(&node, "the fourth connection refused", |s| s.refused == 1).await;
     println!("{:?}", node.node.tcp_stats());
     drop(held);
-    assert!(eventually(|| node.node.tcp_stats().open == 0).await);
+    counted(&node, "every connection closed", |s| s.open == 0).await;
     // The node still serves calls over TCP.
     let alice = node.join("r", Via::Tcp, true).await.expect("alice");
     let bob = node.join("r", Via::Tcp, false).await.expect("bob");
@@ -179,14 +182,10 @@ async fn garbage_on_the_tcp_port_is_dropped_and_counted() {
     );
 }
 
-/// True once `condition` holds, within 5 s.
-async fn eventually(condition: impl Fn() -> bool) -> bool {
-    let until = std::time::Instant::now() + Duration::from_secs(5);
-    while std::time::Instant::now() < until {
-        if condition() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    condition()
+/// Waits until the node's TCP counters show `what`, within 5 s.
+async fn counted(node: &Node, what: &str, done: impl Fn(&TcpStats) -> bool) {
+    let t = Duration::from_secs(5);
+    eventually(t, what, || node.node.tcp_stats(), |s| done(s))
+        .await
+        .expect("the TCP counters");
 }

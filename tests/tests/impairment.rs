@@ -42,6 +42,7 @@ async fn ten_percent_downlink_loss_is_repaired_by_nack() -> Result<(), Error> {
             tone_hz: Some(660.0),
             video: true,
             video_seq_base: 2_000_000,
+            keyframe_interval: None,
         })
         .await?,
     );
@@ -84,8 +85,12 @@ async fn ten_percent_downlink_loss_is_repaired_by_nack() -> Result<(), Error> {
     );
     assert_eq!(v.frames_corrupt, 0);
     assert!(video_loss < 0.02, "video loss {video_loss} after NACK/RTX");
+    // Frames are independent: a repaired loss never holds back the next
+    // one, so the picture freezes only if forwarding stops or waits for a
+    // keyframe (sent every 3 s here). 2 s catches that and leaves a loaded
+    // machine room for scheduling delays.
     assert!(
-        v.longest_frame_gap < Duration::from_secs(1),
+        v.longest_frame_gap < Duration::from_secs(2),
         "video froze for {:?}",
         v.longest_frame_gap
     );

@@ -5,14 +5,16 @@
 //! will. B registers different payload types (109/98) from A's (111/96); once A's offer has
 //! been negotiated, webrtc-rs keeps A's payload types for B's new m-lines too, so B must send
 //! with 111/96 rather than what it registered. Finally B sends a PLI and A must answer with a
-//! keyframe.
+//! keyframe: the peers send no periodic keyframes, so only the PLI can bring it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chorus_tests::peer::summarize;
 use chorus_tests::{Kind, Peer, PeerConfig, RemoteTrackStats};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longer than the test: no keyframe but the first is sent unless asked for.
+const NO_PERIODIC_KEYFRAMES: Duration = Duration::from_secs(3600);
 /// How much media each side must have received before the checks.
 const MEDIA_SECONDS: f32 = 2.5;
 
@@ -21,6 +23,7 @@ fn config(name: &str, tone_hz: f32) -> PeerConfig {
         name: name.to_owned(),
         tone_hz: Some(tone_hz),
         video: true,
+        keyframe_interval: Some(NO_PERIODIC_KEYFRAMES),
         ..Default::default()
     }
 }
@@ -82,7 +85,6 @@ fn check_media(receiver: &str, stats: &[RemoteTrackStats], sender: &str, tone_hz
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_peers_exchange_audio_video_and_renegotiate() {
-    let started = Instant::now();
     let a = Peer::new(config("A", 440.0)).await.expect("peer A");
     // Different payload types from A's: B must send with the negotiated ones, not these.
     let b = Peer::with_payload_types(config("B", 660.0), 109, 98)
@@ -100,7 +102,6 @@ async fn two_peers_exchange_audio_video_and_renegotiate() {
     b.wait_connected(CONNECT_TIMEOUT)
         .await
         .expect("B connected");
-    println!("connected after {:?}", started.elapsed());
     assert_eq!(a.send_payload_types(), (Some(111), Some(96)));
     a.start_media();
 
@@ -128,34 +129,22 @@ async fn two_peers_exchange_audio_video_and_renegotiate() {
     assert_eq!(find(&from_b, Kind::Audio).payload_type, 111);
     assert_eq!(find(&from_b, Kind::Video).payload_type, 96);
 
-    // B asks A for a keyframe; A counts the PLI and sends a keyframe at once (well before
-    // its next periodic one, 3 s after the previous).
+    // B asks A for a keyframe; A counts the PLI and answers with a keyframe (it sends no
+    // periodic ones).
     let video_mid = find(&from_a, Kind::Video).mid.clone();
     let keyframes_before = find(&b.received(), Kind::Video).keyframes;
     let plis_before = a.pli_count();
-    let asked = Instant::now();
     b.request_keyframe(&video_mid).await.expect("B sends PLI");
-    let after = b
-        .wait_for_received(Duration::from_secs(2), |s| {
-            s.iter()
-                .any(|t| t.kind == Kind::Video && t.keyframes > keyframes_before)
-        })
-        .await
-        .expect("keyframe after PLI");
-    let video = find(&after, Kind::Video);
-    let latency = video
-        .last_keyframe_at
-        .map(|at| at.saturating_duration_since(asked));
-    println!("keyframe {latency:?} after the PLI");
+    b.wait_for_received(Duration::from_secs(10), |s| {
+        s.iter()
+            .any(|t| t.kind == Kind::Video && t.keyframes > keyframes_before)
+    })
+    .await
+    .expect("keyframe after PLI");
     assert!(a.pli_count() > plis_before, "A counted the PLI");
-    assert!(
-        latency.is_some_and(|l| l < Duration::from_secs(1)),
-        "keyframe answered the PLI promptly"
-    );
 
     a.close().await;
     b.close().await;
-    println!("test body took {:?}", started.elapsed());
 }
 
 /// Pins down what webrtc 0.21 does when the remote takes a track away, which the SFU's
