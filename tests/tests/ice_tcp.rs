@@ -94,15 +94,17 @@ async fn a_tcp_reader_that_stops_is_dropped_without_stalling_the_room() {
     slow.stop_reading();
     let stalled = std::time::Instant::now();
     // The node's queue toward the stalled reader fills within seconds of
-    // video; meanwhile and afterwards bob's frames keep coming.
+    // video; meanwhile and afterwards bob's frames keep coming: a worker
+    // blocked on the stalled socket would deliver nothing at all. Windows
+    // of 2 s leave room for a loaded machine's scheduling.
     let mut dropped = false;
     let mut before = frames_from(&bob, &alice).len();
-    for _ in 0..30 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
         let now = frames_from(&bob, &alice).len();
         assert!(
-            now >= before + 8,
-            "bob's video stalled: {before} -> {now} frames in 500 ms"
+            now > before,
+            "bob's video stalled: {before} -> {now} frames in 2 s"
         );
         before = now;
         if node.node.tcp_stats().slow_readers_dropped > 0 {
@@ -117,9 +119,21 @@ async fn a_tcp_reader_that_stops_is_dropped_without_stalling_the_room() {
         1,
         "only bob's connection is left"
     );
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let later = frames_from(&bob, &alice);
-    assert!(later.len() >= before + 20, "bob's video goes on");
+    let goes_on = bob
+        .wait(T, |o| {
+            o.from
+                .get(&alice.label)
+                .is_some_and(|f| f.frames.len() > before)
+        })
+        .await;
+    assert!(goes_on, "bob's video goes on");
+    bob.with(|o| {
+        let frames = &o.from[&alice.label].frames;
+        assert!(
+            frames.windows(2).all(|w| w[1] > w[0]),
+            "bob's frames in order"
+        );
+    });
     bob.with(|o| assert_eq!(o.from[&alice.label].corrupt, 0));
 }
 
