@@ -28,9 +28,11 @@ function run(cmd, args, input) {
  * server (unless `blockUdp` is false: a control with the same network),
  * and TCP toward `blockTcpPorts` (e.g. the media node's ICE-TCP port; the
  * page itself comes over TCP).
- * @returns {{ chromium: string, dropped: () => {udp: number, tcp: number}, remove: () => void }}
+ * Resolves once both ends of the link are up (a link coming up later is a
+ * network change to Chromium, too).
+ * @returns {Promise<{ chromium: string, dropped: () => {udp: number, tcp: number}, remove: () => void }>}
  */
-export function browserNamespace({ blockUdp = true, blockTcpPorts = [] } = {}) {
+export async function browserNamespace({ blockUdp = true, blockTcpPorts = [] } = {}) {
   const name = `chorus-br-${process.pid}`;
   const hostEnd = `chs${process.pid}`;
   const browserEnd = `chb${process.pid}`;
@@ -54,6 +56,10 @@ export function browserNamespace({ blockUdp = true, blockTcpPorts = [] } = {}) {
   try {
     run('ip', ['netns', 'add', name]);
     run('ip', ['link', 'add', hostEnd, 'type', 'veth', 'peer', 'name', browserEnd, 'netns', name]);
+    // No IPv6 link-local addresses: one that appears a moment later is a
+    // "network change" to Chromium, which then aborts its page loads.
+    run('ip', ['link', 'set', hostEnd, 'addrgenmode', 'none']);
+    run('ip', ['-n', name, 'link', 'set', browserEnd, 'addrgenmode', 'none']);
     run('ip', ['addr', 'add', `${SERVER_IP}/30`, 'dev', hostEnd]);
     run('ip', ['link', 'set', hostEnd, 'up']);
     run('ip', ['-n', name, 'addr', 'add', `${BROWSER_IP}/30`, 'dev', browserEnd]);
@@ -72,6 +78,14 @@ export function browserNamespace({ blockUdp = true, blockTcpPorts = [] } = {}) {
   } catch (err) {
     remove();
     throw new Error(`cannot make the browser's network namespace (root in a namespace of its own needed): ${err.stderr || err.message}`);
+  }
+  const up = (ns, dev) => JSON.parse(run('ip', [...ns, '-j', 'link', 'show', 'dev', dev]))[0].operstate === 'UP';
+  for (let i = 0; !(up([], hostEnd) && up(['-n', name], browserEnd)); i += 1) {
+    if (i === 100) {
+      remove();
+      throw new Error('the veth pair did not come up in 5 s');
+    }
+    await new Promise((r) => setTimeout(r, 50));
   }
   const chromium = path.join(dir, 'chromium');
   const real = process.env.CHROMIUM_BIN || '/usr/bin/chromium';

@@ -33,7 +33,7 @@ const TURN_SECRET = 'browser-test-turn-secret';
 
 /** What a test started, stopped in reverse order after it, pass or fail. */
 let open = [];
-/** Accept → first decoded frame, per path: { path: [{ callee, caller }] }. */
+/** Accept → media connected and → first decoded frame, per path: { path: [{ connected, callee, caller }] }. */
 const timings = {};
 
 function opened(what, stop) {
@@ -54,15 +54,17 @@ afterEach(async () => {
 after(() => {
   const summary = {};
   for (const [p, list] of Object.entries(timings)) {
+    if (!list.length) continue;
     const stats = (xs) => {
       const s = [...xs].sort((a, b) => a - b);
       const mid = Math.floor(s.length / 2);
       return { median: s.length % 2 ? s[mid] : Math.round((s[mid - 1] + s[mid]) / 2), min: s[0], max: s[s.length - 1], runs: s };
     };
-    summary[p] = { callee: stats(list.map((t) => t.callee)), caller: stats(list.map((t) => t.caller)) };
-    console.log(`accept → first decoded frame over ${p} (${list.length} runs): callee median ${summary[p].callee.median} ms`
-      + ` (${summary[p].callee.min}–${summary[p].callee.max}), caller median ${summary[p].caller.median} ms`
-      + ` (${summary[p].caller.min}–${summary[p].caller.max})`);
+    summary[p] = {};
+    for (const key of ['connected', 'callee', 'caller']) summary[p][key] = stats(list.map((t) => t[key]));
+    const say = (key) => `${summary[p][key].median} ms (${summary[p][key].min}–${summary[p][key].max})`;
+    console.log(`over ${p} (${list.length} runs), medians and ranges after the accept: callee's media connected ${say('connected')},`
+      + ` first decoded frame: callee ${say('callee')}, caller ${say('caller')}`);
   }
   mkdirSync(OUTPUT_DIR, { recursive: true });
   writeFileSync(path.join(OUTPUT_DIR, 'reach.json'), `${JSON.stringify(summary, null, 2)}\n`);
@@ -87,7 +89,7 @@ function freeTcpPort() {
  */
 async function blockedSetup({ blockUdp = true, blockMediaTcp = false } = {}) {
   const tcpPort = await freeTcpPort();
-  const ns = browserNamespace({ blockUdp, blockTcpPorts: blockMediaTcp ? [tcpPort] : [] });
+  const ns = await browserNamespace({ blockUdp, blockTcpPorts: blockMediaTcp ? [tcpPort] : [] });
   opened('namespace', () => ns.remove());
   const args = ['--public-ip', SERVER_IP, '--tcp-port', String(tcpPort)];
   const server = await startServer(args, { listen: `${SERVER_IP}:0` });
@@ -126,10 +128,11 @@ async function videoCall(browser, url, adaName, boName) {
   await expectMedia(ada.page, [boName], { timeout: 30000 });
   const mb = await bo.page.evaluate(() => window.chorus.metrics);
   const ma = await ada.page.evaluate(() => window.chorus.metrics);
+  const connected = Math.round(mb.mediaConnectedAt - mb.acceptClickAt);
   const callee = Math.round(mb.firstRemoteFrameAt - mb.acceptClickAt);
   const caller = Math.round(ma.firstRemoteFrameAt - mb.acceptClickAt);
-  assert.ok(callee > 0 && caller > 0, `first frames after the accept: callee ${callee} ms, caller ${caller} ms`);
-  return { ada, bo, callee, caller };
+  assert.ok(connected > 0 && callee > 0 && caller > 0, `after the accept: connected ${connected} ms, first frames: callee ${callee} ms, caller ${caller} ms`);
+  return { ada, bo, connected, callee, caller };
 }
 
 async function hangUp(call) {
@@ -146,8 +149,9 @@ async function repeatedCalls(pathName, browser, url, check, { caller = 'Ada' } =
   timings[pathName] = [];
   for (let run = 1; run <= RUNS; run += 1) {
     const call = await videoCall(browser, url, `${caller} ${run}`, `Bo ${run}`);
-    console.log(`${pathName} run ${run}: accept → first decoded frame: callee ${call.callee} ms, caller ${call.caller} ms`);
-    timings[pathName].push({ callee: call.callee, caller: call.caller });
+    console.log(`${pathName} run ${run}: after the accept: callee's media connected ${call.connected} ms,`
+      + ` first decoded frame: callee ${call.callee} ms, caller ${call.caller} ms`);
+    timings[pathName].push({ connected: call.connected, callee: call.callee, caller: call.caller });
     await check(call, run);
     await hangUp(call);
   }
@@ -209,8 +213,11 @@ test('UDP blocked: a group call of three goes over ICE-TCP', async () => {
   const t0 = Date.now();
   for (const p of people) {
     const others = people.filter((o) => o !== p).map((o) => o.name);
-    await expectMedia(p.page, others, { timeout: 30000 });
-    console.log(`DIAG ${p.name} media at +${Date.now() - t0} ms`);
+    // On a busy machine the bandwidth estimates of three browsers start low
+    // (100-200 kbit/s seen), and the media node holds video back until they
+    // rise: 20 s has been seen.
+    await expectMedia(p.page, others, { timeout: 45000 });
+    console.log(`group over TCP: ${p.name} receives everyone ${Date.now() - t0} ms after the third joined`);
     assert.match(await shownPath(p.page, 'tcp'), /^TCP · \d+ ms$/);
   }
   assert.ok(await metric(server, 'chorus_media_tcp_connections') >= 3);
@@ -273,8 +280,8 @@ test('TURN, relay only: the call goes through coturn with the minted credentials
   // Chorus minted (expiry:user id); it logs that when the allocation ends.
   for (const id of users) {
     await until(`coturn to report what it relayed for ${id}`, () => {
-      const m = coturn.log().match(new RegExp(`peer usage: realm=<chorus\\.test>, username=<\\d+:${id}>, rp=(\\d+), rb=\\d+, sp=(\\d+)`));
-      return m && Number(m[1]) > 50 && Number(m[2]) > 50;
+      const re = new RegExp(`peer usage: realm=<chorus\\.test>, username=<\\d+:${id}>, rp=(\\d+), rb=\\d+, sp=(\\d+)`, 'g');
+      return [...coturn.log().matchAll(re)].some((m) => Number(m[1]) > 50 && Number(m[2]) > 50);
     });
   }
 });
