@@ -50,6 +50,8 @@ const SIMULCAST = [
 
 const wallClock = () => performance.timeOrigin + performance.now();
 const STATS_POLL_MS = 200;
+/** A new round trip is shown at most this often (a new path at once). */
+const RTT_REFRESH_MS = 1000;
 const SPEAKING_THRESHOLD = 0.04;
 const SPEAKING_HOLD_MS = 600;
 
@@ -134,8 +136,9 @@ export class CallSession {
     this.onProblem = o.onProblem;
     this.onProblemGone = o.onProblemGone || (() => {});
     this.iceConfig = o.iceConfig || (() => ({ iceServers: [], iceTransportPolicy: 'all' }));
-    /** The way media takes to the media node, as last read (mediapath.js `selectedPath`). */
+    /** The way media takes to the media node, as last shown (mediapath.js `selectedPath`). */
     this.path = null;
+    this.pathShownAt = 0;
     /** @type {Map<string, object>} id → participant with its tracks and speaking state */
     this.participants = new Map();
     for (const p of o.participants) this.upsert(p);
@@ -651,8 +654,11 @@ export class CallSession {
     if (this.closed) return;
     this.readLevels(report);
     const path = selectedPath(report);
-    if (path?.path !== this.path?.path || path?.rttMs !== this.path?.rttMs) {
+    const now = Date.now();
+    const moved = path?.path !== this.path?.path;
+    if (moved || (path?.rttMs !== this.path?.rttMs && now - this.pathShownAt >= RTT_REFRESH_MS)) {
       this.path = path;
+      this.pathShownAt = now;
       this.onChange('path');
     }
   }
