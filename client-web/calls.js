@@ -12,6 +12,7 @@ import { saveName, forgetToken } from './identity.js';
 import { RESUME_GRACE_MS } from './signaling.js';
 import { acquireMedia } from './localmedia.js';
 import { CallSession, CONNECTION_PROBLEM } from './session.js';
+import { iceConfigFrom } from './mediapath.js';
 import * as ring from './ringtone.js';
 import * as texts from './texts.js';
 
@@ -296,6 +297,8 @@ export function connectionState(s, detail) {
     clearTimeout(giveUpTimer);
     giveUpTimer = null;
     state.me = detail.user;
+    // Fresh TURN credentials with every welcome, a resumed one included.
+    state.ice = iceConfigFrom(detail);
     if (detail.user.name !== state.name) {
       state.name = detail.user.name;
       saveName(state.name);
@@ -486,9 +489,13 @@ function onCallEnded(msg) {
   }
   const c = inCall(msg);
   if (c) {
-    if (msg.reason === 'media_failed') showError(texts.MEDIA_SETUP_FAILED);
+    // Media that never got through: most likely a network that blocks
+    // calls. The notice after the call says what may help.
+    const unreachable = msg.reason === 'media_failed' && c.session.pc && !c.session.connectedAt;
+    if (msg.reason === 'media_failed' && !unreachable) showError(texts.MEDIA_SETUP_FAILED);
     let detail;
-    if (msg.reason !== 'hangup') detail = texts.endDetail(msg, c.title, 'in-call');
+    if (unreachable) detail = texts.mediaUnreachable(c.session.reachability());
+    else if (msg.reason !== 'hangup') detail = texts.endDetail(msg, c.title, 'in-call');
     else detail = c.kind === 'group' ? texts.callSummary(c, 'You left') : texts.hungUp(c, msg);
     endCall({ status, detail });
     return;
@@ -539,6 +546,7 @@ async function onRoomJoined(msg) {
     onChange: (what) => onSessionChange(what),
     onProblem: (text, topic) => showError(text, topic),
     onProblemGone: (topic) => clearError(topic),
+    iceConfig: () => state.ice,
   });
   state.call = {
     session,

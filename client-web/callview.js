@@ -8,7 +8,7 @@
 import { h, icon, avatar, formatDuration } from './ui.js';
 import { state, metrics, now, showError } from './state.js';
 import { hangUp, invite, toggleMic, toggleCamera } from './calls.js';
-import { COPY_FAILED } from './texts.js';
+import { COPY_FAILED, connectionDetail, connectionExplained } from './texts.js';
 
 /** Tile size reports wait for layout to settle this long. */
 const TILE_SIZE_DEBOUNCE_MS = 250;
@@ -21,6 +21,7 @@ function buildCallView(c) {
   v.title = h('h1', { class: 'call-title' });
   v.timer = h('span', { class: 'call-timer', 'data-testid': 'call-timer' }, '0:00');
   v.conn = h('span', { class: 'call-conn' });
+  v.path = h('span', { class: 'call-path', 'data-testid': 'connection-detail', role: 'note', hidden: true });
   v.kind = h('span', { class: 'call-kind' });
   v.invites = h('p', { class: 'invites', 'data-testid': 'invites', 'aria-live': 'polite' });
   v.link = h('a', { class: 'room-link', 'data-testid': 'room-link', target: '_blank', rel: 'noopener' });
@@ -41,7 +42,7 @@ function buildCallView(c) {
   v.sheet = h('div', { class: 'sheet', hidden: true, role: 'dialog', 'aria-label': 'Add someone to the call' });
   v.root = h('section', { class: 'call' },
     h('header', { class: 'call-head' },
-      h('div', { class: 'call-heading' }, v.title, h('div', { class: 'call-meta' }, v.kind, v.timer, v.conn)),
+      h('div', { class: 'call-heading' }, v.title, h('div', { class: 'call-meta' }, v.kind, v.timer, v.conn, v.path)),
       v.share,
       v.invites),
     h('div', { class: 'stage' }, v.grid, v.waiting, v.self, v.sound),
@@ -111,6 +112,7 @@ export function renderCall() {
     : iceState === 'disconnected' || (s.connectedAt && connState !== 'closed') ? 'reconnecting…'
       : connState === 'failed' ? 'media failed' : 'connecting…';
   v.conn.dataset.state = connState;
+  renderPath(v, v.conn.textContent === '' ? s.path : null);
   // Group calls show their link; 1:1 calls get one once they become group calls.
   if (c.kind === 'group') {
     const url = `${location.origin}/call/${encodeURIComponent(s.roomId)}`;
@@ -134,6 +136,19 @@ export function renderCall() {
   renderControls(c);
   renderSheet(c);
   v.sound.hidden = !state.soundBlocked;
+}
+
+/** Which way the media goes (UDP, TCP or a relay) and its round trip, while it flows. */
+function renderPath(v, path) {
+  v.path.hidden = !path;
+  if (!path) {
+    delete v.path.dataset.path;
+    return;
+  }
+  v.path.dataset.path = path.path;
+  v.path.textContent = connectionDetail(path);
+  v.path.title = connectionExplained(path);
+  v.path.setAttribute('aria-label', connectionExplained(path));
 }
 
 function renderLocal(c) {

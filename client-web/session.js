@@ -21,7 +21,8 @@
 // - when a sent offer got no answer in ANSWER_TIMEOUT_MS, or was refused.
 
 import { openCamera, cameraError } from './localmedia.js';
-import { MEDIA_UNREACHABLE, mediaProblem, cameraProblem } from './texts.js';
+import { mediaUnreachable, mediaProblem, cameraProblem } from './texts.js';
+import { selectedPath, announcedPorts, hasTurn } from './mediapath.js';
 
 /** The topic of problems with the media connection itself: they go away once it connects. */
 export const CONNECTION_PROBLEM = 'media-connection';
@@ -48,7 +49,9 @@ const SIMULCAST = [
 ];
 
 const wallClock = () => performance.timeOrigin + performance.now();
-const LEVEL_POLL_MS = 200;
+const STATS_POLL_MS = 200;
+/** A new round trip is shown at most this often (a new path at once). */
+const RTT_REFRESH_MS = 1000;
 const SPEAKING_THRESHOLD = 0.04;
 const SPEAKING_HOLD_MS = 600;
 
@@ -120,6 +123,8 @@ export class CallSession {
    * @param {(text: string, topic?: string) => void} o.onProblem a message for the person
    *   (with a topic: it holds until `onProblemGone(topic)`)
    * @param {(topic: string) => void} o.onProblemGone the problem about `topic` went away
+   * @param {() => {iceServers: RTCIceServer[], iceTransportPolicy: string}} [o.iceConfig]
+   *   TURN servers and policy from the latest `welcome` (mediapath.js `iceConfigFrom`)
    */
   constructor(o) {
     this.roomId = o.roomId;
@@ -130,6 +135,10 @@ export class CallSession {
     this.onChange = o.onChange;
     this.onProblem = o.onProblem;
     this.onProblemGone = o.onProblemGone || (() => {});
+    this.iceConfig = o.iceConfig || (() => ({ iceServers: [], iceTransportPolicy: 'all' }));
+    /** The way media takes to the media node, as last shown (mediapath.js `selectedPath`). */
+    this.path = null;
+    this.pathShownAt = 0;
     /** @type {Map<string, object>} id → participant with its tracks and speaking state */
     this.participants = new Map();
     for (const p of o.participants) this.upsert(p);
@@ -167,7 +176,7 @@ export class CallSession {
     this.localSpeakingUntil = 0;
     /** Audio energy and duration last read, per track id ('local' for the microphone). */
     this.energySeen = new Map();
-    this.levelTimer = null;
+    this.statsTimer = null;
     this.cameraBusy = false;
     /** Offers and answers sent: the tests check the client offers only once. */
     this.offersSent = 0;
@@ -193,7 +202,7 @@ export class CallSession {
   start(local) {
     this.timings.start = wallClock();
     this.local = local;
-    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    const pc = this.newPeerConnection();
     this.pc = pc;
     pc.addEventListener('track', () => this.syncReceivers());
     pc.addEventListener('connectionstatechange', () => {
@@ -206,8 +215,8 @@ export class CallSession {
         this.onProblemGone(CONNECTION_PROBLEM);
       }
       if (pc.connectionState === 'failed' && !this.closed && !this.connectedAt) {
-        // Never connected: most likely a network that blocks UDP.
-        this.onProblem(MEDIA_UNREACHABLE, CONNECTION_PROBLEM);
+        // Never connected: most likely a network that blocks calls.
+        this.onProblem(mediaUnreachable(this.reachability()), CONNECTION_PROBLEM);
       }
       this.onChange('connection');
     });
@@ -223,7 +232,39 @@ export class CallSession {
       });
     }
     this.offer();
-    this.levelTimer = setInterval(() => this.pollLevels(), LEVEL_POLL_MS);
+    this.statsTimer = setInterval(() => this.pollStats(), STATS_POLL_MS);
+  }
+
+  newPeerConnection() {
+    const base = { bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' };
+    try {
+      return new RTCPeerConnection({ ...base, ...this.iceConfig() });
+    } catch (err) {
+      // A TURN URL this browser cannot parse: the direct ways may still work.
+      console.warn('ignoring the ICE servers', err);
+      return new RTCPeerConnection(base);
+    }
+  }
+
+  /**
+   * Takes the TURN servers and policy of the latest `welcome` (a resumed
+   * session brings fresh credentials): gathering after the next ICE restart
+   * uses them; the path in use stays as it is.
+   */
+  useIceConfig() {
+    if (this.closed || !this.pc) return;
+    try {
+      this.pc.setConfiguration({ ...this.pc.getConfiguration(), ...this.iceConfig() });
+    } catch (err) {
+      console.warn('cannot change the ICE servers', err);
+    }
+  }
+
+  /** What `mediaUnreachable` says to try: the media node's ports, and whether TURN was there too. */
+  reachability() {
+    const config = this.iceConfig();
+    const sdp = this.pc && this.pc.remoteDescription ? this.pc.remoteDescription.sdp : '';
+    return { ...announcedPorts(sdp), turn: hasTurn(config), relayOnly: config.iceTransportPolicy === 'relay' };
   }
 
   /** Asks for a new own offer (with an ICE restart when `iceRestart`). */
@@ -357,6 +398,7 @@ export class CallSession {
    */
   signalingResumed() {
     if (this.closed || !this.pc) return;
+    this.useIceConfig();
     if (this.stateUnsent) this.sendState();
     if (this.ownOffer) {
       // Its answer may still come among the buffered messages: wait for it.
@@ -591,24 +633,18 @@ export class CallSession {
     }
   }
 
-  async pollLevels() {
+  async pollStats() {
     if (this.closed || !this.pc || this.polling) return;
     this.polling = true;
     try {
-      await this.readLevels();
+      await this.readStats();
     } finally {
       this.polling = false;
     }
   }
 
-  /**
-   * Who is speaking: the audio energy each track carried since the last
-   * read (`totalAudioEnergy` over `totalSamplesDuration`, one stats report
-   * for all of them). The level of the latest packet alone would depend on
-   * when the read happens: a sound shorter than the interval could be
-   * missed every time.
-   */
-  async readLevels() {
+  /** One stats report for everything read from it: who speaks, and the media's path. */
+  async readStats() {
     let report;
     try {
       report = await this.pc.getStats();
@@ -616,6 +652,24 @@ export class CallSession {
       return; // Closed meanwhile.
     }
     if (this.closed) return;
+    this.readLevels(report);
+    const path = selectedPath(report);
+    const now = Date.now();
+    const moved = path?.path !== this.path?.path;
+    if (moved || (path?.rttMs !== this.path?.rttMs && now - this.pathShownAt >= RTT_REFRESH_MS)) {
+      this.path = path;
+      this.pathShownAt = now;
+      this.onChange('path');
+    }
+  }
+
+  /**
+   * Who is speaking: the audio energy each track carried since the last
+   * read (`totalAudioEnergy` over `totalSamplesDuration`). The level of the
+   * latest packet alone would depend on when the read happens: a sound
+   * shorter than the interval could be missed every time.
+   */
+  readLevels(report) {
     const inbound = new Map();
     let source = null;
     report.forEach((st) => {
@@ -687,7 +741,7 @@ export class CallSession {
   close() {
     if (this.closed) return;
     this.closed = true;
-    clearInterval(this.levelTimer);
+    clearInterval(this.statsTimer);
     clearTimeout(this.answerTimer);
     clearTimeout(this.iceTimer);
     if (this.pc) this.pc.close();

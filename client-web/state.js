@@ -23,6 +23,8 @@ export const state = {
   connError: '',
   error: null, // { text, topic } shown in the banner
   soundBlocked: false,
+  // How calls reach the media node, from the latest `welcome` (mediapath.js `iceConfigFrom`).
+  ice: { iceServers: [], iceTransportPolicy: 'all' },
 };
 
 /** Timings for the tests: epoch milliseconds. */

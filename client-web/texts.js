@@ -57,8 +57,45 @@ export const NAME_MISSING = 'Type a name first.';
 export const COPY_FAILED = 'Could not copy: select the link and copy it yourself.';
 
 /** Problems of the call's own media connection (session.js). */
-export const MEDIA_UNREACHABLE = 'The media connection failed: check that this device can reach the server over UDP.';
 export const MEDIA_SETUP_FAILED = 'The audio and video connection could not be set up, so the call ended.';
+
+/**
+ * The media connection never got through: what the person can try, then
+ * what the server's operator can do. `udpPort`, `tcpPort`: the media node's ports as it announced them;
+ * `turn`: a TURN server was given (it was tried too); `relayOnly`: only TURN
+ * may be used.
+ */
+export function mediaUnreachable({ udpPort = null, tcpPort = null, turn = false, relayOnly = false } = {}) {
+  const user = 'The call could not connect: your network may block calls. Try another network, such as mobile data.';
+  let operator;
+  if (turn || relayOnly) {
+    operator = 'check that its TURN server can be reached';
+  } else {
+    let ports = 'its media ports';
+    if (udpPort !== null && udpPort === tcpPort) ports = `UDP and TCP port ${udpPort}`;
+    else if (udpPort !== null || tcpPort !== null) {
+      ports = [udpPort !== null ? `UDP port ${udpPort}` : '', tcpPort !== null ? `TCP port ${tcpPort}` : ''].filter(Boolean).join(' and ');
+    }
+    operator = `enable TURN (--turn-url) or check that ${ports} can be reached`;
+  }
+  return `${user} If it keeps happening, the server's operator can ${operator}.`;
+}
+
+/** The path the call's media took (mediapath.js `selectedPath`), in short: "UDP · 12 ms". */
+export function connectionDetail(p) {
+  const name = { udp: 'UDP', tcp: 'TCP', relay: 'Relay (TURN)' }[p.path];
+  return p.rttMs === null ? name : `${name} · ${p.rttMs} ms`;
+}
+
+/** The same at more length, for a tooltip and screen readers. */
+export function connectionExplained(p) {
+  const how = {
+    udp: 'Connected straight to the server over UDP.',
+    tcp: 'Connected to the server over TCP: this network seems to block UDP.',
+    relay: 'Connected through a relay (TURN) server.',
+  }[p.path];
+  return p.rttMs === null ? how : `${how} Round trip: ${p.rttMs} ms.`;
+}
 
 export function mediaProblem(err) {
   return `The media connection had a problem: ${err && err.message ? err.message : err}`;

@@ -328,7 +328,10 @@ test('media blocked at first: the banner says so, and the problem goes when medi
   const banner = b.getByTestId('error-banner');
   try {
     await until('Bo\'s media connection to fail', async () =>
-      (await banner.isVisible()) && /The media connection failed/.test(await banner.textContent()), { timeout: 60000 });
+      (await banner.isVisible()) && /The call could not connect/.test(await banner.textContent()), { timeout: 60000 });
+    // What to try: another network; for the operator, TURN or the port the
+    // page was given (the relay's: the TCP candidate was taken out).
+    assert.match(await banner.textContent(), /Try another network.*enable TURN \(--turn-url\) or check that UDP port \d+ can be reached\.$/);
     const failed = await b.evaluate(() => ({ conn: window.chorus.pc.connectionState, ice: window.chorus.pc.iceConnectionState }));
     await screenshot(b, 'media-blocked');
     await call.relay.cmd('down clear');

@@ -50,6 +50,12 @@ test('1:1 video call: ring, accept, media both ways, mute, camera, hang up', asy
     + ` answer ${rel(tb.answerReceived)}, ICE+DTLS connected ${rel(tb.connected)}, first server offer ${rel(tb.firstServerOffer)},`
     + ` first frame ${rel(mb.firstRemoteFrameAt)}`);
   assert.ok(calleeMs > 0 && callerMs > 0);
+  // On loopback nothing blocks UDP: the media goes straight over it.
+  for (const p of [a, b]) {
+    const detail = p.getByTestId('connection-detail');
+    await until('the connection detail', async () => (await detail.getAttribute('data-path')) === 'udp');
+    assert.match(await detail.textContent(), /^UDP · \d+ ms$/);
+  }
   await until('the call timer to run', async () => (await a.getByTestId('call-timer').textContent()) !== '0:00');
   await screenshot(a, 'call-1to1');
   await screenshot(b, 'call-1to1-callee');

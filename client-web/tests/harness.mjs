@@ -88,9 +88,10 @@ export function startServer(extraArgs = [], { listen = '127.0.0.1:0' } = {}) {
   }));
 }
 
-export async function launchBrowser(extraArgs = []) {
+/** Launches Chromium; `executablePath`: e.g. a wrapper that runs it in a network namespace (netns.mjs). */
+export async function launchBrowser(extraArgs = [], { executablePath = process.env.CHROMIUM_BIN || '/usr/bin/chromium' } = {}) {
   return chromium.launch({
-    executablePath: process.env.CHROMIUM_BIN || '/usr/bin/chromium',
+    executablePath,
     args: [...CHROMIUM_ARGS, ...extraArgs],
     headless: true,
   });
