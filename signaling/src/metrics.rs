@@ -105,7 +105,7 @@ pub(crate) fn render(counts: Counts, workers: &[WorkerStats], tcp: Option<TcpSta
             "ICE-TCP connections open",
             tcp.open,
         );
-        let tcp_counters: [(&str, &str, u64); 5] = [
+        let tcp_counters: [(&str, &str, u64); 6] = [
             (
                 "media_tcp_accepted",
                 "ICE-TCP connections accepted",
@@ -125,6 +125,11 @@ pub(crate) fn render(counts: Counts, workers: &[WorkerStats], tcp: Option<TcpSta
                 "media_tcp_handshake_failures",
                 "ICE-TCP connections no participant accepted in time",
                 tcp.handshake_failures,
+            ),
+            (
+                "media_tcp_closed_early",
+                "ICE-TCP connections the client closed before sending anything (browsers open spare ones)",
+                tcp.closed_early,
             ),
             (
                 "media_tcp_slow_readers_dropped",

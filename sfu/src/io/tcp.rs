@@ -77,6 +77,7 @@ pub struct TcpCounters {
     refused: AtomicU64,
     framing_errors: AtomicU64,
     handshake_failures: AtomicU64,
+    closed_early: AtomicU64,
     slow_readers_dropped: AtomicU64,
     open: AtomicUsize,
     unauthenticated: AtomicUsize,
@@ -94,6 +95,9 @@ pub struct TcpStats {
     pub framing_errors: u64,
     /// Connections closed because no participant accepted them in time.
     pub handshake_failures: u64,
+    /// Connections the client closed before sending anything (browsers
+    /// open spare ones): not failures.
+    pub closed_early: u64,
     /// Connections dropped because they did not read what was sent.
     pub slow_readers_dropped: u64,
     /// Connections open now.
@@ -108,6 +112,7 @@ impl TcpCounters {
             refused: self.refused.load(Ordering::Relaxed),
             framing_errors: self.framing_errors.load(Ordering::Relaxed),
             handshake_failures: self.handshake_failures.load(Ordering::Relaxed),
+            closed_early: self.closed_early.load(Ordering::Relaxed),
             slow_readers_dropped: self.slow_readers_dropped.load(Ordering::Relaxed),
             open: self.open.load(Ordering::Relaxed),
         }
@@ -257,7 +262,7 @@ async fn route(
         Ok(Ok(frame)) => frame,
         Ok(Err(FrameError::Io(e))) => {
             debug!(%peer, "tcp connection closed before its first frame: {e}");
-            TcpCounters::count(&counters.handshake_failures);
+            TcpCounters::count(&counters.closed_early);
             return;
         }
         Ok(Err(FrameError::Bad)) => {
