@@ -36,6 +36,10 @@ pub struct Cli {
     /// a free one [default: the same number as --udp-port].
     #[arg(long, env = "CHORUS_TCP_PORT")]
     pub tcp_port: Option<u16>,
+    /// ICE-TCP connections from one IP address (a NAT can hide a whole
+    /// office) [default: 256].
+    #[arg(long, env = "CHORUS_TCP_MAX_PER_IP")]
+    pub tcp_max_per_ip: Option<usize>,
     /// The address put into ICE candidates [default: the IP of --listen].
     #[arg(long, env = "CHORUS_PUBLIC_IP")]
     pub public_ip: Option<IpAddr>,
@@ -193,6 +197,8 @@ pub struct Config {
     pub udp_port: u16,
     /// The media node's ICE-TCP port.
     pub tcp_port: u16,
+    /// ICE-TCP connections from one IP address.
+    pub tcp_max_per_ip: usize,
     /// The address put into ICE candidates.
     pub public_ip: IpAddr,
     /// Media worker threads.
@@ -226,6 +232,7 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             udp_port: 0,
             tcp_port: 0,
+            tcp_max_per_ip: 256,
             public_ip: IpAddr::from([127, 0, 0, 1]),
             workers: 2,
             dev: true,
@@ -337,6 +344,7 @@ impl Config {
             listen,
             udp_port,
             tcp_port: cli.tcp_port.or(file.tcp_port).unwrap_or(udp_port),
+            tcp_max_per_ip: cli.tcp_max_per_ip.or(file.tcp_max_per_ip).unwrap_or(256),
             public_ip: cli.public_ip.or(file.public_ip).unwrap_or(listen.ip()),
             workers: cli
                 .workers

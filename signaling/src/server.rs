@@ -73,7 +73,10 @@ impl Server {
             public_ip: Some(config.public_ip),
             workers: config.workers,
             tcp_bind: Some(SocketAddr::new(config.listen.ip(), config.tcp_port)),
-            tcp_limits: chorus_sfu::TcpLimits::default(),
+            tcp_limits: chorus_sfu::TcpLimits {
+                max_per_ip: config.tcp_max_per_ip,
+                ..chorus_sfu::TcpLimits::default()
+            },
         })?;
         let tokens = Arc::new(match &config.token_secret {
             Some(secret) => Tokens::new(secret.as_bytes()),

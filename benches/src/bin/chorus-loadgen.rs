@@ -228,6 +228,9 @@ fn compare(cli: &Cli, plan: &Plan) -> Result<Report, String> {
         "100000".into(),
         "--max-rooms".into(),
         "100000".into(),
+        // Every client comes from the load generator's one address.
+        "--tcp-max-per-ip".into(),
+        "100000".into(),
     ];
     if let Some(w) = cli.workers {
         args.extend(["--workers".into(), w.to_string()]);

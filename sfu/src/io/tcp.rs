@@ -59,7 +59,7 @@ pub struct TcpLimits {
 impl Default for TcpLimits {
     fn default() -> Self {
         TcpLimits {
-            max_per_ip: 16,
+            max_per_ip: 256,
             max_unauthenticated: 256,
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
