@@ -15,6 +15,7 @@ mod media;
 mod ringing;
 mod room;
 mod session;
+mod snapshot;
 pub(crate) mod task;
 
 use std::collections::HashMap;
@@ -32,7 +33,7 @@ use room::Room;
 use session::Online;
 
 /// What an access token grants.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
     /// Stable user id.
     pub user_id: UserId,

@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
+
 use chorus_sfu::{Command, ParticipantId, RemoveReason};
 use rand::distr::{Alphanumeric, SampleString};
 
@@ -10,6 +12,7 @@ use super::{Effect, Hub, HubError, RoomKey, UserId};
 use crate::protocol::{CallMedia, EndReason, LeaveReason, Participant, RoomKind, ServerMsg, User};
 
 /// One member of a room: a user with a media participant on the media node.
+#[derive(Serialize, Deserialize)]
 pub(super) struct Member {
     pub(super) user: UserId,
     pub(super) participant: ParticipantId,
@@ -18,14 +21,17 @@ pub(super) struct Member {
 }
 
 /// Someone being rung into a room (see `ringing`).
+#[derive(Serialize, Deserialize)]
 pub(super) struct Ring {
     pub(super) callee: UserId,
     pub(super) caller: UserId,
     /// When it ends as missed.
+    #[serde(with = "super::snapshot::instant")]
     pub(super) deadline: Instant,
 }
 
 /// A 1:1 call or a group call.
+#[derive(Serialize, Deserialize)]
 pub(super) struct Room {
     pub(super) kind: RoomKind,
     pub(super) media: CallMedia,

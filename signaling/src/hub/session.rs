@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use rand::distr::{Alphanumeric, SampleString};
+use serde::{Deserialize, Serialize};
 
 use super::room::Departure;
 use super::{ConnId, Effect, Hub, Identity, RoomKey, UserId};
@@ -14,16 +15,19 @@ use crate::protocol::{ErrorCode, IceConfig, PROTOCOL_VERSION, PresenceUser, Serv
 const MAX_BUFFERED: usize = 1000;
 
 /// One signed-in user.
+#[derive(Serialize, Deserialize)]
 pub(super) struct Online {
     pub(super) conn: ConnId,
     pub(super) identity: Identity,
     /// The room the user is in, calling from, or being rung into.
     pub(super) room: Option<RoomKey>,
     /// When this user last rang someone.
+    #[serde(with = "super::snapshot::instants")]
     pub(super) rang: VecDeque<Instant>,
     /// Proves a reconnecting client owns this session.
     resume_token: String,
     /// The connection dropped: the session ends at this time unless resumed.
+    #[serde(with = "super::snapshot::optional_instant")]
     suspended: Option<Instant>,
     /// Messages for a suspended session.
     buffer: Vec<ServerMsg>,

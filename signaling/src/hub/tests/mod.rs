@@ -5,6 +5,7 @@ mod media;
 mod ringing;
 mod rooms;
 mod sessions;
+mod snapshot;
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,98 @@
+//! A hub restored from a snapshot goes on where the snapshotted one was:
+//! the same sessions, rooms, rings (with the ring time left) and media
+//! participants.
+
+use super::*;
+use crate::protocol::RoomKind;
+
+#[test]
+fn a_restored_hub_continues_calls_rings_and_deadlines() {
+    let t0 = Instant::now();
+    let mut h = online(&[(1, "a"), (2, "b"), (3, "c")]);
+    // a calls b, who accepts; a invites c, whose ring is running.
+    let fx = h.handle_message(
+        ConnId(1),
+        ClientMsg::Call {
+            to: "b".into(),
+            media: CallMedia::Video,
+        },
+        t0,
+    );
+    let room = room_of(&fx, 1).expect("a room");
+    h.handle_message(
+        ConnId(2),
+        ClientMsg::Accept {
+            room_id: room.clone(),
+        },
+        t0,
+    );
+    let ring_at = t0 + Duration::from_secs(5);
+    h.handle_message(
+        ConnId(1),
+        ClientMsg::Invite {
+            room_id: room.clone(),
+            to: "c".into(),
+        },
+        ring_at,
+    );
+    let json = h.snapshot(ring_at).expect("snapshot");
+
+    // Another process, 2 s later by its own clock.
+    let later = ring_at + Duration::from_secs(2);
+    let mut r = Hub::restore(HubConfig::default(), &json, later).expect("restore");
+    assert_eq!(r.counts(), h.counts());
+    // c's ring has the time it had left: missed 30 s after its start here.
+    let before_end = later + HubConfig::default().ring_timeout - Duration::from_millis(10);
+    assert_eq!(
+        r.handle_tick(before_end)
+            .iter()
+            .filter(|e| matches!(e, Effect::Send(..)))
+            .count(),
+        0
+    );
+    let fx = r.handle_tick(later + HubConfig::default().ring_timeout);
+    assert_eq!(ended(&fx, 3), Some(EndReason::Missed), "{fx:?}");
+    // The call goes on: b's media offer reaches the media node as b's
+    // participant, and a hang-up ends it for both.
+    let fx = r.handle_message(
+        ConnId(2),
+        ClientMsg::MediaOffer {
+            room_id: room.clone(),
+            sdp: "v=0".into(),
+        },
+        later,
+    );
+    assert!(
+        fx.iter().any(|e| matches!(
+            e,
+            Effect::Media(Command::Offer {
+                participant: ParticipantId(2),
+                ..
+            })
+        )),
+        "{fx:?}"
+    );
+    let fx = r.handle_message(
+        ConnId(1),
+        ClientMsg::Hangup {
+            room_id: room.clone(),
+        },
+        later,
+    );
+    assert_eq!(ended(&fx, 2), Some(EndReason::Hangup));
+    assert_eq!(r.counts().rooms, 0);
+    // New ids continue after the old ones.
+    let fx = r.handle_message(ConnId(3), ClientMsg::CreateRoom {}, later);
+    assert!(to(&fx, 3).iter().any(|m| matches!(
+        m,
+        ServerMsg::RoomJoined {
+            kind: RoomKind::Group,
+            ..
+        }
+    )));
+    assert!(
+        r.participants.keys().all(|p| p.0 > 2),
+        "{:?}",
+        r.participants
+    );
+}
