@@ -26,34 +26,11 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// wanted is stuck: str0m's BWE, once it holds a link loss-limited (tail
 /// drops under a cap), refuses every probe, and with nothing more sent
 /// nothing ever moves the estimate again, even after the cap is lifted.
-/// The next layer is then tried anyway ([`Boost`]).
+/// The estimator is then started again from the estimate it holds: it
+/// probes once more (padding, which the user never sees), and the layer
+/// goes up only when a probe shows the link carries it. Under a cap that
+/// is still there the probe fails and nothing switches.
 const ESTIMATE_STUCK: Duration = Duration::from_millis(1500);
-
-/// How long a layer tried on a stuck estimate runs before the estimate
-/// must have risen to carry it.
-const BOOST_FOR: Duration = Duration::from_secs(5);
-
-/// The next layer, sent although a stuck estimate does not allow it: what
-/// is sent then is the probe. The estimate decides the outcome: it rises
-/// (the link carries the layer) or falls (it does not: the layer goes,
-/// and the failed upgrade lengthens the wait before the next try).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Boost {
-    /// The estimate the tried allocation needs (bits/s, audio included).
-    total: u64,
-    /// The estimate when the boost began.
-    from_estimate: u64,
-    until: Instant,
-}
-
-impl Boost {
-    /// Still on: the estimate has neither fallen nor reached what the
-    /// boost needs, and time is left.
-    fn holds(&self, estimate: Option<u64>, now: Instant) -> bool {
-        let e = estimate.unwrap_or(0);
-        now < self.until && e >= self.from_estimate && e < self.total
-    }
-}
 
 impl Sfu {
     /// The subscriber renders one of its videos at this size (device
@@ -158,9 +135,8 @@ impl Sfu {
         // An estimate the BWE cannot probe upward (no RTX toward this
         // subscriber, so no padding) only ever creeps up from what is
         // sent: it is a floor, not a limit, and does not cap the video.
-        let boost = p.boost.filter(|b| b.holds(p.estimate, now));
         let budget = match p.estimate {
-            Some(e) if p.probe_capable => e.max(boost.map_or(0, |b| b.total)).saturating_sub(audio),
+            Some(e) if p.probe_capable => e.saturating_sub(audio),
             _ => u64::MAX,
         };
         let only: Vec<Want> = wants.iter().map(|(_, w)| w.clone()).collect();
@@ -242,22 +218,19 @@ impl Sfu {
         let Some(estimate) = p.estimate else {
             return self.request_keyframes(keyframes);
         };
-        p.boost = boost;
         let upgrade_total = next_step.map(|s| (sending + s) * allocate::UP_MARGIN_PERCENT / 100);
         let upgrade_wanted = upgrade_total.is_some_and(|t| estimate < t);
         let stuck = p
             .estimate_since
             .is_some_and(|t| now.saturating_duration_since(t) >= ESTIMATE_STUCK);
-        if let Some(total) = upgrade_total.filter(|_| upgrade_wanted && stuck && p.boost.is_none())
-        {
-            debug!(participant = %id, estimate, total, "estimate stuck: trying the next layer");
-            p.boost = Some(Boost {
-                total,
-                from_estimate: estimate,
-                until: now + BOOST_FOR,
-            });
-            // The next try waits for the estimate to be stuck again.
+        if upgrade_wanted && stuck && p.probe_capable {
+            debug!(participant = %id, estimate, "estimate stuck: estimator started again from it");
+            p.rtc.bwe().reset(Bitrate::bps(estimate));
+            // The next restart waits for the estimate to be stuck again.
             p.estimate_since = Some(now);
+            p.next_probe = None;
+            // A new estimator knows no rates: they are set again below.
+            p.bwe_rates = (0, 0);
         }
         if upgrade_wanted && p.next_probe.is_none_or(|t| now >= t) {
             // str0m probes when the desired rate rises above the last one

@@ -49,9 +49,6 @@ pub(super) struct Participant {
     pub(super) estimate: Option<u64>,
     /// When the estimate last changed.
     pub(super) estimate_since: Option<Instant>,
-    /// An upgrade tried although the estimate does not allow it, because
-    /// the estimate is stuck (see [`Boost`](super::bandwidth::Boost)).
-    pub(super) boost: Option<super::bandwidth::Boost>,
     /// The BWE minimum and desired rates last set.
     pub(super) bwe_rates: (u64, u64),
     /// Its video streams have RTX, so its BWE can probe (pad) upward.
@@ -95,7 +92,6 @@ impl Participant {
             queued: false,
             estimate: None,
             estimate_since: None,
-            boost: None,
             bwe_rates: (0, 0),
             probe_capable: false,
             next_probe: None,
