@@ -364,6 +364,14 @@ pub enum ServerMsg {
         /// Who speaks now (may be you).
         participant_id: String,
     },
+    /// The call's media moved to another media node (the one it was on
+    /// stopped or is being restarted): make a new connection with a fresh
+    /// `media_offer`, keep the old one playing until the new one connects,
+    /// then close it.
+    MediaMoved {
+        /// The call.
+        room_id: String,
+    },
     /// A video you receive stopped because your connection cannot carry
     /// it (`paused`: keep its last frame and show a poor-connection
     /// notice), or came back.
@@ -471,6 +479,9 @@ pub enum ErrorCode {
     SdpTooLarge,
     /// The server is shutting down: no new calls.
     Draining,
+    /// The server cannot reach the rest of its cluster just now: try again
+    /// in a moment (calls already running go on).
+    Unavailable,
 }
 
 /// Parses one text frame: the error says which code to answer with.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::acme::{AcmeSettings, LETS_ENCRYPT};
+pub use crate::cluster::ClusterSettings;
 use crate::turn::IceSettings;
 use serde::Deserialize;
 
@@ -135,6 +136,22 @@ pub struct Cli {
     /// request to HTTPS.
     #[arg(long, env = "CHORUS_HTTP_REDIRECT")]
     pub http_redirect: Option<SocketAddr>,
+    /// Join a cluster of Chorus nodes that share state through this Redis
+    /// (`redis://[:password@]host:port/db`, or `rediss://` for TLS).
+    /// Without it this node works alone, with nothing external.
+    #[arg(long, env = "CHORUS_REDIS", hide_env_values = true)]
+    pub redis: Option<String>,
+    /// This node's name in the cluster [default: generated].
+    #[arg(long, env = "CHORUS_NODE_ID")]
+    pub node_id: Option<String>,
+    /// The secret every node of the cluster signs its messages to the
+    /// others with (needed with --redis).
+    #[arg(long, env = "CHORUS_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+    /// New rooms are not placed on this node once it carries this many
+    /// media participants [default: no limit].
+    #[arg(long, env = "CHORUS_MAX_NODE_PARTICIPANTS")]
+    pub max_node_participants: Option<usize>,
     /// Log format: `pretty` or `json` [default: pretty].
     #[arg(long, env = "CHORUS_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -221,6 +238,8 @@ pub struct Config {
     pub ice: IceSettings,
     /// Plain HTTP that redirects to HTTPS.
     pub http_redirect: Option<SocketAddr>,
+    /// Cluster membership, with `--redis`.
+    pub cluster: Option<ClusterSettings>,
     /// `json` logs instead of pretty ones.
     pub json_logs: bool,
 }
@@ -244,6 +263,7 @@ impl Config {
             tls: Tls::Off,
             ice: IceSettings::default(),
             http_redirect: None,
+            cluster: None,
             json_logs: false,
         }
     }
@@ -308,6 +328,21 @@ impl Config {
             _ => return Err("--tls-cert and --tls-key go together".into()),
         };
         let http_redirect = cli.http_redirect.or(file.http_redirect);
+        let cluster = match cli.redis.or(file.redis) {
+            None => None,
+            Some(redis) => Some(ClusterSettings {
+                redis,
+                node_id: cli
+                    .node_id
+                    .or(file.node_id)
+                    .unwrap_or_else(ClusterSettings::generated_id),
+                secret: cli
+                    .cluster_secret
+                    .or(file.cluster_secret)
+                    .ok_or("--redis needs a --cluster-secret shared by every node")?,
+                max_participants: cli.max_node_participants.or(file.max_node_participants),
+            }),
+        };
         if http_redirect.is_some() && tls == Tls::Off {
             return Err(
                 "--http-redirect needs HTTPS (--acme-domain, --tls-cert or --tls-self-signed)"
@@ -382,6 +417,7 @@ impl Config {
             tls,
             ice,
             http_redirect,
+            cluster,
             json_logs,
         })
     }

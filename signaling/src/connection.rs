@@ -97,6 +97,7 @@ pub(crate) async fn serve<S, R>(
             out = out_rx.recv() => match out {
                 Some(Outgoing::Msg(m)) => c.send(&m).await,
                 Some(Outgoing::Close) => Next::End(Ending::ServerCloses(close_code::NORMAL)),
+                Some(Outgoing::Restart) => Next::End(Ending::ServerCloses(close_code::RESTART)),
                 // The hub task stopped: the server is going away.
                 None => Next::End(Ending::ServerCloses(close_code::AWAY)),
             },

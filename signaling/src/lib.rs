@@ -17,6 +17,7 @@
 
 pub mod acme;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 mod connection;
 pub mod hub;

@@ -23,6 +23,7 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::auth::{Tokens, clean_name};
+use crate::cluster::ClusterNode;
 use crate::config::{Config, Limits, Tls};
 use crate::connection::{self, AUTH_TIMEOUT, ReadError, Settings};
 use crate::hub::task::{HubHandle, HubInput};
@@ -41,6 +42,10 @@ struct AppState {
     ready: Arc<AtomicBool>,
     media: Arc<dyn MediaPlane>,
     ice: Arc<IceSettings>,
+    /// Cluster membership, with `--redis`.
+    cluster: Option<Arc<ClusterNode>>,
+    /// Reads `/api/cluster` (the cluster secret).
+    cluster_secret: Option<Arc<str>>,
 }
 
 /// A running server.
@@ -58,6 +63,7 @@ pub struct Server {
     pub scheme: &'static str,
     media: Arc<dyn MediaPlane>,
     hub: HubHandle,
+    cluster: Option<Arc<ClusterNode>>,
     ready: Arc<AtomicBool>,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -83,27 +89,48 @@ impl Server {
             None => Tokens::random(),
         });
         let l = &config.limits;
-        let hub = Hub::new(HubConfig {
+        let hub_config = HubConfig {
             ring_timeout: config.ring_timeout,
             reconnect_grace: config.reconnect_grace,
             max_room_participants: l.max_room_participants,
             max_rooms: l.max_rooms,
             calls_per_minute: l.calls_per_minute,
             max_sdp_bytes: l.max_sdp_bytes,
-        });
+        };
         let udp_addr = node.udp_addr();
+        let (hub, cluster) = match &config.cluster {
+            None => {
+                let media: Arc<dyn MediaPlane> = Arc::new(node.clone());
+                let hub = HubHandle::spawn(Hub::new(hub_config), media, media_events);
+                (hub, None)
+            }
+            Some(settings) => {
+                let (member, hub) = ClusterNode::start(
+                    settings,
+                    node.clone(),
+                    media_events,
+                    hub_config,
+                    config.listen,
+                )
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+                (hub, Some(Arc::new(member)))
+            }
+        };
         let media: Arc<dyn MediaPlane> = Arc::new(node);
-        let hub = HubHandle::spawn(hub, media.clone(), media_events);
+        let first_conn = cluster.as_ref().map_or(1, |c| c.first_conn());
         let ready = Arc::new(AtomicBool::new(true));
         let state = AppState {
             hub: hub.clone(),
             tokens,
             dev: config.dev,
-            next_conn: Arc::new(AtomicU64::new(1)),
+            next_conn: Arc::new(AtomicU64::new(first_conn)),
             limits: config.limits.clone(),
             ready: ready.clone(),
             media: media.clone(),
             ice: Arc::new(config.ice.clone()),
+            cluster: cluster.clone(),
+            cluster_secret: config.cluster.as_ref().map(|c| c.secret.as_str().into()),
         };
         let app = app(state);
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
@@ -167,6 +194,7 @@ impl Server {
             scheme,
             media,
             hub,
+            cluster,
             ready,
             shutdown: Some(shutdown_tx),
             task,
@@ -189,6 +217,16 @@ impl Server {
     /// SIGTERM: drain, wait for calls to end or `deadline`, end the rest,
     /// then stop.
     pub async fn shutdown_gracefully(self, deadline: Duration) {
+        self.ready.store(false, Ordering::SeqCst);
+        // In a cluster the calls move to other nodes, if any can take them.
+        if let Some(cluster) = &self.cluster
+            && cluster.drain(deadline).await
+        {
+            // Let the close frames reach the clients.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            self.stop().await;
+            return;
+        }
         self.drain();
         let until = tokio::time::Instant::now() + deadline;
         while tokio::time::Instant::now() < until {
@@ -251,6 +289,7 @@ fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/token", post(issue_token))
+        .route("/api/cluster", get(cluster_status))
         .route("/ws", get(ws_upgrade))
         .route(
             "/{*path}",
@@ -321,11 +360,41 @@ async fn issue_token(
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.ready.load(Ordering::SeqCst) {
-        "ready".into_response()
-    } else {
+    if !state.ready.load(Ordering::SeqCst) {
         (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response()
+    } else if state.cluster.as_ref().is_some_and(|c| !c.reachable()) {
+        (StatusCode::SERVICE_UNAVAILABLE, "redis unreachable").into_response()
+    } else {
+        "ready".into_response()
     }
+}
+
+/// The cluster as this node sees it: nodes, their load, the coordinator
+/// and (on the coordinator) where each room's media is. Needs
+/// `Authorization: Bearer <cluster secret>`.
+async fn cluster_status(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let (Some(cluster), Some(secret)) = (&state.cluster, &state.cluster_secret) else {
+        return api_error(
+            StatusCode::NOT_FOUND,
+            "not_clustered",
+            "this node runs alone (no --redis)",
+        );
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if aws_lc_rs::constant_time::verify_slices_are_equal(given.as_bytes(), secret.as_bytes())
+        .is_err()
+    {
+        return api_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send the cluster secret as a bearer token",
+        );
+    }
+    Json(cluster.status().await).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -377,6 +446,8 @@ mod tests {
             ready: Arc::new(AtomicBool::new(true)),
             media: Arc::new(crate::media_plane::RecordingMedia::default()),
             ice: Arc::default(),
+            cluster: None,
+            cluster_secret: None,
         })
     }
 

@@ -6,6 +6,7 @@
 //! both the end-to-end tests (nothing leaks) and the benches (how fast, how much) run.
 
 pub mod churn;
+pub mod cluster;
 pub mod direct;
 pub mod eventually;
 pub mod group_call;

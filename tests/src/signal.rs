@@ -46,36 +46,12 @@ impl TestServer {
 
     /// `POST /api/token`: returns the raw HTTP status and JSON body.
     pub async fn post_token(&self, body: &str) -> Result<(u16, serde_json::Value), Error> {
-        let mut tcp = TcpStream::connect(self.server.http_addr).await?;
-        let req = format!(
-            "POST /api/token HTTP/1.1\r\nHost: chorus\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-            body.len(),
-            body
-        );
-        tcp.write_all(req.as_bytes()).await?;
-        let mut resp = Vec::new();
-        tcp.read_to_end(&mut resp).await?;
-        let text = String::from_utf8_lossy(&resp);
-        let status = text
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or("no HTTP status")?;
-        let body = text.split("\r\n\r\n").nth(1).ok_or("no HTTP body")?;
-        Ok((status, serde_json::from_str(body)?))
+        post_token_at(self.server.http_addr, body).await
     }
 
     /// A dev-mode token for `name`: `(token, user_id)`.
     pub async fn token(&self, name: &str) -> Result<(String, String), Error> {
-        let (status, v) = self
-            .post_token(&serde_json::json!({ "name": name }).to_string())
-            .await?;
-        if status != 200 {
-            return Err(format!("token request failed: {status} {v}").into());
-        }
-        let token = v["token"].as_str().ok_or("no token")?.to_string();
-        let user_id = v["user_id"].as_str().ok_or("no user_id")?.to_string();
-        Ok((token, user_id))
+        token_at(self.server.http_addr, name).await
     }
 
     /// The media node's counters.
@@ -121,31 +97,76 @@ impl TestServer {
         token: &str,
         resume: Option<&str>,
     ) -> Result<(Client, bool), Error> {
-        let mut c = Client::connect(&self.ws_url()).await?;
-        c.send(&ClientMsg::Auth {
-            token: token.to_string(),
-            resume: resume.map(str::to_string),
-        })?;
-        let welcome = c
-            .recv_until(Duration::from_secs(5), |m| {
-                matches!(m, ServerMsg::Welcome { .. })
-            })
-            .await?;
-        let ServerMsg::Welcome {
-            user,
-            resume_token,
-            resumed,
-            ..
-        } = welcome
-        else {
-            unreachable!("filtered above")
-        };
-        c.user_id = user.id;
-        c.name = user.name;
-        c.token = token.to_string();
-        c.resume_token = resume_token;
-        Ok((c, resumed))
+        sign_in_at(&self.ws_url(), token, resume).await
     }
+}
+
+/// `POST /api/token` to the server at `addr`: the raw HTTP status and JSON body.
+pub async fn post_token_at(
+    addr: std::net::SocketAddr,
+    body: &str,
+) -> Result<(u16, serde_json::Value), Error> {
+    let mut tcp = TcpStream::connect(addr).await?;
+    let req = format!(
+        "POST /api/token HTTP/1.1\r\nHost: chorus\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        body.len(),
+        body
+    );
+    tcp.write_all(req.as_bytes()).await?;
+    let mut resp = Vec::new();
+    tcp.read_to_end(&mut resp).await?;
+    let text = String::from_utf8_lossy(&resp);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or("no HTTP status")?;
+    let body = text.split("\r\n\r\n").nth(1).ok_or("no HTTP body")?;
+    Ok((status, serde_json::from_str(body)?))
+}
+
+/// A dev-mode token for `name` from the server at `addr`: `(token, user_id)`.
+pub async fn token_at(addr: std::net::SocketAddr, name: &str) -> Result<(String, String), Error> {
+    let (status, v) = post_token_at(addr, &serde_json::json!({ "name": name }).to_string()).await?;
+    if status != 200 {
+        return Err(format!("token request failed: {status} {v}").into());
+    }
+    let token = v["token"].as_str().ok_or("no token")?.to_string();
+    let user_id = v["user_id"].as_str().ok_or("no user_id")?.to_string();
+    Ok((token, user_id))
+}
+
+/// Connects to `ws_url`, signs in with `token` (resuming `resume` if
+/// given) and waits for `welcome`; the client and whether it resumed.
+pub async fn sign_in_at(
+    ws_url: &str,
+    token: &str,
+    resume: Option<&str>,
+) -> Result<(Client, bool), Error> {
+    let mut c = Client::connect(ws_url).await?;
+    c.send(&ClientMsg::Auth {
+        token: token.to_string(),
+        resume: resume.map(str::to_string),
+    })?;
+    let welcome = c
+        .recv_until(Duration::from_secs(10), |m| {
+            matches!(m, ServerMsg::Welcome { .. })
+        })
+        .await?;
+    let ServerMsg::Welcome {
+        user,
+        resume_token,
+        resumed,
+        ..
+    } = welcome
+    else {
+        unreachable!("filtered above")
+    };
+    c.user_id = user.id;
+    c.name = user.name;
+    c.token = token.to_string();
+    c.resume_token = resume_token;
+    Ok((c, resumed))
 }
 
 /// Rewrites SDP from the server before the peer sees it.

@@ -37,6 +37,20 @@ impl Hub {
         let Some((user, room)) = self.participants.get(&pid).cloned() else {
             return fx;
         };
+        // A member whose media is moving hears only from its new
+        // participant; the old one just forwards until then.
+        let moving = self
+            .rooms
+            .get(&room)
+            .and_then(|r| r.member(&user))
+            .and_then(|m| m.moving_from.map(|old| (old, m.participant)));
+        match moving {
+            Some((old, _)) if old == pid => return fx,
+            Some((old, new)) if new == pid && matches!(event, Event::Connected { .. }) => {
+                self.finish_move(&user, &room, old, &mut fx);
+            }
+            _ => {}
+        }
         // Through send_to, so a suspended session gets them on resume.
         let room_id = room.to_string();
         match event {
@@ -89,6 +103,69 @@ impl Hub {
         }
         self.flush_presence(&mut fx);
         fx
+    }
+
+    /// The room's media moved to another media node: every member gets a
+    /// new participant there and is told to connect to it (`media_moved`).
+    /// With `keep_old`, each old participant forwards until the member's
+    /// new one connects; otherwise (its node is gone) it is forgotten.
+    pub fn handle_media_moved(&mut self, room: &RoomKey, keep_old: bool) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        let Some(users) = self
+            .rooms
+            .get(room)
+            .map(|r| r.members.iter().map(|m| m.user.clone()).collect::<Vec<_>>())
+        else {
+            return fx;
+        };
+        for user in users {
+            let participant = self.new_participant();
+            let Some(m) = self
+                .rooms
+                .get_mut(room)
+                .and_then(|r| r.members.iter_mut().find(|m| m.user == user))
+            else {
+                continue;
+            };
+            let old = std::mem::replace(&mut m.participant, participant);
+            let earlier = m.moving_from.take();
+            if keep_old {
+                m.moving_from = Some(old);
+            }
+            // An unfinished earlier move's participant goes, and the old
+            // one too when its node is gone (the leave finds nobody there).
+            let gone = earlier.into_iter().chain((!keep_old).then_some(old));
+            for participant in gone {
+                self.participants.remove(&participant);
+                fx.push(Effect::Media(Command::Leave { participant }));
+            }
+            self.participants
+                .insert(participant, (user.clone(), room.clone()));
+            let moved = ServerMsg::MediaMoved {
+                room_id: room.to_string(),
+            };
+            self.send_to(&user, moved, &mut fx);
+        }
+        fx
+    }
+
+    /// A moving member's new participant connected: the old one goes.
+    fn finish_move(
+        &mut self,
+        user: &UserId,
+        room: &RoomKey,
+        old: ParticipantId,
+        fx: &mut Vec<Effect>,
+    ) {
+        if let Some(m) = self
+            .rooms
+            .get_mut(room)
+            .and_then(|r| r.members.iter_mut().find(|m| m.user == *user))
+        {
+            m.moving_from = None;
+        }
+        self.participants.remove(&old);
+        fx.push(Effect::Media(Command::Leave { participant: old }));
     }
 
     /// The member's SDP: an offer of what they publish (the first one

@@ -140,6 +140,19 @@ impl Hub {
         }
     }
 
+    /// Every media participant and its media room.
+    pub fn media_participants(&self) -> Vec<(ParticipantId, chorus_sfu::RoomId)> {
+        self.participants
+            .iter()
+            .map(|(p, (_, r))| (*p, r.media_room()))
+            .collect()
+    }
+
+    /// Every signed-in connection.
+    pub fn connections(&self) -> Vec<ConnId> {
+        self.conns.keys().copied().collect()
+    }
+
     /// Users online, rooms open, participants in rooms.
     pub fn counts(&self) -> Counts {
         Counts {

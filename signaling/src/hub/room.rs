@@ -18,6 +18,10 @@ pub(super) struct Member {
     pub(super) participant: ParticipantId,
     audio: bool,
     video: bool,
+    /// While the room's media moves to another node: the participant on
+    /// the old one, which forwards until the new one connects.
+    #[serde(default)]
+    pub(super) moving_from: Option<ParticipantId>,
 }
 
 /// Someone being rung into a room (see `ringing`).
@@ -317,8 +321,7 @@ impl Hub {
 
     /// Adds `user` to the room's members with a new media participant id.
     pub(super) fn seat(&mut self, user: &UserId, room: &RoomKey) {
-        let participant = ParticipantId(self.next_participant);
-        self.next_participant += 1;
+        let participant = self.new_participant();
         let Some(r) = self.rooms.get_mut(room) else {
             return;
         };
@@ -328,6 +331,7 @@ impl Hub {
             participant,
             audio: true,
             video,
+            moving_from: None,
         });
         self.participants
             .insert(participant, (user.clone(), room.clone()));
@@ -443,6 +447,13 @@ impl Hub {
 
     /// Takes `user` out of the room's members and off the media node; false
     /// if they were not a member.
+    /// A media participant id never used before.
+    pub(super) fn new_participant(&mut self) -> ParticipantId {
+        let participant = ParticipantId(self.next_participant);
+        self.next_participant += 1;
+        participant
+    }
+
     pub(super) fn remove_member(
         &mut self,
         user: &UserId,
@@ -456,10 +467,10 @@ impl Hub {
             return false;
         };
         let m = r.members.remove(i);
-        self.participants.remove(&m.participant);
-        fx.push(Effect::Media(Command::Leave {
-            participant: m.participant,
-        }));
+        for participant in std::iter::once(m.participant).chain(m.moving_from) {
+            self.participants.remove(&participant);
+            fx.push(Effect::Media(Command::Leave { participant }));
+        }
         self.set_room(user, None);
         true
     }

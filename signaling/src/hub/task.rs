@@ -12,10 +12,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::warn;
 
-use super::{ConnId, Counts, Effect, Hub, Identity};
+use super::{ConnId, Counts, Effect, Hub, Identity, RoomKey};
 use crate::media_plane::{MediaEvents, MediaPlane};
 use crate::protocol::{ClientMsg, IceConfig, ServerMsg};
 
@@ -37,6 +37,21 @@ pub(crate) enum HubInput {
     Drain,
     /// End every call; reply when done.
     Shutdown(oneshot::Sender<()>),
+    /// These connections are gone with the node that served them: their
+    /// sessions wait for a resume, as after any dropped connection.
+    ConnectionsLost(Vec<ConnId>),
+    /// The connections the hub knows, for its owner to sort by node.
+    Connections(oneshot::Sender<Vec<ConnId>>),
+    /// A room's media moved to another media node (`keep_old`: the old one
+    /// still forwards until each member's new connection is up).
+    MediaMoved {
+        /// The room.
+        room: RoomKey,
+        /// Make before break.
+        keep_old: bool,
+    },
+    /// The hub's whole state now, as JSON.
+    Snapshot(oneshot::Sender<Option<String>>),
 }
 
 /// How a connection ended.
@@ -49,10 +64,13 @@ pub(crate) enum Closure {
 }
 
 /// What the hub task sends a connection.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Outgoing {
     /// A message for the client.
     Msg(ServerMsg),
+    /// Close the connection as a server restart (1012): the client
+    /// reconnects at once, reaching another node, and resumes.
+    Restart,
     /// Close the socket (after the messages before it).
     Close,
 }
@@ -61,11 +79,47 @@ pub(crate) enum Outgoing {
 #[derive(Debug, Clone)]
 pub(crate) struct HubHandle(mpsc::UnboundedSender<HubInput>);
 
+/// Where messages for connections the hub task was not given go (in a
+/// cluster: connections of other nodes).
+pub(crate) trait Outlet: Send + Sync {
+    /// Delivers `out` to connection `conn`, wherever it is.
+    fn deliver(&self, conn: ConnId, out: Outgoing);
+}
+
+/// How the hub task is run beyond the hub itself.
+#[derive(Default)]
+pub(crate) struct TaskOptions {
+    /// Connections the task was not given.
+    pub(crate) outlet: Option<Arc<dyn Outlet>>,
+    /// The hub's state after changes, at most every
+    /// [`SNAPSHOT_INTERVAL`] (a cluster coordinator stores it).
+    pub(crate) snapshots: Option<watch::Sender<Arc<String>>>,
+}
+
+/// The shortest time between two snapshots of the hub's state.
+pub(crate) const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(100);
+
 impl HubHandle {
     /// Starts the hub task.
     pub(crate) fn spawn(hub: Hub, media: Arc<dyn MediaPlane>, events: MediaEvents) -> HubHandle {
+        Self::spawn_with(hub, media, events, TaskOptions::default()).0
+    }
+
+    /// Starts the hub task with `options`; the task's handle, to stop it.
+    pub(crate) fn spawn_with(
+        hub: Hub,
+        media: Arc<dyn MediaPlane>,
+        events: MediaEvents,
+        options: TaskOptions,
+    ) -> (HubHandle, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(hub, rx, media, events));
+        let task = tokio::spawn(run(hub, rx, media, events, options));
+        (HubHandle(tx), task)
+    }
+
+    /// A handle whose inputs go to `tx` (in a cluster: the node's
+    /// switchboard, which passes them on to the coordinator's hub).
+    pub(crate) fn new(tx: mpsc::UnboundedSender<HubInput>) -> HubHandle {
         HubHandle(tx)
     }
 
@@ -104,13 +158,19 @@ async fn run(
     mut inputs: mpsc::UnboundedReceiver<HubInput>,
     media: Arc<dyn MediaPlane>,
     mut events: MediaEvents,
+    options: TaskOptions,
 ) {
     let mut conns: HashMap<ConnId, mpsc::UnboundedSender<Outgoing>> = HashMap::new();
     let now = || tokio::time::Instant::now().into_std();
+    let mut changed = false;
+    let mut next_snapshot = now();
     loop {
-        let wake = hub
+        let mut wake = hub
             .next_deadline()
             .unwrap_or_else(|| now() + Duration::from_secs(3600));
+        if changed && options.snapshots.is_some() {
+            wake = wake.min(next_snapshot);
+        }
         let effects = tokio::select! {
             input = inputs.recv() => {
                 let Some(input) = input else { return };
@@ -125,18 +185,41 @@ async fn run(
             }
             () = tokio::time::sleep_until(wake.into()) => hub.handle_tick(now()),
         };
+        changed = true;
+        if let Some(snapshots) = &options.snapshots
+            && now() >= next_snapshot
+        {
+            match hub.snapshot(now()) {
+                Ok(json) => {
+                    let _ = snapshots.send(Arc::new(json));
+                }
+                Err(e) => warn!("hub snapshot failed: {e}"),
+            }
+            changed = false;
+            next_snapshot = now() + SNAPSHOT_INTERVAL;
+        }
         for effect in effects {
             match effect {
-                Effect::Send(conn, msg) => {
-                    if let Some(tx) = conns.get(&conn) {
+                Effect::Send(conn, msg) => match conns.get(&conn) {
+                    Some(tx) => {
                         let _ = tx.send(Outgoing::Msg(msg));
                     }
-                }
-                Effect::Close(conn) => {
-                    if let Some(tx) = conns.remove(&conn) {
+                    None => {
+                        if let Some(outlet) = &options.outlet {
+                            outlet.deliver(conn, Outgoing::Msg(msg));
+                        }
+                    }
+                },
+                Effect::Close(conn) => match conns.remove(&conn) {
+                    Some(tx) => {
                         let _ = tx.send(Outgoing::Close);
                     }
-                }
+                    None => {
+                        if let Some(outlet) = &options.outlet {
+                            outlet.deliver(conn, Outgoing::Close);
+                        }
+                    }
+                },
                 Effect::Media(cmd) => {
                     if let Err(e) = media.send(cmd) {
                         warn!("media command dropped: {e}");
@@ -182,6 +265,19 @@ fn handle_input(
             let fx = hub.handle_shutdown();
             let _ = done.send(());
             fx
+        }
+        HubInput::ConnectionsLost(lost) => lost
+            .into_iter()
+            .flat_map(|conn| hub.handle_connection_lost(conn, now))
+            .collect(),
+        HubInput::Connections(reply) => {
+            let _ = reply.send(hub.connections());
+            Vec::new()
+        }
+        HubInput::MediaMoved { room, keep_old } => hub.handle_media_moved(&room, keep_old),
+        HubInput::Snapshot(reply) => {
+            let _ = reply.send(hub.snapshot(now).ok());
+            Vec::new()
         }
     }
 }

@@ -1,0 +1,218 @@
+//! The coordinator's part: this node runs the cluster's one hub (the same
+//! pure `Hub` as a single node), stores its state in Redis as it changes,
+//! places rooms' media over the nodes ([`ClusterMedia`]) and moves the
+//! rooms of nodes that die or drain.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chorus_sfu::{Event, MediaNode, RoomId};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{info, warn};
+
+use super::bus::Bus;
+use super::election::HUB_KEY;
+use super::placement::ClusterMedia;
+use super::registry::{self, SharedView, now_ms};
+use crate::hub::task::{HubHandle, HubInput, Outlet, TaskOptions};
+use crate::hub::{ConnId, Hub, HubConfig, RoomKey};
+
+/// This node's hub, while it coordinates.
+pub(crate) struct Coordinator {
+    pub(crate) hub: HubHandle,
+    task: tokio::task::JoinHandle<()>,
+    store: tokio::task::JoinHandle<()>,
+    events: mpsc::UnboundedSender<Event>,
+    pub(crate) media: Arc<ClusterMedia>,
+    /// Rooms already moved off a draining node.
+    moved: HashSet<RoomId>,
+    /// Nodes found dead, with their connection tags.
+    buried: HashMap<String, u32>,
+}
+
+impl Coordinator {
+    /// Starts the hub from `snapshot` (or empty) with rooms placed as in
+    /// `rooms`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn start(
+        me: &str,
+        config: HubConfig,
+        snapshot: Option<String>,
+        rooms: HashMap<String, String>,
+        local: MediaNode,
+        bus: Bus,
+        view: SharedView,
+        outlet: Arc<dyn Outlet>,
+    ) -> Coordinator {
+        let now = tokio::time::Instant::now().into_std();
+        let hub = match snapshot
+            .as_deref()
+            .map(|s| Hub::restore(config.clone(), s, now))
+        {
+            Some(Ok(hub)) => hub,
+            Some(Err(e)) => {
+                warn!("the hub's stored state does not read ({e}): starting empty");
+                Hub::new(config)
+            }
+            None => Hub::new(config),
+        };
+        let participants = hub.media_participants();
+        let rooms = rooms
+            .into_iter()
+            .map(|(r, n)| (RoomId(r.into()), n))
+            .collect();
+        let media = ClusterMedia::new(me, local, bus.clone(), view, rooms, participants);
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (snap_tx, snap_rx) = watch::channel(Arc::new(String::new()));
+        let store = tokio::spawn(store_snapshots(bus, snap_rx));
+        let (hub, task) = HubHandle::spawn_with(
+            hub,
+            media.clone(),
+            events_rx,
+            TaskOptions {
+                outlet: Some(outlet),
+                snapshots: Some(snap_tx),
+            },
+        );
+        Coordinator {
+            hub,
+            task,
+            store,
+            events: events_tx,
+            media,
+            moved: HashSet::new(),
+            buried: HashMap::new(),
+        }
+    }
+
+    /// An event of some node's media plane.
+    pub(crate) fn media_event(&self, event: Event) {
+        self.media.observe(&event);
+        let _ = self.events.send(event);
+    }
+
+    /// Finds nodes that died or drain: the connections of a dead node are
+    /// lost (their sessions wait for a resume), and the rooms of a dead or
+    /// draining node move to a live one.
+    pub(crate) async fn watch_nodes(&mut self, view: &SharedView, bus: &Bus) {
+        let now = now_ms();
+        let Some(v) = view.read().ok().map(|v| v.clone()) else {
+            return;
+        };
+        let live: HashMap<&str, &registry::NodeInfo> =
+            v.alive(now).map(|n| (n.id.as_str(), n)).collect();
+        for dead in v.nodes.values().filter(|n| !n.alive(now)) {
+            if self.buried.insert(dead.id.clone(), dead.tag).is_none() {
+                info!(node = %dead.id, "node dead: its calls move");
+                let bus = bus.clone();
+                let id = dead.id.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = registry::forget(&bus, &id).await {
+                        warn!("forgetting node {id}: {e}");
+                    }
+                });
+            }
+        }
+        self.buried.retain(|id, _| !live.contains_key(id.as_str()));
+        // Connections of nodes that are gone (a node not seen yet is new,
+        // not dead).
+        let dead_tags: HashSet<u32> = self.buried.values().copied().collect();
+        let (tx, rx) = oneshot::channel();
+        if self.hub.send(HubInput::Connections(tx))
+            && let Ok(conns) = rx.await
+        {
+            let lost: Vec<ConnId> = conns
+                .into_iter()
+                .filter(|c| dead_tags.contains(&super::tag_of(*c)))
+                .collect();
+            if !lost.is_empty() {
+                info!(count = lost.len(), "connections lost with their node");
+                self.hub.send(HubInput::ConnectionsLost(lost));
+            }
+        }
+        for (node, rooms) in self.media.placements() {
+            let keep_old = match live.get(node.as_str()) {
+                None => false,
+                Some(n) if n.draining => true,
+                Some(_) => continue,
+            };
+            for room in rooms {
+                let room = RoomId(room.into());
+                if keep_old && self.moved.contains(&room) {
+                    continue;
+                }
+                if self.media.move_room(&room).is_some() {
+                    self.moved.insert(room.clone());
+                    self.hub.send(HubInput::MediaMoved {
+                        room: RoomKey::from(room.0.as_ref()),
+                        keep_old,
+                    });
+                }
+            }
+        }
+        let placed: HashSet<RoomId> = self
+            .media
+            .placements()
+            .into_values()
+            .flatten()
+            .map(|r| RoomId(r.into()))
+            .collect();
+        self.moved.retain(|r| placed.contains(r));
+    }
+
+    /// Stops the hub and stores its last state, for the next coordinator.
+    pub(crate) async fn stop(self, bus: &Bus) {
+        let (tx, rx) = oneshot::channel();
+        let last = if self.hub.send(HubInput::Snapshot(tx)) {
+            rx.await.ok().flatten()
+        } else {
+            None
+        };
+        self.task.abort();
+        self.store.abort();
+        if let Some(json) = last {
+            let mut conn = bus.conn();
+            let r: redis::RedisResult<()> = redis::cmd("SET")
+                .arg(HUB_KEY)
+                .arg(json)
+                .query_async(&mut conn)
+                .await;
+            if let Err(e) = bus.outcome(r) {
+                warn!("storing the hub's state: {e}");
+            }
+        }
+    }
+
+    /// Stops at once (this node is no longer the coordinator): another
+    /// node's hub has taken over.
+    pub(crate) fn abandon(self) {
+        self.task.abort();
+        self.store.abort();
+    }
+}
+
+/// Stores each new snapshot of the hub.
+async fn store_snapshots(bus: Bus, mut rx: watch::Receiver<Arc<String>>) {
+    let mut stored_at = Instant::now();
+    while rx.changed().await.is_ok() {
+        let json = rx.borrow_and_update().clone();
+        if json.is_empty() {
+            continue;
+        }
+        let mut conn = bus.conn();
+        let r: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(HUB_KEY)
+            .arg(json.as_str())
+            .query_async(&mut conn)
+            .await;
+        if let Err(e) = bus.outcome(r) {
+            // Kept trying with the next change; a coordinator that cannot
+            // store loses its lease soon anyway.
+            if stored_at.elapsed().as_secs() >= 1 {
+                warn!("storing the hub's state: {e}");
+                stored_at = Instant::now();
+            }
+        }
+    }
+}

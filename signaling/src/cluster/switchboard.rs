@@ -1,0 +1,368 @@
+//! A node's switchboard: between its WebSocket connections, its media
+//! node, and the cluster.
+//!
+//! Connections talk to a [`HubHandle`](crate::hub::task::HubHandle) as on a
+//! single node; here its inputs arrive at the switchboard, which passes
+//! them to the coordinator's hub: in-process when this node coordinates,
+//! signed over Redis otherwise. What the hub sends a connection comes
+//! back the same way, to the node whose tag the connection id carries.
+//! The media node's events go to the hub; its commands come from it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use chorus_sfu::{Event, MediaNode};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::bus::Incoming;
+use super::coordinator::Coordinator;
+use super::election::{Ballot, Outcome};
+use super::registry::DEAD_AFTER;
+use super::wire::{Body, HUB_CHANNEL, node_channel};
+use super::{Control, Shared, tag_of};
+use crate::hub::task::{Closure, HubInput, Outgoing, Outlet};
+use crate::hub::{ConnId, HubConfig};
+use crate::protocol::{ErrorCode, ServerMsg};
+
+/// How long a message for the hub waits for a coordinator before its
+/// connection is told the cluster is unavailable.
+const PENDING_FOR: Duration = Duration::from_secs(10);
+
+/// The hub's messages for connections, from the hub task.
+struct BoardOutlet(mpsc::UnboundedSender<(ConnId, Outgoing)>);
+
+impl Outlet for BoardOutlet {
+    fn deliver(&self, conn: ConnId, out: Outgoing) {
+        let _ = self.0.send((conn, out));
+    }
+}
+
+/// The switchboard's inputs.
+pub(crate) struct Inputs {
+    pub(crate) local: mpsc::UnboundedReceiver<HubInput>,
+    pub(crate) incoming: mpsc::UnboundedReceiver<Incoming>,
+    pub(crate) media: mpsc::UnboundedReceiver<Event>,
+    pub(crate) election: mpsc::UnboundedReceiver<Outcome>,
+    pub(crate) control: mpsc::UnboundedReceiver<Control>,
+}
+
+pub(crate) struct Board {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) local_media: MediaNode,
+    pub(crate) hub_config: HubConfig,
+    pub(crate) ballot: Arc<Ballot>,
+    /// Signed-in or not, this node's connections.
+    conns: HashMap<ConnId, mpsc::UnboundedSender<Outgoing>>,
+    /// The coordinator, as last learnt.
+    coordinator: Option<String>,
+    role: Option<Coordinator>,
+    /// Messages for the hub while no coordinator is known.
+    pending: VecDeque<(Instant, Body)>,
+    /// The node of each connection tag, as learnt from their messages.
+    tags: HashMap<u32, String>,
+    /// Published in order.
+    outbox: mpsc::UnboundedSender<(String, Body)>,
+    deliveries_tx: mpsc::UnboundedSender<(ConnId, Outgoing)>,
+}
+
+impl Board {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        local_media: MediaNode,
+        hub_config: HubConfig,
+        ballot: Arc<Ballot>,
+    ) -> (Board, mpsc::UnboundedReceiver<(ConnId, Outgoing)>) {
+        let (outbox, mut rx) = mpsc::unbounded_channel::<(String, Body)>();
+        let bus = shared.bus.clone();
+        tokio::spawn(async move {
+            while let Some((channel, body)) = rx.recv().await {
+                if let Err(e) = bus.publish(&channel, &body).await {
+                    warn!(channel, "publishing: {e}");
+                }
+            }
+        });
+        let (deliveries_tx, deliveries) = mpsc::unbounded_channel();
+        let board = Board {
+            shared,
+            local_media,
+            hub_config,
+            ballot,
+            conns: HashMap::new(),
+            coordinator: None,
+            role: None,
+            pending: VecDeque::new(),
+            tags: HashMap::new(),
+            outbox,
+            deliveries_tx,
+        };
+        (board, deliveries)
+    }
+
+    /// Runs until every input is gone.
+    pub(crate) async fn run(
+        mut self,
+        mut inputs: Inputs,
+        mut deliveries: mpsc::UnboundedReceiver<(ConnId, Outgoing)>,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                Some(input) = inputs.local.recv() => self.local_input(input),
+                Some(msg) = inputs.incoming.recv() => self.incoming(msg),
+                Some(event) = inputs.media.recv() => self.media_event(event),
+                Some((conn, out)) = deliveries.recv() => self.deliver(conn, out),
+                Some(outcome) = inputs.election.recv() => self.election(outcome),
+                Some(control) = inputs.control.recv() => self.control(control).await,
+                _ = tick.tick() => self.tick().await,
+                else => return,
+            }
+        }
+    }
+
+    /// From one of this node's connections.
+    fn local_input(&mut self, input: HubInput) {
+        match input {
+            HubInput::Register(conn, tx) => {
+                self.conns.insert(conn, tx);
+            }
+            HubInput::Login(conn, identity, resume, ice) => self.send_to_hub(Body::Login {
+                conn,
+                identity,
+                resume,
+                ice,
+            }),
+            HubInput::Message(conn, msg) => self.send_to_hub(Body::Message { conn, msg }),
+            HubInput::Closed(conn, how) => {
+                self.conns.remove(&conn);
+                self.send_to_hub(Body::Closed {
+                    conn,
+                    signed_out: matches!(how, Closure::SignedOut),
+                });
+            }
+            // Questions for the whole hub: only the coordinator's can answer.
+            other => {
+                if let Some(c) = &self.role {
+                    c.hub.send(other);
+                }
+            }
+        }
+    }
+
+    /// For the coordinator's hub, wherever it is.
+    fn send_to_hub(&mut self, body: Body) {
+        if let Some(c) = &self.role {
+            if let Some(input) = hub_input(body) {
+                c.hub.send(input);
+            }
+            return;
+        }
+        if self.coordinator.is_some() {
+            let _ = self.outbox.send((HUB_CHANNEL.to_string(), body));
+        } else {
+            self.pending.push_back((Instant::now(), body));
+        }
+    }
+
+    fn incoming(&mut self, msg: Incoming) {
+        if let Body::Login { conn, .. } | Body::Message { conn, .. } | Body::Closed { conn, .. } =
+            &msg.body
+        {
+            self.tags.insert(tag_of(*conn), msg.from.clone());
+        }
+        if msg.for_hub {
+            match (&self.role, msg.body) {
+                (Some(c), Body::MediaEvent(event)) => c.media_event(event),
+                (Some(c), body) => {
+                    if let Some(input) = hub_input(body) {
+                        c.hub.send(input);
+                    }
+                }
+                // Not the coordinator: someone else's.
+                (None, _) => {}
+            }
+            return;
+        }
+        match msg.body {
+            Body::ToConn { conn, out } => self.deliver(conn, out),
+            Body::MediaCommand(cmd) => {
+                if !self.local_media.send(cmd) {
+                    warn!("media node gone: a command from the hub dropped");
+                }
+            }
+            Body::Resigned => {
+                if self.coordinator.as_deref() == Some(msg.from.as_str()) {
+                    self.coordinator = None;
+                }
+                self.ballot.now.notify_one();
+            }
+            other => debug!(from = %msg.from, "unexpected on a node's channel: {other:?}"),
+        }
+    }
+
+    fn media_event(&mut self, event: Event) {
+        match &self.role {
+            Some(c) => c.media_event(event),
+            None => self.send_to_hub(Body::MediaEvent(event)),
+        }
+    }
+
+    /// A message from the hub for a connection.
+    fn deliver(&mut self, conn: ConnId, out: Outgoing) {
+        if tag_of(conn) == self.shared.tag {
+            let close = matches!(out, Outgoing::Close | Outgoing::Restart);
+            let tx = if close {
+                self.conns.remove(&conn)
+            } else {
+                self.conns.get(&conn).cloned()
+            };
+            if let Some(tx) = tx {
+                let _ = tx.send(out);
+            }
+            return;
+        }
+        let node = self.tags.get(&tag_of(conn)).cloned().or_else(|| {
+            self.shared
+                .view
+                .read()
+                .ok()
+                .and_then(|v| v.node_of_tag(tag_of(conn)).map(|n| n.id.clone()))
+        });
+        match node {
+            Some(node) => {
+                let _ = self
+                    .outbox
+                    .send((node_channel(&node), Body::ToConn { conn, out }));
+            }
+            None => debug!(
+                ?conn,
+                "a message for a connection of an unknown node dropped"
+            ),
+        }
+    }
+
+    fn election(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Other(coordinator) => {
+                if coordinator.is_some() && self.coordinator != coordinator {
+                    info!(coordinator = ?coordinator, "cluster coordinator");
+                }
+                self.coordinator = coordinator;
+            }
+            Outcome::Elected { snapshot, rooms } => {
+                let outlet: Arc<dyn Outlet> = Arc::new(BoardOutlet(self.deliveries_tx.clone()));
+                let role = Coordinator::start(
+                    &self.shared.me,
+                    self.hub_config.clone(),
+                    snapshot,
+                    rooms,
+                    self.local_media.clone(),
+                    self.shared.bus.clone(),
+                    self.shared.view.clone(),
+                    outlet,
+                );
+                self.role = Some(role);
+                self.coordinator = Some(self.shared.me.clone());
+            }
+            Outcome::Deposed => {
+                if let Some(role) = self.role.take() {
+                    role.abandon();
+                }
+                self.coordinator = None;
+            }
+        }
+        self.flush_pending();
+    }
+
+    fn flush_pending(&mut self) {
+        if self.coordinator.is_none() {
+            return;
+        }
+        while let Some((_, body)) = self.pending.pop_front() {
+            self.send_to_hub(body);
+        }
+    }
+
+    async fn tick(&mut self) {
+        // Messages that waited too long: their connections hear why.
+        while let Some((at, _)) = self.pending.front() {
+            if at.elapsed() < PENDING_FOR {
+                break;
+            }
+            let Some((_, body)) = self.pending.pop_front() else {
+                break;
+            };
+            let conn = match body {
+                Body::Login { conn, .. } | Body::Message { conn, .. } => conn,
+                _ => continue,
+            };
+            self.deliver(
+                conn,
+                Outgoing::Msg(ServerMsg::Error {
+                    code: ErrorCode::Unavailable,
+                    message:
+                        "the server cannot reach the rest of its cluster: try again in a moment"
+                            .into(),
+                }),
+            );
+        }
+        // Judge other nodes only on a view Redis kept up to date.
+        if self.shared.bus.steady(DEAD_AFTER)
+            && let Some(role) = &mut self.role
+        {
+            role.watch_nodes(&self.shared.view, &self.shared.bus).await;
+        }
+    }
+
+    async fn control(&mut self, control: Control) {
+        match control {
+            Control::Resign(done) => {
+                self.ballot.standing.store(false, Ordering::SeqCst);
+                if let Some(role) = self.role.take() {
+                    role.stop(&self.shared.bus).await;
+                    let _ = self.outbox.send((HUB_CHANNEL.to_string(), Body::Resigned));
+                }
+                self.ballot.now.notify_one();
+                self.coordinator = None;
+                let _ = done.send(());
+            }
+            Control::CloseAll(done) => {
+                for (_, tx) in self.conns.drain() {
+                    let _ = tx.send(Outgoing::Restart);
+                }
+                let _ = done.send(());
+            }
+            Control::Status(reply) => {
+                let _ = reply.send(super::Status {
+                    coordinator: self.coordinator.clone(),
+                    placements: self.role.as_ref().map(|r| r.media.placements()),
+                });
+            }
+        }
+    }
+}
+
+/// A message for the hub, as the hub task takes it.
+fn hub_input(body: Body) -> Option<HubInput> {
+    Some(match body {
+        Body::Login {
+            conn,
+            identity,
+            resume,
+            ice,
+        } => HubInput::Login(conn, identity, resume, ice),
+        Body::Message { conn, msg } => HubInput::Message(conn, msg),
+        Body::Closed { conn, signed_out } => HubInput::Closed(
+            conn,
+            if signed_out {
+                Closure::SignedOut
+            } else {
+                Closure::Lost
+            },
+        ),
+        _ => return None,
+    })
+}

@@ -1,0 +1,380 @@
+//! Several nodes sharing state through Redis: presence and ringing across
+//! nodes, rooms placed by load, and calls that move when a node dies or
+//! is restarted.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chorus_signaling::protocol::{CallMedia, ClientMsg, EndReason, ErrorCode, ServerMsg};
+use chorus_tests::cluster::{NodeProcess, Redis, cluster_status, node, wait_nodes};
+use chorus_tests::peer::{Kind, Peer};
+use chorus_tests::scenario::{call_accepted, publish_pair, ring, tone_peer};
+use chorus_tests::signal::{Client, Error, sign_in_at};
+use chorus_tests::wait::{RemoteMedia, track_from, wait_for};
+
+const T: Duration = Duration::from_secs(15);
+
+fn online(msg: &ServerMsg, user: &str) -> bool {
+    matches!(msg, ServerMsg::Presence { users } if users.iter().any(|u| u.id == user))
+}
+
+/// Waits for `call_ended` and checks its reason.
+async fn call_ended(c: &mut Client, reason: EndReason) -> Result<(), Error> {
+    let ended = c
+        .recv_until(T, |m| matches!(m, ServerMsg::CallEnded { .. }))
+        .await?;
+    match ended {
+        ServerMsg::CallEnded { reason: r, .. } if r == reason => Ok(()),
+        other => Err(format!("{}: expected {reason:?}, got {other:?}", c.name).into()),
+    }
+}
+
+/// Room → node, from Redis.
+fn placements(redis: &Redis) -> Result<Vec<(String, String)>, Error> {
+    redis.hash("chorus:rooms")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn presence_ringing_and_busy_work_across_nodes() -> Result<(), Error> {
+    let redis = Redis::start()?;
+    let n1 = node(&redis, "n1").await?;
+    let n2 = node(&redis, "n2").await?;
+    let n3 = node(&redis, "n3").await?;
+
+    let mut ada = n1.client("Ada").await?;
+    let mut bo = n2.client("Bo").await?;
+    let mut cy = n3.client("Cy").await?;
+    // Each sees the others, whichever node they signed in on.
+    let (bo_id, cy_id) = (bo.user_id.clone(), cy.user_id.clone());
+    ada.recv_until(T, |m| online(m, &bo_id)).await?;
+    ada.recv_until(T, |m| online(m, &cy_id)).await?;
+
+    // Ada rings Bo; Bo declines.
+    let room = ring(&mut ada, &mut bo, CallMedia::Video).await?;
+    bo.send(&ClientMsg::Decline {
+        room_id: room.clone(),
+    })?;
+    call_ended(&mut ada, EndReason::Declined).await?;
+
+    // Ada rings Bo again; he accepts; media flows through the node the
+    // room was placed on, whichever it is.
+    let room = call_accepted(&mut ada, &mut bo, CallMedia::Video).await?;
+    let (pa, pb) = (
+        tone_peer("Ada", 440.0, 0).await?,
+        tone_peer("Bo", 660.0, 0).await?,
+    );
+    publish_pair((&mut ada, &pa), (&mut bo, &pb), &room).await?;
+    let need = RemoteMedia {
+        audio_packets: 50,
+        video_frames: 20,
+    };
+    let got = wait_for(&pb, &ada.user_id, need, T).await?;
+    assert!((got.audio.dominant_frequency() - 440.0).abs() < 15.0);
+    let got = wait_for(&pa, &bo.user_id, need, T).await?;
+    assert!((got.audio.dominant_frequency() - 660.0).abs() < 15.0);
+    let placed = placements(&redis)?;
+    assert_eq!(placed.len(), 1, "{placed:?}");
+    assert_eq!(placed[0].0, room);
+
+    // Cy, on a third node, rings Ada, who is in a call: busy.
+    cy.send(&ClientMsg::Call {
+        to: ada.user_id.clone(),
+        media: CallMedia::Audio,
+    })?;
+    call_ended(&mut cy, EndReason::Busy).await?;
+
+    // Bo hangs up: Ada's call ends, the room leaves Redis.
+    bo.send(&ClientMsg::Hangup {
+        room_id: room.clone(),
+    })?;
+    call_ended(&mut ada, EndReason::Hangup).await?;
+    chorus_tests::eventually::eventually(
+        T,
+        "the room to leave Redis",
+        || placements(&redis).unwrap_or_default(),
+        |p| p.is_empty(),
+    )
+    .await?;
+
+    // Bo signs in again on node 3: his session on node 2 is replaced.
+    let (token, _) = (bo.token.clone(), ());
+    let (mut bo2, _) = sign_in_at(&n3.ws_url(), &token, None).await?;
+    let e = bo.expect_error(ErrorCode::Replaced).await?;
+    assert!(!e.is_empty());
+    let ada_id = ada.user_id.clone();
+    bo2.recv_until(T, |m| online(m, &ada_id)).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rooms_are_placed_on_the_least_loaded_node() -> Result<(), Error> {
+    let redis = Redis::start()?;
+    let nodes = [
+        node(&redis, "n1").await?,
+        node(&redis, "n2").await?,
+        node(&redis, "n3").await?,
+    ];
+    // The coordinator (the first node) sees every node before the rooms
+    // come.
+    wait_nodes(nodes[0].server.http_addr, 3).await?;
+    // Six people each open a group room from node 1 and publish.
+    let mut kept = Vec::new();
+    for i in 0..6 {
+        let mut c = nodes[0].client(&format!("P{i}")).await?;
+        c.send(&ClientMsg::CreateRoom {})?;
+        let joined = c
+            .reply(T, |m| matches!(m, ServerMsg::RoomJoined { .. }))
+            .await?;
+        let ServerMsg::RoomJoined { room_id, .. } = joined else {
+            unreachable!()
+        };
+        let p = tone_peer(&format!("P{i}"), 440.0, 0).await?;
+        c.publish(&room_id, p.clone()).await?;
+        p.wait_connected(T).await?;
+        kept.push((c, p));
+    }
+    let placed = placements(&redis)?;
+    assert_eq!(placed.len(), 6, "{placed:?}");
+    for id in ["n1", "n2", "n3"] {
+        let n = placed.iter().filter(|(_, node)| node == id).count();
+        assert_eq!(n, 2, "{id} holds {n} rooms: {placed:?}");
+    }
+    // The coordinator's view says the same.
+    let status = cluster_status(nodes[0].server.http_addr).await?;
+    for id in ["n1", "n2", "n3"] {
+        let rooms = status["placements"][id].as_array().map_or(0, Vec::len);
+        assert_eq!(rooms, 2, "{status}");
+    }
+    // Each node's media node holds its two rooms.
+    for n in &nodes {
+        let s = n.media_stats().await?;
+        assert_eq!((s.rooms, s.participants), (2, 2), "{s:?}");
+    }
+    Ok(())
+}
+
+/// Packets received from `publisher` by any of `peers`.
+fn packets(peers: &[&Arc<Peer>], publisher: &str) -> u64 {
+    peers
+        .iter()
+        .map(|p| {
+            let tracks = p.received();
+            track_from(&tracks, publisher, Kind::Audio).map_or(0, |t| t.packets)
+        })
+        .sum()
+}
+
+/// Waits for `media_moved`, then publishes on a new peer as a client does.
+async fn follow_move(c: &mut Client, room: &str, tone: f32) -> Result<Arc<Peer>, Error> {
+    c.recv_until(Duration::from_secs(20), |m| {
+        matches!(m, ServerMsg::MediaMoved { .. })
+    })
+    .await?;
+    let p = tone_peer(&c.name, tone, 50_000).await?;
+    c.publish(room, p.clone()).await?;
+    p.wait_connected(T).await?;
+    p.start_media();
+    Ok(p)
+}
+
+/// A call between Ada (on node b) and Bo (on node c) whose media is on
+/// node a: the least loaded, first by name.
+struct MovingCall {
+    redis: Redis,
+    a: NodeProcess,
+    b: NodeProcess,
+    c: NodeProcess,
+    ada: Client,
+    bo: Client,
+    room: String,
+    pa: Arc<Peer>,
+    pb: Arc<Peer>,
+}
+
+async fn moving_call() -> Result<MovingCall, Error> {
+    let redis = Redis::start()?;
+    let a = NodeProcess::start(&redis, "a-media", &[])?;
+    let b = NodeProcess::start(&redis, "b-node", &[])?;
+    let c = NodeProcess::start(&redis, "c-node", &[])?;
+    wait_nodes(a.addr, 3).await?;
+    let mut ada = b.client("Ada").await?;
+    let mut bo = c.client("Bo").await?;
+    let room = call_accepted(&mut ada, &mut bo, CallMedia::Video).await?;
+    let (pa, pb) = (
+        tone_peer("Ada", 440.0, 0).await?,
+        tone_peer("Bo", 660.0, 0).await?,
+    );
+    publish_pair((&mut ada, &pa), (&mut bo, &pb), &room).await?;
+    let need = RemoteMedia {
+        audio_packets: 50,
+        video_frames: 20,
+    };
+    wait_for(&pb, &ada.user_id, need, T).await?;
+    wait_for(&pa, &bo.user_id, need, T).await?;
+    let placed = placements(&redis)?;
+    assert_eq!(placed, vec![(room.clone(), "a-media".to_string())]);
+    Ok(MovingCall {
+        redis,
+        a,
+        b,
+        c,
+        ada,
+        bo,
+        room,
+        pa,
+        pb,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_nodes_calls_move_to_a_live_one() -> Result<(), Error> {
+    let MovingCall {
+        redis,
+        mut a,
+        b: _b,
+        c: _c,
+        mut ada,
+        mut bo,
+        room,
+        pa: _pa,
+        pb: _pb,
+    } = moving_call().await?;
+    let killed = Instant::now();
+    a.kill();
+    let (na, nb) = tokio::join!(
+        follow_move(&mut ada, &room, 440.0),
+        follow_move(&mut bo, &room, 660.0)
+    );
+    let moved_after = killed.elapsed();
+    let (na, nb) = (na?, nb?);
+    let need = RemoteMedia {
+        audio_packets: 50,
+        video_frames: 20,
+    };
+    let got = wait_for(&nb, &ada.user_id, need, T).await?;
+    assert!((got.audio.dominant_frequency() - 440.0).abs() < 15.0);
+    let got = wait_for(&na, &bo.user_id, need, T).await?;
+    assert!((got.audio.dominant_frequency() - 660.0).abs() < 15.0);
+    let back_after = killed.elapsed();
+    println!("node killed: media_moved after {moved_after:?}, media back after {back_after:?}");
+    let placed = placements(&redis)?;
+    assert_eq!(placed.len(), 1);
+    assert_ne!(placed[0].1, "a-media", "{placed:?}");
+    // The dead node is gone from the registry.
+    chorus_tests::eventually::eventually(
+        T,
+        "the dead node to leave the registry",
+        || {
+            let nodes = redis.hash("chorus:nodes").unwrap_or_default();
+            nodes.into_iter().map(|(id, _)| id).collect::<Vec<_>>()
+        },
+        |ids| ids.len() == 2 && ids.iter().all(|id| id != "a-media"),
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_nodes_clients_resume_on_another_node() -> Result<(), Error> {
+    let MovingCall {
+        redis: _redis,
+        a: _a,
+        mut b,
+        c,
+        ada,
+        mut bo,
+        room,
+        pa,
+        pb: _pb,
+    } = moving_call().await?;
+    // Ada's signaling node dies; her media (on a-media) goes on.
+    let (token, resume) = (ada.token.clone(), ada.resume_token.clone());
+    drop(ada);
+    b.kill();
+    let (ada, resumed) = sign_in_at(&c.ws_url(), &token, Some(&resume)).await?;
+    assert!(resumed, "the session resumes on another node");
+    let before = packets(&[&pa], &bo.user_id);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(packets(&[&pa], &bo.user_id) > before + 20, "media goes on");
+    // The call is still there: hanging up reaches Bo.
+    ada.send(&ClientMsg::Hangup {
+        room_id: room.clone(),
+    })?;
+    bo.recv_until(T, |m| matches!(m, ServerMsg::CallEnded { .. }))
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_nodes_calls_move_while_it_still_forwards() -> Result<(), Error> {
+    let MovingCall {
+        redis,
+        mut a,
+        b: _b,
+        c: _c,
+        mut ada,
+        mut bo,
+        room,
+        pa,
+        pb,
+    } = moving_call().await?;
+    let bo_id = bo.user_id.clone();
+    let ada_id = ada.user_id.clone();
+    // What Ada receives of Bo, on her old and (once made) new connection,
+    // sampled every 20 ms through the move.
+    let ada_peers = Arc::new(std::sync::Mutex::new(vec![pa.clone()]));
+    let sampler = {
+        let peers = ada_peers.clone();
+        let bo_id = bo_id.clone();
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(10) {
+                let now: Vec<Arc<Peer>> = peers.lock().map(|p| p.clone()).unwrap_or_default();
+                let refs: Vec<&Arc<Peer>> = now.iter().collect();
+                samples.push((start.elapsed(), packets(&refs, &bo_id)));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            samples
+        })
+    };
+    let started = Instant::now();
+    a.terminate()?;
+    let (na, nb) = tokio::join!(
+        follow_move(&mut ada, &room, 440.0),
+        follow_move(&mut bo, &room, 660.0)
+    );
+    let moved_after = started.elapsed();
+    let (na, nb) = (na?, nb?);
+    if let Ok(mut p) = ada_peers.lock() {
+        p.push(na.clone());
+    }
+    let need = RemoteMedia {
+        audio_packets: 50,
+        video_frames: 20,
+    };
+    wait_for(&nb, &ada_id, need, T).await?;
+    wait_for(&na, &bo_id, need, T).await?;
+    a.wait_exit(T)?;
+    let samples = sampler.await?;
+    // The longest time in which Ada received nothing of Bo on either
+    // connection.
+    let mut longest = Duration::ZERO;
+    let (mut since, mut last) = (Duration::ZERO, 0);
+    for (at, n) in &samples {
+        if *n != last {
+            longest = longest.max(*at - since);
+            since = *at;
+            last = *n;
+        }
+    }
+    println!(
+        "node restarted: media_moved after {moved_after:?}, longest gap in Bo's audio at Ada {longest:?}"
+    );
+    assert!(longest <= Duration::from_secs(1), "a gap of {longest:?}");
+    let placed = placements(&redis)?;
+    assert_eq!(placed.len(), 1);
+    assert_ne!(placed[0].1, "a-media", "{placed:?}");
+    let _ = (pb, pa);
+    Ok(())
+}
