@@ -2,14 +2,17 @@
 // the call flow, draws the page after each change, and leaves cleanly when
 // the page goes away.
 //
-//   state.js      the page's state, `inCall(msg)`, `redraw(part)`, banner errors
-//   identity.js   name and access token (localStorage, POST /api/token)
-//   connection.js the signaling connection and how requests go out on it
-//   calls.js      the call flow: people's actions and the server's messages
-//   screens.js    name form, lobby, ringing screens, incoming call, banner
-//   callview.js   the call screen: tiles, controls, the "add someone" sheet
-//   session.js    one call's RTCPeerConnection to the media node
-//   texts.js      what the client says: errors, why calls ended
+//   state.js       the page's state, `inCall(msg)`, `redraw(part)`, banner errors
+//   identity.js    name and access token (localStorage, POST /api/token)
+//   connection.js  the signaling connection and how requests go out on it
+//   calls.js       the call flow: people's actions and the server's messages
+//   screens.js     name form, lobby, ringing screens, incoming call, banner
+//   callview.js    the call screen: tiles, controls, the "add someone" sheet
+//   session.js     one call's RTCPeerConnection to the media node
+//   mediamove.js   the call's media moving to another media node (`media_moved`)
+//   negotiation.js what a connection publishes, ICE gathering, codec pinning
+//   levels.js      who is speaking, per-person receive statistics
+//   texts.js       what the client says: errors, why calls ended
 
 import { state, metrics, setRedraw } from './state.js';
 import { signaling, listen } from './connection.js';
@@ -123,9 +126,23 @@ window.chorus = {
   restartIce() {
     return state.call ? state.call.session.restartIce({ now: true }) : false;
   },
-  /** Drops the signaling connection as a network outage would, for `offlineMs`; it then resumes. */
-  dropConnection({ offlineMs = 0 } = {}) {
-    signaling.simulateDrop({ offlineMs });
+  /**
+   * Drops the signaling connection as a network outage would, for
+   * `offlineMs`; it then resumes. `code`: handle the drop as if the server
+   * had closed with it (1012: a node restarting, retried at once).
+   */
+  dropConnection({ offlineMs = 0, code = null } = {}) {
+    signaling.simulateDrop({ offlineMs, code });
+  },
+  /**
+   * Handles a `media_moved` for the current call, as if the server had sent
+   * it: a new media connection offers while the old one plays on. False
+   * without a call.
+   */
+  mediaMoved() {
+    if (!state.call) return false;
+    handleMessage({ type: 'media_moved', room_id: state.call.session.roomId });
+    return true;
   },
 };
 

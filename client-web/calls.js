@@ -27,15 +27,15 @@ const GIVE_UP_MS = RESUME_GRACE_MS + 5000;
 
 /** Which error codes answer which request (errors carry no request id). */
 const ERRORS_FOR = {
-  call: ['cannot_call_self', 'already_in_call', 'user_not_found', 'bad_message', 'forbidden', 'rate_limited', 'too_many_rooms', 'draining'],
-  accept: ['room_not_found', 'not_in_room', 'already_in_call', 'room_full', 'rate_limited', 'draining'],
-  create: ['already_in_call', 'forbidden', 'bad_message', 'rate_limited', 'too_many_rooms', 'draining'],
-  join: ['room_not_found', 'forbidden', 'already_in_call', 'bad_message', 'room_full', 'rate_limited', 'draining'],
-  invite: ['user_not_found', 'not_in_room', 'cannot_call_self', 'already_in_call', 'room_full', 'rate_limited', 'draining'],
+  call: ['cannot_call_self', 'already_in_call', 'user_not_found', 'bad_message', 'forbidden', 'rate_limited', 'too_many_rooms', 'draining', 'unavailable'],
+  accept: ['room_not_found', 'not_in_room', 'already_in_call', 'room_full', 'rate_limited', 'draining', 'unavailable'],
+  create: ['already_in_call', 'forbidden', 'bad_message', 'rate_limited', 'too_many_rooms', 'draining', 'unavailable'],
+  join: ['room_not_found', 'forbidden', 'already_in_call', 'bad_message', 'room_full', 'rate_limited', 'draining', 'unavailable'],
+  invite: ['user_not_found', 'not_in_room', 'cannot_call_self', 'already_in_call', 'room_full', 'rate_limited', 'draining', 'unavailable'],
 };
 
 /** Refusals that concern the media negotiation of the call. */
-const MEDIA_ERRORS = ['invalid_sdp', 'media_error', 'sdp_too_large', 'rate_limited'];
+const MEDIA_ERRORS = ['invalid_sdp', 'media_error', 'sdp_too_large', 'rate_limited', 'unavailable'];
 
 // ---------------------------------------------------------------- devices
 
@@ -424,6 +424,11 @@ export function handleMessage(msg) {
     case 'media_answer':
     case 'media_offer':
       if (c) c.session.handle(msg);
+      break;
+    case 'media_moved':
+      // Another media node took the call over: a new connection there
+      // (session.js), while this one plays on. It ends nothing.
+      if (c) c.session.mediaMoved();
       break;
     case 'video_paused':
       if (c) c.session.videoPaused(msg);

@@ -8,7 +8,9 @@
 import { h, icon, avatar, formatDuration } from './ui.js';
 import { state, metrics, now, showError } from './state.js';
 import { hangUp, invite, toggleMic, toggleCamera } from './calls.js';
-import { COPY_FAILED, connectionDetail, connectionExplained } from './texts.js';
+import {
+  COPY_FAILED, MEDIA_CONNECTING, MEDIA_RECONNECTING, MEDIA_FAILED, TILE_RECONNECTING, connectionDetail, connectionExplained,
+} from './texts.js';
 
 /** Tile size reports wait for layout to settle this long. */
 const TILE_SIZE_DEBOUNCE_MS = 250;
@@ -108,10 +110,13 @@ export function renderCall() {
   v.kind.textContent = c.media === 'video' ? 'Video call' : 'Voice call';
   const connState = s.pc ? s.pc.connectionState : 'new';
   const iceState = s.pc ? s.pc.iceConnectionState : 'new';
-  v.conn.textContent = connState === 'connected' && iceState !== 'disconnected' ? ''
-    : iceState === 'disconnected' || (s.connectedAt && connState !== 'closed') ? 'reconnecting…'
-      : connState === 'failed' ? 'media failed' : 'connecting…';
+  // A move to another media node reconnects, whatever its new connection is doing.
+  v.conn.textContent = s.moving() ? (s.connectedAt ? MEDIA_RECONNECTING : MEDIA_CONNECTING)
+    : connState === 'connected' && iceState !== 'disconnected' ? ''
+      : iceState === 'disconnected' || (s.connectedAt && connState !== 'closed') ? MEDIA_RECONNECTING
+        : connState === 'failed' ? MEDIA_FAILED : MEDIA_CONNECTING;
   v.conn.dataset.state = connState;
+  v.conn.dataset.moving = s.moving() ? 'true' : 'false';
   renderPath(v, v.conn.textContent === '' ? s.path : null);
   // Group calls show their link; 1:1 calls get one once they become group calls.
   if (c.kind === 'group') {
@@ -250,8 +255,9 @@ function createTile(p) {
   t.name = h('span', { class: 'tile-name' });
   t.muted = h('span', { class: 'muted-badge', 'data-testid': 'remote-muted', title: 'Microphone off', hidden: true }, icon('micOff', 'icon small'), h('span', { class: 'sr-only' }, 'muted'));
   t.poor = h('span', { class: 'poor-connection', 'data-testid': 'poor-connection', role: 'status', hidden: true }, 'Poor connection');
+  t.reconnecting = h('span', { class: 'poor-connection', 'data-testid': 'tile-reconnecting', role: 'status', hidden: true }, TILE_RECONNECTING);
   t.root = h('div', { class: 'tile', 'data-testid': 'remote-tile', 'data-participant-id': p.id },
-    t.video, h('div', { class: 'tile-avatar' }, t.avatar), t.poor, h('div', { class: 'tile-label' }, t.muted, t.name));
+    t.video, h('div', { class: 'tile-avatar' }, t.avatar), t.poor, t.reconnecting, h('div', { class: 'tile-label' }, t.muted, t.name));
   t.video.addEventListener('resize', () => markFrames(t));
   watchTileSize(t);
   return t;
@@ -313,8 +319,12 @@ function updateTile(c, t, p) {
   }
   const showVideo = !!(p.video && p.videoTrack && t.hasFrames);
   t.root.dataset.video = showVideo ? 'on' : 'off';
-  // The last frame stays on screen while the video is paused for bandwidth.
-  t.poor.hidden = !(p.videoPaused && p.video);
+  // The last frame stays on screen while the video is paused for bandwidth,
+  // and while the media moves away from a media node that is gone.
+  const interrupted = c.session.mediaInterrupted();
+  t.reconnecting.hidden = !interrupted;
+  t.root.dataset.reconnecting = interrupted ? 'true' : 'false';
+  t.poor.hidden = interrupted || !(p.videoPaused && p.video);
   t.root.dataset.poor = t.poor.hidden ? 'false' : 'true';
   t.root.dataset.speaking = p.speaking ? 'true' : 'false';
 }

@@ -1,11 +1,9 @@
-// One call's media: a single RTCPeerConnection to the media node.
+// One call's media: a single RTCPeerConnection to the media node (two for
+// a moment while the media moves to another node, see mediamove.js).
 //
 // Negotiation (docs/protocol.md, "Media negotiation"):
-// - after `room_joined` the client offers once what it publishes: a send-only
-//   audio transceiver with the microphone and a send-only video transceiver
-//   (with the camera, or with no track when the camera is off, so it can be
-//   switched on later with replaceTrack and no new offer); a client that
-//   publishes nothing offers one recvonly audio transceiver;
+// - after `room_joined` the client offers once what it publishes (see
+//   negotiation.js `addPublishing`);
 // - the media node then offers what it forwards (`media_offer` with `tracks`)
 //   whenever that changes, and the client answers each offer.
 // SDP is sent complete: ICE gathering is awaited before sending.
@@ -19,15 +17,24 @@
 //   node may have been lost with the old socket, so a new offer brings both
 //   sides back in step (with an ICE restart if ICE is down too);
 // - when a sent offer got no answer in ANSWER_TIMEOUT_MS, or was refused.
+//
+// `media_moved` (the media node stopped, or is being restarted): a new
+// connection publishes the same tracks and offers as on joining; every
+// media message from then on is about it. The old one only plays on until
+// the new one is ready (mediamove.js). Each negotiation step is bound to
+// the connection it began on, and one that was replaced meanwhile sends
+// nothing and fails quietly.
 
 import { openCamera, cameraError } from './localmedia.js';
 import { mediaUnreachable, mediaProblem, cameraProblem } from './texts.js';
 import { selectedPath, announcedPorts, hasTurn } from './mediapath.js';
+import { addPublishing, waitForIce, pinReceiveCodecs } from './negotiation.js';
+import { MediaMove } from './mediamove.js';
+import { readLevels, receiveStats } from './levels.js';
 
 /** The topic of problems with the media connection itself: they go away once it connects. */
 export const CONNECTION_PROBLEM = 'media-connection';
 
-const ICE_WAIT_MS = 4000;
 /** How long ICE may stay `disconnected` before an ICE restart. */
 const ICE_DISCONNECTED_MS = 2000;
 /** The least time between two ICE restarts. */
@@ -35,80 +42,10 @@ const ICE_RESTART_GAP_MS = 3000;
 /** An own offer with no answer for this long is given up and made again. */
 const ANSWER_TIMEOUT_MS = 10000;
 
-/**
- * Camera video goes out in three simulcast layers, smallest first (the media
- * node reads them in this order): quarter, half and full resolution. The
- * media node forwards one layer to each person, chosen from that person's
- * bandwidth and the size of the tile it is shown in, and pauses layers
- * nobody receives (`publish_layers`).
- */
-const SIMULCAST = [
-  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
-  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
-  { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
-];
-
 const wallClock = () => performance.timeOrigin + performance.now();
 const STATS_POLL_MS = 200;
 /** A new round trip is shown at most this often (a new path at once). */
 const RTT_REFRESH_MS = 1000;
-const SPEAKING_THRESHOLD = 0.04;
-const SPEAKING_HOLD_MS = 600;
-
-function waitForIce(pc) {
-  if (pc.iceGatheringState === 'complete') return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      pc.removeEventListener('icegatheringstatechange', check);
-      resolve();
-    };
-    const check = () => {
-      if (pc.iceGatheringState === 'complete') done();
-    };
-    // The media node is ICE-lite and learns our address from our checks, so
-    // a slow gatherer costs little: send what we have after a while.
-    const timer = setTimeout(done, ICE_WAIT_MS);
-    pc.addEventListener('icegatheringstatechange', check);
-  });
-}
-
-/** `a=fmtp` parameters as a comparable string (order-free). */
-function fmtpKey(line) {
-  return (line || '').split(';').map((x) => x.trim()).filter(Boolean).sort().join(';');
-}
-
-/**
- * Before a re-offer: keeps every forwarded (receive-only) m-line to the codecs
- * already negotiated on it. Left alone, Chrome offers all its codecs there,
- * which changes that m-line's demuxing rules; Chrome then re-checks them
- * against the SSRCs it has learned, and fails the whole offer ("Failed to
- * apply demuxer criteria") if the media node's packets taught it another
- * binding (they carry the publisher's MID header extension).
- */
-function pinReceiveCodecs(pc) {
-  if (typeof RTCRtpReceiver.getCapabilities !== 'function') return;
-  for (const t of pc.getTransceivers()) {
-    if (t.mid === null || t.currentDirection !== 'recvonly' || typeof t.setCodecPreferences !== 'function') continue;
-    const kind = t.receiver.track.kind;
-    const negotiated = t.receiver.getParameters().codecs || [];
-    const caps = (RTCRtpReceiver.getCapabilities(kind) || { codecs: [] }).codecs;
-    const prefs = [];
-    for (const c of negotiated) {
-      const mime = c.mimeType.toLowerCase();
-      const plain = ['video/rtx', 'video/red', 'video/ulpfec', 'audio/red'].includes(mime);
-      const cap = caps.find((k) => k.mimeType.toLowerCase() === mime && k.clockRate === c.clockRate
-        && (k.channels || 1) === (c.channels || 1) && (plain || fmtpKey(k.sdpFmtpLine) === fmtpKey(c.sdpFmtpLine)));
-      if (cap && !prefs.includes(cap)) prefs.push(cap);
-    }
-    if (!prefs.some((k) => !/\/(rtx|red|ulpfec)$/i.test(k.mimeType))) continue;
-    try {
-      t.setCodecPreferences(prefs);
-    } catch (err) {
-      console.warn('cannot keep the codecs of', t.mid, err);
-    }
-  }
-}
 
 export class CallSession {
   /**
@@ -151,8 +88,12 @@ export class CallSession {
     /** rid → active, as the media node last asked */
     this.wantedLayers = new Map();
     this.layersQueue = Promise.resolve();
+    /** participant id → {audio, video} receivers whose tracks the tiles show */
     this.receivers = new Map();
+    /** The connection all negotiation is about (the newest one). */
     this.pc = null;
+    /** While the media moves: the old connection, playing on until the new one is ready (mediamove.js). */
+    this.move = null;
     this.local = null;
     this.audioTx = null;
     this.videoTx = null;
@@ -166,6 +107,8 @@ export class CallSession {
     this.answerTimer = null;
     this.iceTimer = null;
     this.lastIceRestart = 0;
+    /** Own offers sent on the current connection (the first one restarts nothing). */
+    this.linkOffers = 0;
     /** A media_state could not be sent: send it again when connected. */
     this.stateUnsent = false;
     this.queue = Promise.resolve();
@@ -184,14 +127,22 @@ export class CallSession {
     this.iceRestarts = 0;
     /** Server offers ignored because they crossed an own offer. */
     this.offersIgnored = 0;
+    /** `media_moved` handled, and moves finished (the new connection took over). */
+    this.moves = 0;
+    this.movesFinished = 0;
     /** Epoch milliseconds of the setup steps, for diagnostics and the tests. */
     this.timings = { start: null, offerSent: null, answerReceived: null, connected: null, firstServerOffer: null };
   }
 
-  /** Runs media steps one at a time, in order. */
+  /**
+   * Runs media steps one at a time, in order. A step belongs to the current
+   * connection (its argument): should the media move before it runs, it is
+   * skipped, and its errors after that are nobody's concern.
+   */
   enqueue(step) {
-    this.queue = this.queue.then(() => (this.closed ? undefined : step())).catch((err) => {
-      if (this.closed) return;
+    const pc = this.pc;
+    this.queue = this.queue.then(() => (this.closed || pc !== this.pc ? undefined : step(pc))).catch((err) => {
+      if (this.closed || pc !== this.pc) return;
       console.error('media step failed', err);
       this.onProblem(mediaProblem(err));
     });
@@ -202,37 +153,75 @@ export class CallSession {
   start(local) {
     this.timings.start = wallClock();
     this.local = local;
-    const pc = this.newPeerConnection();
-    this.pc = pc;
-    pc.addEventListener('track', () => this.syncReceivers());
-    pc.addEventListener('connectionstatechange', () => {
-      if (pc.connectionState === 'connected') {
-        if (!this.connectedAt) {
-          this.connectedAt = Date.now();
-          this.timings.connected = wallClock();
-        }
-        // E.g. the first checks failed but an ICE restart got through.
-        this.onProblemGone(CONNECTION_PROBLEM);
-      }
-      if (pc.connectionState === 'failed' && !this.closed && !this.connectedAt) {
-        // Never connected: most likely a network that blocks calls.
-        this.onProblem(mediaUnreachable(this.reachability()), CONNECTION_PROBLEM);
-      }
-      this.onChange('connection');
-    });
-    pc.addEventListener('iceconnectionstatechange', () => this.iceStateChanged());
-    if (local.mode === 'listen-only') {
-      pc.addTransceiver('audio', { direction: 'recvonly' });
-    } else {
-      this.audioTx = pc.addTransceiver(local.audioTrack ?? 'audio', { direction: 'sendonly', streams: [local.stream] });
-      this.videoTx = pc.addTransceiver(local.videoTrack ?? 'video', {
-        direction: 'sendonly',
-        streams: [local.stream],
-        sendEncodings: SIMULCAST.map((e) => ({ ...e })),
-      });
-    }
+    this.connect();
     this.offer();
     this.statsTimer = setInterval(() => this.pollStats(), STATS_POLL_MS);
+  }
+
+  /**
+   * A new connection to the media node, publishing `this.local`: it becomes
+   * the current one, with its own step queue (see `enqueue`).
+   */
+  connect() {
+    const pc = this.newPeerConnection();
+    pc.addEventListener('track', () => {
+      if (pc === this.pc) this.syncReceivers();
+    });
+    pc.addEventListener('connectionstatechange', () => this.connectionChanged(pc));
+    pc.addEventListener('iceconnectionstatechange', () => this.iceStateChanged(pc));
+    const { audioTx, videoTx } = addPublishing(pc, this.local);
+    this.pc = pc;
+    this.audioTx = audioTx;
+    this.videoTx = videoTx;
+    this.queue = Promise.resolve();
+  }
+
+  /**
+   * `media_moved`: the call's media is on another media node now. A new
+   * connection offers there as on joining, and from now on every media
+   * message is about it; the old one plays on until the new one is ready
+   * (mediamove.js). A move still unfinished is abandoned: its new
+   * connection closes, the one playing stays.
+   */
+  mediaMoved() {
+    // Not started yet: the first offer goes to the new media node anyway.
+    if (this.closed || !this.pc) return;
+    this.moves += 1;
+    this.timings.moveStarted = wallClock();
+    const current = { pc: this.pc, videoTx: this.videoTx };
+    // An unfinished move's new connection goes; the one playing stays.
+    if (this.move) current.pc.close();
+    // What was negotiated on the old connection means nothing on the new one.
+    clearTimeout(this.answerTimer);
+    clearTimeout(this.iceTimer);
+    this.answerTimer = null;
+    this.iceTimer = null;
+    this.ownOffer = false;
+    this.wantOffer = false;
+    this.wantIceRestart = false;
+    this.offerQueued = false;
+    this.lastIceRestart = 0;
+    this.linkOffers = 0;
+    this.trackMap = new Map();
+    this.sizesSent = new Map();
+    this.wantedLayers = new Map();
+    this.path = null;
+    for (const p of this.participants.values()) p.videoPaused = false;
+    this.connect();
+    if (this.move) this.move.restart();
+    else this.move = new MediaMove(this, current);
+    this.offer();
+    this.onChange('connection');
+  }
+
+  /** A move is under way: the call's media is reconnecting. */
+  moving() {
+    return !!this.move;
+  }
+
+  /** The media moves and the old connection, once up, brings nothing any more (its node is gone). */
+  mediaInterrupted() {
+    return !!this.move && !!this.connectedAt && !this.move.oldDelivering();
   }
 
   newPeerConnection() {
@@ -278,26 +267,33 @@ export class CallSession {
   /** Makes the wanted offer once no own offer is outstanding. */
   offerWhenFree() {
     if (!this.wantOffer || this.ownOffer || this.offerQueued || this.closed) return;
+    const pc = this.pc;
     this.offerQueued = true;
-    this.enqueue(() => this.makeOffer()).finally(() => {
+    this.enqueue(() => this.makeOffer(pc)).finally(() => {
+      // Replaced meanwhile (the media moved): the new connection makes its own.
+      if (pc !== this.pc) return;
       this.offerQueued = false;
       // Asked for again while this one was on its way (offline: signalingResumed).
       if (this.wantOffer && !this.ownOffer && this.online()) this.offerWhenFree();
     });
   }
 
-  async makeOffer() {
-    const pc = this.pc;
+  async makeOffer(pc) {
     if (!this.wantOffer || this.ownOffer || this.closed) return;
     if (!this.online()) return; // Sent once the connection is back (signalingResumed).
-    const iceRestart = this.wantIceRestart && this.offersSent > 0;
+    const iceRestart = this.wantIceRestart && this.linkOffers > 0;
     this.wantOffer = false;
     this.wantIceRestart = false;
-    if (this.offersSent > 0) pinReceiveCodecs(pc);
+    if (this.linkOffers > 0) pinReceiveCodecs(pc);
     const offer = await pc.createOffer(iceRestart ? { iceRestart: true } : {});
     await pc.setLocalDescription(offer);
     await waitForIce(pc);
     if (this.closed) return;
+    if (pc !== this.pc) {
+      // The media moved meanwhile: this connection only plays on, as it was.
+      await pc.setLocalDescription({ type: 'rollback' }).catch(() => {});
+      return;
+    }
     if (!this.send({ type: 'media_offer', room_id: this.roomId, sdp: pc.localDescription.sdp })) {
       // The connection dropped meanwhile: undo, and offer once it is back.
       await pc.setLocalDescription({ type: 'rollback' });
@@ -307,6 +303,7 @@ export class CallSession {
     }
     this.ownOffer = true;
     this.offersSent += 1;
+    this.linkOffers += 1;
     if (iceRestart) {
       this.iceRestarts += 1;
       this.lastIceRestart = Date.now();
@@ -330,29 +327,59 @@ export class CallSession {
    * refused it) and, with `again`, makes a new one.
    */
   giveUpOffer({ again = false } = {}) {
+    const pc = this.pc;
     this.enqueue(async () => {
       if (!this.ownOffer) return;
       this.ownOffer = false;
       clearTimeout(this.answerTimer);
-      if (this.pc.signalingState === 'have-local-offer') await this.pc.setLocalDescription({ type: 'rollback' });
+      if (pc.signalingState === 'have-local-offer') await pc.setLocalDescription({ type: 'rollback' });
     }).then(() => {
-      if (again) this.offer();
+      if (again && pc === this.pc) this.offer();
     });
   }
 
-  /** The server refused a request (invalid_sdp, media_error, sdp_too_large, rate_limited). */
+  /**
+   * The server refused a request (invalid_sdp, media_error, sdp_too_large,
+   * rate_limited, unavailable).
+   */
   refused(code) {
     if (!this.ownOffer) return;
     // Errors name no request: the outstanding offer is the likely one. Only a
-    // rate limit is worth another try; a refused SDP would be refused again.
-    if (code === 'rate_limited') setTimeout(() => this.giveUpOffer({ again: true }), 1000);
-    else this.giveUpOffer();
+    // rate limit, or a server that could not reach its cluster for a moment,
+    // is worth another try; a refused SDP would be refused again.
+    const pc = this.pc;
+    if (code === 'rate_limited' || code === 'unavailable') {
+      setTimeout(() => {
+        if (pc === this.pc) this.giveUpOffer({ again: true });
+      }, 1000);
+    } else {
+      this.giveUpOffer();
+    }
   }
 
-  /** ICE connection state changed: restart ICE when it stays down. */
-  iceStateChanged() {
-    const pc = this.pc;
-    if (!pc || this.closed) return;
+  /** Connection state (ICE and DTLS) of `pc` changed. */
+  connectionChanged(pc) {
+    // An old connection while the media moves: mediamove.js watches it.
+    if (pc !== this.pc || this.closed) return;
+    if (pc.connectionState === 'connected') {
+      if (!this.connectedAt) {
+        this.connectedAt = Date.now();
+        this.timings.connected = wallClock();
+      }
+      // E.g. the first checks failed but an ICE restart got through.
+      this.onProblemGone(CONNECTION_PROBLEM);
+    }
+    if (pc.connectionState === 'failed' && !this.connectedAt) {
+      // Never connected: most likely a network that blocks calls.
+      this.onProblem(mediaUnreachable(this.reachability()), CONNECTION_PROBLEM);
+    }
+    if (this.move) this.move.check();
+    this.onChange('connection');
+  }
+
+  /** ICE connection state of `pc` changed: restart ICE when it stays down. */
+  iceStateChanged(pc) {
+    if (!pc || pc !== this.pc || this.closed) return;
     const s = pc.iceConnectionState;
     if (s === 'connected' || s === 'completed') {
       clearTimeout(this.iceTimer);
@@ -367,6 +394,7 @@ export class CallSession {
       this.iceTimer = null;
       this.restartIce();
     }
+    if (this.move) this.move.check();
     this.onChange('connection');
   }
 
@@ -412,32 +440,34 @@ export class CallSession {
   /** A `media_answer` or `media_offer` from the server. */
   handle(msg) {
     if (msg.type === 'media_answer') {
-      this.enqueue(async () => {
+      this.enqueue(async (pc) => {
         if (!this.ownOffer) return;
         this.timings.answerReceived = wallClock();
         clearTimeout(this.answerTimer);
         try {
-          await this.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+          await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
         } finally {
-          this.ownOffer = false;
-          if (this.pc.signalingState === 'have-local-offer') await this.pc.setLocalDescription({ type: 'rollback' });
+          if (pc === this.pc) {
+            this.ownOffer = false;
+            if (pc.signalingState === 'have-local-offer') await pc.setLocalDescription({ type: 'rollback' });
+          }
         }
       }).then(() => this.offerWhenFree());
     } else if (msg.type === 'media_offer') {
-      this.enqueue(async () => {
+      this.enqueue(async (pc) => {
         // Our own offer wins a crossing: the server answers it and offers again.
         if (this.ownOffer) {
           this.offersIgnored += 1;
           return;
         }
         if (!this.timings.firstServerOffer) this.timings.firstServerOffer = wallClock();
-        const pc = this.pc;
         this.trackMap = new Map((msg.tracks ?? []).map((t) => [String(t.mid), t]));
         await pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
         const answer = await pc.createAnswer();
         await pc.setLocalDescription(answer);
         await waitForIce(pc);
-        if (this.closed) return;
+        // Moved meanwhile: the new connection gets offers of its own.
+        if (this.closed || pc !== this.pc) return;
         // Unsent (connection down): the offer made after the resume repairs it.
         if (this.send({ type: 'media_answer', room_id: this.roomId, sdp: pc.localDescription.sdp })) this.answersSent += 1;
         else this.wantOffer = true;
@@ -470,15 +500,18 @@ export class CallSession {
   /** `publish_layers`: send only the simulcast layers someone receives. */
   publishLayers(msg) {
     if (!this.videoTx || String(this.videoTx.mid) !== String(msg.mid)) return;
-    for (const l of msg.layers ?? []) this.wantedLayers.set(l.rid, !!l.active);
-    const sender = this.videoTx.sender;
+    const wanted = this.wantedLayers;
+    for (const l of msg.layers ?? []) wanted.set(l.rid, !!l.active);
+    const tx = this.videoTx;
+    const sender = tx.sender;
     this.layersQueue = this.layersQueue.then(async () => {
-      if (this.closed) return;
+      // A connection replaced meanwhile (the media moved) sends as it was.
+      if (this.closed || tx !== this.videoTx) return;
       const params = sender.getParameters();
       if (!params.encodings || !params.encodings.length) return;
       let changed = false;
       for (const e of params.encodings) {
-        const want = this.wantedLayers.get(e.rid);
+        const want = wanted.get(e.rid);
         if (want !== undefined && e.active !== want) {
           e.active = want;
           changed = true;
@@ -498,10 +531,13 @@ export class CallSession {
     this.onChange('tracks');
   }
 
-  /** Maps every forwarded receiver to its publisher, from the server's `tracks`. */
-  syncReceivers() {
-    if (!this.pc) return;
+  /**
+   * The current connection's forwarded receivers by publisher (id →
+   * {audio, video}), from the server's `tracks`.
+   */
+  currentReceivers() {
     const byPerson = new Map();
+    if (!this.pc) return byPerson;
     for (const t of this.pc.getTransceivers()) {
       if (t.mid === null || t.currentDirection === 'stopped' || t.direction === 'stopped') continue;
       const info = this.trackMap.get(String(t.mid));
@@ -510,10 +546,23 @@ export class CallSession {
       entry[info.kind] = t.receiver;
       byPerson.set(info.participant_id, entry);
     }
-    this.receivers = byPerson;
+    return byPerson;
+  }
+
+  /**
+   * Maps every forwarded receiver to its publisher. While the media moves,
+   * the tiles keep the old connection's until the new one takes over.
+   */
+  syncReceivers() {
+    if (!this.pc) return;
     // Sizes go again for m-lines that are new (or reused for someone else).
     for (const mid of [...this.sizesSent.keys()]) if (!this.trackMap.has(mid)) this.sizesSent.delete(mid);
     this.sendSizes();
+    if (this.move) {
+      this.move.check();
+      return;
+    }
+    this.receivers = this.currentReceivers();
     this.applyReceivers();
   }
 
@@ -557,6 +606,7 @@ export class CallSession {
 
   participantLeft(id) {
     this.participants.delete(id);
+    if (this.move) this.move.check();
     this.onChange('participants');
   }
 
@@ -604,7 +654,7 @@ export class CallSession {
     try {
       const l = this.local;
       if (!on) {
-        await this.videoTx.sender.replaceTrack(null);
+        await this.sendVideo(null);
         if (l.videoTrack) {
           l.stream.removeTrack(l.videoTrack);
           l.videoTrack.stop();
@@ -622,7 +672,7 @@ export class CallSession {
           track.stop();
           return;
         }
-        await this.videoTx.sender.replaceTrack(track);
+        await this.sendVideo(track);
         l.stream.addTrack(track);
         l.videoTrack = track;
       }
@@ -630,6 +680,24 @@ export class CallSession {
     } finally {
       this.cameraBusy = false;
       this.onChange('local');
+    }
+  }
+
+  /**
+   * Puts `track` (null: nothing) on every video sender: the current
+   * connection's, and the old one's while the media moves. A move that
+   * begins meanwhile brings a new sender, so they are looked at again.
+   */
+  async sendVideo(track) {
+    for (let round = 0; round < 3; round += 1) {
+      const current = this.videoTx && this.videoTx.sender;
+      const senders = [current, this.move && this.move.old.videoTx && this.move.old.videoTx.sender];
+      const stale = senders.filter((s) => s && s.track !== track);
+      if (!stale.length) return;
+      await Promise.all(stale.map((s) => s.replaceTrack(track).catch((err) => {
+        // An old connection closed meanwhile does not matter.
+        if (s === current) throw err;
+      })));
     }
   }
 
@@ -645,14 +713,20 @@ export class CallSession {
 
   /** One stats report for everything read from it: who speaks, and the media's path. */
   async readStats() {
+    const pc = this.pc;
+    // While the media moves, the tiles play the old connection's tracks:
+    // their levels are in its report.
+    const playing = this.move ? this.move.old.pc : pc;
     let report;
+    let levels;
     try {
-      report = await this.pc.getStats();
+      report = await pc.getStats();
+      levels = playing === pc ? report : await playing.getStats();
     } catch {
       return; // Closed meanwhile.
     }
-    if (this.closed) return;
-    this.readLevels(report);
+    if (this.closed || pc !== this.pc) return;
+    readLevels(this, levels);
     const path = selectedPath(report);
     const now = Date.now();
     const moved = path?.path !== this.path?.path;
@@ -663,79 +737,9 @@ export class CallSession {
     }
   }
 
-  /**
-   * Who is speaking: the audio energy each track carried since the last
-   * read (`totalAudioEnergy` over `totalSamplesDuration`). The level of the
-   * latest packet alone would depend on when the read happens: a sound
-   * shorter than the interval could be missed every time.
-   */
-  readLevels(report) {
-    const inbound = new Map();
-    let source = null;
-    report.forEach((st) => {
-      if (st.kind !== 'audio') return;
-      if (st.type === 'inbound-rtp' && st.trackIdentifier) inbound.set(st.trackIdentifier, st);
-      else if (st.type === 'media-source') source = st;
-    });
-    const now = Date.now();
-    let changed = false;
-    for (const p of this.participants.values()) {
-      const track = p.audioTrack;
-      const level = track ? this.levelSince(track.id, inbound.get(track.id)) : 0;
-      p.level = p.audio ? level : 0;
-      if (p.level >= SPEAKING_THRESHOLD) p.speakingUntil = now + SPEAKING_HOLD_MS;
-      const speaking = p.speakingUntil > now;
-      if (speaking !== p.speaking) {
-        p.speaking = speaking;
-        changed = true;
-      }
-    }
-    const mine = this.levelSince('local', source);
-    if (this.localState().audio && mine >= SPEAKING_THRESHOLD) this.localSpeakingUntil = now + SPEAKING_HOLD_MS;
-    const localSpeaking = this.localSpeakingUntil > now;
-    if (localSpeaking !== this.localSpeaking) {
-      this.localSpeaking = localSpeaking;
-      changed = true;
-    }
-    if (changed) this.onChange('speaking');
-  }
-
-  /** The root mean square level of `stats` (inbound-rtp or media-source) since the last call for `key`. */
-  levelSince(key, stats) {
-    if (!stats || typeof stats.totalAudioEnergy !== 'number' || typeof stats.totalSamplesDuration !== 'number') return 0;
-    const last = this.energySeen.get(key);
-    this.energySeen.set(key, { energy: stats.totalAudioEnergy, duration: stats.totalSamplesDuration });
-    if (!last) return 0;
-    const duration = stats.totalSamplesDuration - last.duration;
-    const energy = stats.totalAudioEnergy - last.energy;
-    return duration > 0 && energy > 0 ? Math.sqrt(energy / duration) : 0;
-  }
-
   /** Per-person receive statistics (the browser tests read these). */
-  async stats() {
-    const out = {};
-    for (const p of this.participants.values()) {
-      const entry = { id: p.id, name: p.name, audio: null, video: null };
-      for (const [kind, r] of [['audio', p.audioReceiver], ['video', p.videoReceiver]]) {
-        if (!r) continue;
-        const report = await r.getStats();
-        report.forEach((st) => {
-          if (st.type !== 'inbound-rtp') return;
-          entry[kind] = {
-            packetsReceived: st.packetsReceived ?? 0,
-            bytesReceived: st.bytesReceived ?? 0,
-            framesDecoded: st.framesDecoded ?? 0,
-            frameWidth: st.frameWidth ?? 0,
-            frameHeight: st.frameHeight ?? 0,
-            audioLevel: st.audioLevel ?? 0,
-            totalAudioEnergy: st.totalAudioEnergy ?? 0,
-            codec: st.codecId ?? null,
-          };
-        });
-      }
-      out[p.name] = entry;
-    }
-    return out;
+  stats() {
+    return receiveStats(this.participants.values());
   }
 
   close() {
@@ -744,6 +748,7 @@ export class CallSession {
     clearInterval(this.statsTimer);
     clearTimeout(this.answerTimer);
     clearTimeout(this.iceTimer);
+    if (this.move) this.move.close();
     if (this.pc) this.pc.close();
     if (this.local) for (const t of this.local.stream.getTracks()) t.stop();
     if (this.local && this.local.videoTrack) this.local.videoTrack.stop();

@@ -12,6 +12,11 @@
 // Closing on purpose (signing out, a new name, the page going away) sends a
 // clean close, code 1000: the server ends that session at once instead of
 // keeping it for a resume. Only a connection that drops is retried.
+//
+// Every close the server makes is a drop too, resumed like any other. A
+// node being restarted closes with 1012 ("service restart"): the next try
+// goes at once, since the load balancer sends it to another node. 1013
+// ("try again later") waits as usual.
 
 const RETRY_DELAYS_MS = [250, 1000, 2000, 3000, 5000];
 /** While a session may still be resumed, retry at least this often. */
@@ -20,11 +25,14 @@ const RESUME_RETRY_MAX_MS = 2000;
 export const RESUME_GRACE_MS = 20000;
 /** WebSocket close code of a deliberate close (RFC 6455 "normal closure"). */
 const CLEAN_CLOSE = 1000;
+/** The server's close code of a node being restarted (IANA "Service Restart"). */
+const SERVICE_RESTART = 1012;
 /**
- * Close code of `simulateDrop`: a code of the application's own range, so
- * the server treats it as a lost connection, not as signing out.
+ * Close code of a drop this side makes (`simulateDrop`, a sign-in the
+ * server could not take): a code of the application's own range, so the
+ * server treats it as a lost connection, not as signing out.
  */
-const SIMULATED_DROP = 4000;
+const DROP = 4000;
 
 export class Signaling {
   /**
@@ -54,6 +62,8 @@ export class Signaling {
     this.lostAt = null;
     /** Test hook: connection attempts fail until then (epoch ms). */
     this.offlineUntil = 0;
+    /** Test hook: {ws, code}: that socket's close is handled as if the server closed with `code`. */
+    this.dropAs = null;
     /** Counts, for diagnostics and the tests. */
     this.resumes = 0;
     this.freshSignIns = 0;
@@ -110,13 +120,18 @@ export class Signaling {
   /**
    * Test and debug hook: the connection drops as if the network went away
    * (no sign-out), and stays unreachable for `offlineMs`. The client then
-   * reconnects and resumes like after any other drop.
+   * reconnects and resumes like after any other drop. With `code`, the drop
+   * is handled as a close by the server with that code (e.g. 1012).
    */
-  simulateDrop({ offlineMs = 0 } = {}) {
+  simulateDrop({ offlineMs = 0, code = null } = {}) {
     this.offlineUntil = Date.now() + offlineMs;
     const ws = this.ws;
-    if (ws) ws.close(SIMULATED_DROP, 'simulated drop');
-    else this.retryNow();
+    if (ws) {
+      this.dropAs = code === null ? null : { ws, code };
+      ws.close(DROP, 'simulated drop');
+    } else {
+      this.retryNow();
+    }
   }
 
   /** Signed in on an open socket: send() will work. */
@@ -194,6 +209,12 @@ export class Signaling {
           this.refreshNext = true;
           return;
         }
+        if (msg.type === 'error' && msg.code === 'unavailable') {
+          // The server could not reach the rest of its cluster to sign us
+          // in, and no welcome will come: a drop, tried again as usual.
+          ws.close(DROP, 'sign-in unavailable');
+          return;
+        }
       }
       if (msg.type === 'error' && msg.code === 'replaced') {
         this.stopped = true;
@@ -205,12 +226,16 @@ export class Signaling {
       }
       this.opts.onMessage(msg);
     };
-    ws.onclose = () => {
+    ws.onclose = (ev) => {
       if (this.ws !== ws) return;
       this.ws = null;
+      const code = this.dropAs && this.dropAs.ws === ws ? this.dropAs.code : ev.code;
+      this.dropAs = null;
       if (this.stopped) return;
       if (authed && this.lostAt === null) this.lostAt = Date.now();
-      this.scheduleRetry();
+      // A node restarting: another one takes the session, so no wait (only
+      // once in a row: `attempt` is back to 0 only after a welcome).
+      this.scheduleRetry({ now: code === SERVICE_RESTART && this.attempt === 0 });
     };
     ws.onerror = () => {
       // onclose follows.
@@ -227,8 +252,9 @@ export class Signaling {
     this.scheduleRetry();
   }
 
-  scheduleRetry() {
-    let delay = this.refreshNext && this.attempt < 2 ? 0 : RETRY_DELAYS_MS[Math.min(this.attempt, RETRY_DELAYS_MS.length - 1)];
+  /** Connects again after the usual delay (`now`: at once). */
+  scheduleRetry({ now = false } = {}) {
+    let delay = now || (this.refreshNext && this.attempt < 2) ? 0 : RETRY_DELAYS_MS[Math.min(this.attempt, RETRY_DELAYS_MS.length - 1)];
     if (this.mayResume()) delay = Math.min(delay, RESUME_RETRY_MAX_MS);
     this.attempt += 1;
     this.setState('lost');

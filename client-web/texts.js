@@ -26,6 +26,7 @@ export const ERROR_TEXT = {
   too_many_rooms: 'The server has no room for another call right now: try again later.',
   sdp_too_large: 'This browser\'s media setup was too large for the server.',
   draining: 'The server is restarting, so no new calls can start right now.',
+  unavailable: 'The server cannot reach the rest of its cluster just now: try again in a moment.',
 };
 
 export const UNKNOWN_ERROR = 'Something went wrong on the server.';
@@ -58,6 +59,13 @@ export const COPY_FAILED = 'Could not copy: select the link and copy it yourself
 
 /** Problems of the call's own media connection (session.js). */
 export const MEDIA_SETUP_FAILED = 'The audio and video connection could not be set up, so the call ended.';
+
+/** The call's media connection, in the call header while it is not (or no longer) up. */
+export const MEDIA_CONNECTING = 'connecting…';
+export const MEDIA_RECONNECTING = 'reconnecting…';
+export const MEDIA_FAILED = 'media failed';
+/** A tile whose media stopped with its media node, until the call's new connection brings it back. */
+export const TILE_RECONNECTING = 'Reconnecting…';
 
 /**
  * The media connection never got through: what the person can try, then

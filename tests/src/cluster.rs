@@ -31,17 +31,38 @@ impl Redis {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let child = Command::new("redis-server")
+        let redis = Redis {
+            child: Self::spawn(port)?,
+            port,
+        };
+        redis.wait_ready()?;
+        Ok(redis)
+    }
+
+    /// Stops it (everything it held is lost) and starts it again on the
+    /// same port after `down`.
+    pub fn restart(&mut self, down: Duration) -> Result<(), Error> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        self.child = Self::spawn(self.port)?;
+        self.wait_ready()
+    }
+
+    fn spawn(port: u16) -> Result<Child, Error> {
+        Ok(Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| format!("cannot run redis-server (apt-get install redis-server): {e}"))?;
-        let redis = Redis { child, port };
+            .map_err(|e| format!("cannot run redis-server (apt-get install redis-server): {e}"))?)
+    }
+
+    fn wait_ready(&self) -> Result<(), Error> {
         for _ in 0..100 {
-            if redis.cli(&["PING"]).is_ok_and(|r| r.trim() == "PONG") {
-                return Ok(redis);
+            if self.cli(&["PING"]).is_ok_and(|r| r.trim() == "PONG") {
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chorus_signaling::protocol::{CallMedia, ClientMsg, EndReason, ErrorCode, ServerMsg};
-use chorus_tests::cluster::{NodeProcess, Redis, cluster_status, node, wait_nodes};
+use chorus_tests::cluster::{NodeProcess, Redis, cluster_status, node, node_config, wait_nodes};
 use chorus_tests::peer::{Kind, Peer};
 use chorus_tests::scenario::{call_accepted, publish_pair, ring, tone_peer};
-use chorus_tests::signal::{Client, Error, sign_in_at};
+use chorus_tests::signal::{Client, Error, TestServer, sign_in_at};
 use chorus_tests::wait::{RemoteMedia, track_from, wait_for};
 
 const T: Duration = Duration::from_secs(15);
@@ -37,9 +37,16 @@ fn placements(redis: &Redis) -> Result<Vec<(String, String)>, Error> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn presence_ringing_and_busy_work_across_nodes() -> Result<(), Error> {
     let redis = Redis::start()?;
-    let n1 = node(&redis, "n1").await?;
-    let n2 = node(&redis, "n2").await?;
-    let n3 = node(&redis, "n3").await?;
+    // Rings are missed after 2 s (the coordinator's setting, whichever
+    // node that is).
+    let quick = |id: &str| {
+        let mut config = node_config(&redis, id);
+        config.ring_timeout = Duration::from_secs(2);
+        TestServer::start_with(config)
+    };
+    let n1 = quick("n1").await?;
+    let n2 = quick("n2").await?;
+    let n3 = quick("n3").await?;
 
     let mut ada = n1.client("Ada").await?;
     let mut bo = n2.client("Bo").await?;
@@ -55,6 +62,18 @@ async fn presence_ringing_and_busy_work_across_nodes() -> Result<(), Error> {
         room_id: room.clone(),
     })?;
     call_ended(&mut ada, EndReason::Declined).await?;
+
+    // Ada rings Bo and cancels: Bo's ringing stops.
+    let room = ring(&mut ada, &mut bo, CallMedia::Audio).await?;
+    ada.send(&ClientMsg::Cancel {
+        room_id: room.clone(),
+    })?;
+    call_ended(&mut bo, EndReason::Cancelled).await?;
+
+    // Bo rings Cy, who does not answer: missed on both sides.
+    ring(&mut bo, &mut cy, CallMedia::Audio).await?;
+    call_ended(&mut bo, EndReason::Missed).await?;
+    call_ended(&mut cy, EndReason::Missed).await?;
 
     // Ada rings Bo again; he accepts; media flows through the node the
     // room was placed on, whichever it is.
@@ -141,6 +160,12 @@ async fn rooms_are_placed_on_the_least_loaded_node() -> Result<(), Error> {
     }
     // The coordinator's view says the same.
     let status = cluster_status(nodes[0].server.http_addr).await?;
+    let coordinator = status["coordinator"].as_str().unwrap_or_default();
+    let i = ["n1", "n2", "n3"]
+        .iter()
+        .position(|n| *n == coordinator)
+        .ok_or(format!("no coordinator in {status}"))?;
+    let status = cluster_status(nodes[i].server.http_addr).await?;
     for id in ["n1", "n2", "n3"] {
         let rooms = status["placements"][id].as_array().map_or(0, Vec::len);
         assert_eq!(rooms, 2, "{status}");
@@ -376,5 +401,67 @@ async fn a_restarted_nodes_calls_move_while_it_still_forwards() -> Result<(), Er
     assert_eq!(placed.len(), 1);
     assert_ne!(placed[0].1, "a-media", "{placed:?}");
     let _ = (pb, pa);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn calls_go_on_while_redis_restarts_and_new_ones_work_after() -> Result<(), Error> {
+    // CHORUS_LOG=chorus_signaling=info shows what the in-process nodes do.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("CHORUS_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    }
+    let mut redis = Redis::start()?;
+    let n1 = node(&redis, "n1").await?;
+    let n2 = node(&redis, "n2").await?;
+    wait_nodes(n1.server.http_addr, 2).await?;
+    let mut ada = n1.client("Ada").await?;
+    let mut bo = n2.client("Bo").await?;
+    let room = call_accepted(&mut ada, &mut bo, CallMedia::Video).await?;
+    let (pa, pb) = (
+        tone_peer("Ada", 440.0, 0).await?,
+        tone_peer("Bo", 660.0, 0).await?,
+    );
+    publish_pair((&mut ada, &pa), (&mut bo, &pb), &room).await?;
+    let need = RemoteMedia {
+        audio_packets: 50,
+        video_frames: 20,
+    };
+    wait_for(&pa, &bo.user_id, need, T).await?;
+
+    // Redis goes away for 3 s and comes back empty.
+    let before = packets(&[&pa], &bo.user_id);
+    redis.restart(Duration::from_secs(3))?;
+    let during = packets(&[&pa], &bo.user_id);
+    assert!(during > before + 100, "media went on: {before} → {during}");
+
+    // The nodes register again, the coordinator stores the call again.
+    chorus_tests::eventually::eventually(
+        Duration::from_secs(20),
+        "the cluster's state back in Redis",
+        || {
+            (
+                redis.hash("chorus:nodes").unwrap_or_default().len(),
+                placements(&redis).unwrap_or_default(),
+                redis.cli(&["EXISTS", "chorus:hub"]).unwrap_or_default(),
+            )
+        },
+        |(nodes, rooms, hub)| {
+            *nodes == 2 && rooms.len() == 1 && rooms[0].0 == room && hub.trim() == "1"
+        },
+    )
+    .await?;
+
+    // New people sign in and call across the nodes; the old call ends
+    // normally.
+    let mut cy = n2.client("Cy").await?;
+    let mut dee = n1.client("Dee").await?;
+    let cy_id = cy.user_id.clone();
+    dee.recv_until(T, |m| online(m, &cy_id)).await?;
+    let second = call_accepted(&mut cy, &mut dee, CallMedia::Audio).await?;
+    assert_ne!(second, room);
+    ada.send(&ClientMsg::Hangup {
+        room_id: room.clone(),
+    })?;
+    call_ended(&mut bo, EndReason::Hangup).await?;
     Ok(())
 }

@@ -152,11 +152,22 @@ impl Bus {
             .seal(body)
             .map_err(|e| Unreachable(format!("encoding: {e}")))?;
         let mut conn = self.conn.clone();
-        let r: Result<i64, _> = redis::cmd("PUBLISH")
+        let mut r: Result<i64, _> = redis::cmd("PUBLISH")
             .arg(channel)
-            .arg(sealed)
+            .arg(&sealed)
             .query_async(&mut conn)
             .await;
+        // The first command on a connection Redis dropped fails while the
+        // manager reconnects: once more on the new one.
+        if r.as_ref()
+            .is_err_and(|e| e.is_connection_dropped() || e.is_io_error())
+        {
+            r = redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(&sealed)
+                .query_async(&mut conn)
+                .await;
+        }
         self.counters.published.fetch_add(1, Ordering::Relaxed);
         self.outcome(r).map(|_| ())
     }
@@ -175,6 +186,13 @@ impl Bus {
                 Err(Unreachable(e.to_string()))
             }
         }
+    }
+
+    /// Redis was away or slow just now (answers held back, or it lost
+    /// what it held): counts as a failed command for [`Bus::steady`].
+    pub(crate) fn disturbed(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_error_ms.store(ms.max(1), Ordering::Relaxed);
     }
 
     /// Redis has answered every command for at least `for_at_least`: the

@@ -18,6 +18,15 @@ use super::registry::{self, SharedView, now_ms};
 use crate::hub::task::{HubHandle, HubInput, Outlet, TaskOptions};
 use crate::hub::{ConnId, Hub, HubConfig, RoomKey};
 
+/// A view older than this is not judged by.
+const VIEW_FRESH_MS: u64 = 1_500;
+
+/// An answer this slow was held back while Redis was away.
+const SLOW_ANSWER: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Checks in a row without a subscriber that make a node dead.
+const UNHEARD_CHECKS: u32 = 3;
+
 /// This node's hub, while it coordinates.
 pub(crate) struct Coordinator {
     pub(crate) hub: HubHandle,
@@ -29,6 +38,10 @@ pub(crate) struct Coordinator {
     moved: HashSet<RoomId>,
     /// Nodes found dead, with their connection tags.
     buried: HashMap<String, u32>,
+    /// How many checks in a row found nobody listening on a node's
+    /// channel (its process is gone, whatever its last heartbeat says).
+    unheard: HashMap<String, u32>,
+    me: String,
 }
 
 impl Coordinator {
@@ -83,6 +96,8 @@ impl Coordinator {
             media,
             moved: HashSet::new(),
             buried: HashMap::new(),
+            unheard: HashMap::new(),
+            me: me.to_string(),
         }
     }
 
@@ -100,9 +115,21 @@ impl Coordinator {
         let Some(v) = view.read().ok().map(|v| v.clone()) else {
             return;
         };
-        let live: HashMap<&str, &registry::NodeInfo> =
-            v.alive(now).map(|n| (n.id.as_str(), n)).collect();
-        for dead in v.nodes.values().filter(|n| !n.alive(now)) {
+        // Judge nobody on a view Redis could not refresh just now.
+        if now.saturating_sub(v.read_ms) > VIEW_FRESH_MS {
+            return;
+        }
+        let Some(gone) = self.unheard_nodes(&v, bus).await else {
+            return;
+        };
+        let alive = |n: &registry::NodeInfo| n.alive(v.read_ms) && !gone.contains(&n.id);
+        let live: HashMap<&str, &registry::NodeInfo> = v
+            .nodes
+            .values()
+            .filter(|n| alive(n))
+            .map(|n| (n.id.as_str(), n))
+            .collect();
+        for dead in v.nodes.values().filter(|n| !alive(n)) {
             if self.buried.insert(dead.id.clone(), dead.tag).is_none() {
                 info!(node = %dead.id, "node dead: its calls move");
                 let bus = bus.clone();
@@ -159,6 +186,79 @@ impl Coordinator {
             .map(|r| RoomId(r.into()))
             .collect();
         self.moved.retain(|r| placed.contains(r));
+    }
+
+    /// `node` was found gone already (the coordinator before this one).
+    pub(crate) fn presume_gone(&mut self, node: &str) {
+        self.unheard.insert(node.to_string(), UNHEARD_CHECKS);
+    }
+
+    /// Nodes nobody listens for any more: a process that dies closes its
+    /// connection to Redis, and with it its subscription, long before its
+    /// heartbeat is overdue. Three checks in a row (a reconnecting node
+    /// subscribes again within one).
+    async fn unheard_nodes(&mut self, v: &registry::View, bus: &Bus) -> Option<HashSet<String>> {
+        let others: Vec<&String> = v.nodes.keys().filter(|id| **id != self.me).collect();
+        if others.is_empty() {
+            return Some(HashSet::new());
+        }
+        let asked = Instant::now();
+        let mut cmd = redis::cmd("PUBSUB");
+        cmd.arg("NUMSUB");
+        for id in &others {
+            cmd.arg(super::wire::node_channel(id));
+        }
+        let mut conn = bus.conn();
+        let counts = bus
+            .outcome(cmd.query_async::<HashMap<String, i64>>(&mut conn).await)
+            .ok()?;
+        // Held while Redis was away: nodes are still subscribing again.
+        if asked.elapsed() >= SLOW_ANSWER {
+            bus.disturbed();
+            return None;
+        }
+        let mut gone = HashSet::new();
+        for id in others {
+            let listening = counts
+                .get(&super::wire::node_channel(id))
+                .is_some_and(|n| *n > 0);
+            let n = self.unheard.entry(id.clone()).or_default();
+            *n = if listening { 0 } else { *n + 1 };
+            if *n >= UNHEARD_CHECKS {
+                gone.insert(id.clone());
+            }
+        }
+        self.unheard.retain(|id, _| v.nodes.contains_key(id));
+        Some(gone)
+    }
+
+    /// Stores the hub's state and the room map again (Redis lost them).
+    pub(crate) fn reassert(&self, bus: &Bus) {
+        let (tx, rx) = oneshot::channel();
+        if !self.hub.send(HubInput::Snapshot(tx)) {
+            return;
+        }
+        let bus = bus.clone();
+        let rooms = self.media.placements();
+        tokio::spawn(async move {
+            let Ok(Some(json)) = rx.await else { return };
+            let mut conn = bus.conn();
+            let mut pipe = redis::pipe();
+            pipe.cmd("SET").arg(HUB_KEY).arg(json).ignore();
+            for (node, rooms) in rooms {
+                for room in rooms {
+                    pipe.cmd("HSET")
+                        .arg(super::placement::ROOMS_KEY)
+                        .arg(room)
+                        .arg(&node)
+                        .ignore();
+                }
+            }
+            let r: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
+            if let Err(e) = bus.outcome(r) {
+                warn!("storing the cluster's state again: {e}");
+            }
+        });
     }
 
     /// Stops the hub and stores its last state, for the next coordinator.

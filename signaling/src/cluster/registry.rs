@@ -68,6 +68,10 @@ impl NodeInfo {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct View {
     pub(crate) nodes: HashMap<String, NodeInfo>,
+    /// When the entries were read (ms since the epoch): a node is judged
+    /// by the age of its entry then, never by a view Redis could not
+    /// refresh.
+    pub(crate) read_ms: u64,
 }
 
 impl View {
@@ -114,6 +118,7 @@ async fn beat_once(
         .collect();
     if let Ok(mut v) = view.write() {
         v.nodes = nodes;
+        v.read_ms = now_ms();
     }
     Ok(())
 }

@@ -31,6 +31,10 @@ use crate::protocol::{ErrorCode, ServerMsg};
 /// connection is told the cluster is unavailable.
 const PENDING_FOR: Duration = Duration::from_secs(10);
 
+/// How often the switchboard looks after waiting messages and (on the
+/// coordinator) the other nodes.
+const TICK: Duration = Duration::from_millis(500);
+
 /// The hub's messages for connections, from the hub task.
 struct BoardOutlet(mpsc::UnboundedSender<(ConnId, Outgoing)>);
 
@@ -107,7 +111,7 @@ impl Board {
         mut inputs: Inputs,
         mut deliveries: mpsc::UnboundedReceiver<(ConnId, Outgoing)>,
     ) {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -252,7 +256,11 @@ impl Board {
                 }
                 self.coordinator = coordinator;
             }
-            Outcome::Elected { snapshot, rooms } => {
+            Outcome::Elected {
+                snapshot,
+                rooms,
+                gone,
+            } => {
                 let outlet: Arc<dyn Outlet> = Arc::new(BoardOutlet(self.deliveries_tx.clone()));
                 let role = Coordinator::start(
                     &self.shared.me,
@@ -264,8 +272,17 @@ impl Board {
                     self.shared.view.clone(),
                     outlet,
                 );
+                let mut role = role;
+                if let Some(node) = gone {
+                    role.presume_gone(&node);
+                }
                 self.role = Some(role);
                 self.coordinator = Some(self.shared.me.clone());
+            }
+            Outcome::Reasserted => {
+                if let Some(role) = &self.role {
+                    role.reassert(&self.shared.bus);
+                }
             }
             Outcome::Deposed => {
                 if let Some(role) = self.role.take() {

@@ -127,14 +127,18 @@ impl Hub {
             else {
                 continue;
             };
-            let old = std::mem::replace(&mut m.participant, participant);
-            let earlier = m.moving_from.take();
-            if keep_old {
-                m.moving_from = Some(old);
-            }
-            // An unfinished earlier move's participant goes, and the old
-            // one too when its node is gone (the leave finds nobody there).
-            let gone = earlier.into_iter().chain((!keep_old).then_some(old));
+            let replaced = std::mem::replace(&mut m.participant, participant);
+            // The participant that plays now: the one before an unfinished
+            // move (whose new participant never connected, and goes), or
+            // the one replaced.
+            let (playing, unfinished) = match m.moving_from.take() {
+                Some(original) => (original, Some(replaced)),
+                None => (replaced, None),
+            };
+            // It forwards until the new one connects, unless its node is
+            // gone (the leave then finds nobody there).
+            m.moving_from = keep_old.then_some(playing);
+            let gone = unfinished.into_iter().chain((!keep_old).then_some(playing));
             for participant in gone {
                 self.participants.remove(&participant);
                 fx.push(Effect::Media(Command::Leave { participant }));

@@ -1,0 +1,96 @@
+// The pieces of the media negotiation that work on an RTCPeerConnection
+// alone (session.js holds the state around them): what a client publishes
+// on a new connection, waiting for ICE gathering before an SDP goes out,
+// and keeping forwarded m-lines to their codecs in a re-offer.
+
+const ICE_WAIT_MS = 4000;
+
+/**
+ * Camera video goes out in three simulcast layers, smallest first (the media
+ * node reads them in this order): quarter, half and full resolution. The
+ * media node forwards one layer to each person, chosen from that person's
+ * bandwidth and the size of the tile it is shown in, and pauses layers
+ * nobody receives (`publish_layers`).
+ */
+const SIMULCAST = [
+  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+];
+
+/**
+ * Adds what `local` (localmedia.js) publishes to `pc`: a send-only audio
+ * transceiver with the microphone and a send-only video transceiver in
+ * simulcast (with the camera, or with no track when it is off, so it can be
+ * switched on later with replaceTrack and no new offer); a client that
+ * publishes nothing gets one recvonly audio transceiver.
+ * @returns {{ audioTx: RTCRtpTransceiver|null, videoTx: RTCRtpTransceiver|null }}
+ */
+export function addPublishing(pc, local) {
+  if (local.mode === 'listen-only') {
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+    return { audioTx: null, videoTx: null };
+  }
+  const audioTx = pc.addTransceiver(local.audioTrack ?? 'audio', { direction: 'sendonly', streams: [local.stream] });
+  const videoTx = pc.addTransceiver(local.videoTrack ?? 'video', {
+    direction: 'sendonly',
+    streams: [local.stream],
+    sendEncodings: SIMULCAST.map((e) => ({ ...e })),
+  });
+  return { audioTx, videoTx };
+}
+
+export function waitForIce(pc) {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      pc.removeEventListener('icegatheringstatechange', check);
+      resolve();
+    };
+    const check = () => {
+      if (pc.iceGatheringState === 'complete') done();
+    };
+    // The media node is ICE-lite and learns our address from our checks, so
+    // a slow gatherer costs little: send what we have after a while.
+    const timer = setTimeout(done, ICE_WAIT_MS);
+    pc.addEventListener('icegatheringstatechange', check);
+  });
+}
+
+/** `a=fmtp` parameters as a comparable string (order-free). */
+function fmtpKey(line) {
+  return (line || '').split(';').map((x) => x.trim()).filter(Boolean).sort().join(';');
+}
+
+/**
+ * Before a re-offer: keeps every forwarded (receive-only) m-line to the codecs
+ * already negotiated on it. Left alone, Chrome offers all its codecs there,
+ * which changes that m-line's demuxing rules; Chrome then re-checks them
+ * against the SSRCs it has learned, and fails the whole offer ("Failed to
+ * apply demuxer criteria") if the media node's packets taught it another
+ * binding (they carry the publisher's MID header extension).
+ */
+export function pinReceiveCodecs(pc) {
+  if (typeof RTCRtpReceiver.getCapabilities !== 'function') return;
+  for (const t of pc.getTransceivers()) {
+    if (t.mid === null || t.currentDirection !== 'recvonly' || typeof t.setCodecPreferences !== 'function') continue;
+    const kind = t.receiver.track.kind;
+    const negotiated = t.receiver.getParameters().codecs || [];
+    const caps = (RTCRtpReceiver.getCapabilities(kind) || { codecs: [] }).codecs;
+    const prefs = [];
+    for (const c of negotiated) {
+      const mime = c.mimeType.toLowerCase();
+      const plain = ['video/rtx', 'video/red', 'video/ulpfec', 'audio/red'].includes(mime);
+      const cap = caps.find((k) => k.mimeType.toLowerCase() === mime && k.clockRate === c.clockRate
+        && (k.channels || 1) === (c.channels || 1) && (plain || fmtpKey(k.sdpFmtpLine) === fmtpKey(c.sdpFmtpLine)));
+      if (cap && !prefs.includes(cap)) prefs.push(cap);
+    }
+    if (!prefs.some((k) => !/\/(rtx|red|ulpfec)$/i.test(k.mimeType))) continue;
+    try {
+      t.setCodecPreferences(prefs);
+    } catch (err) {
+      console.warn('cannot keep the codecs of', t.mid, err);
+    }
+  }
+}
