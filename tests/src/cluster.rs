@@ -284,3 +284,85 @@ impl Drop for NodeProcess {
         self.kill();
     }
 }
+
+/// `haproxy` in front of some nodes, as an operator runs it: WebSockets
+/// tunnelled, nodes checked on `/readyz`. Stopped on drop.
+pub struct Haproxy {
+    child: Child,
+    _dir: TempDir,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+/// A directory removed on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Haproxy {
+    /// Starts haproxy balancing over `nodes` and waits until it serves.
+    pub fn start(nodes: &[SocketAddr]) -> Result<Haproxy, Error> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let dir = std::env::temp_dir().join(format!("chorus-haproxy-{port}"));
+        std::fs::create_dir_all(&dir)?;
+        let dir = TempDir(dir);
+        let servers: String = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("  server node{i} {a} check\n"))
+            .collect();
+        let config = format!(
+            "global\n  maxconn 2000\n\
+             defaults\n  mode http\n  timeout connect 2s\n  timeout client 1h\n  timeout server 1h\n  timeout tunnel 1h\n\
+             frontend chorus\n  bind 127.0.0.1:{port}\n  default_backend nodes\n\
+             backend nodes\n  balance roundrobin\n  option httpchk GET /readyz\n  http-check expect status 200\n\
+             \x20 default-server inter 500 fall 2 rise 2\n{servers}"
+        );
+        let path = dir.0.join("haproxy.cfg");
+        std::fs::write(&path, config)?;
+        let child = Command::new("haproxy")
+            .arg("-f")
+            .arg(&path)
+            .arg("-db")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run haproxy (apt-get install haproxy): {e}"))?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(addr).is_ok() {
+                return Ok(Haproxy {
+                    child,
+                    _dir: dir,
+                    addr,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err("haproxy did not listen".into())
+    }
+
+    /// Signs `name` in through the balancer (a fresh session).
+    pub async fn client(&self, name: &str) -> Result<Client, Error> {
+        let (token, _) = token_at(self.addr, name).await?;
+        Ok(sign_in_at(&self.ws_url(), &token, None).await?.0)
+    }
+
+    /// The WebSocket URL.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
