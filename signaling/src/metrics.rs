@@ -16,7 +16,12 @@ type WorkerCounter = (&'static str, &'static str, fn(&WorkerStats) -> u64);
 
 /// Renders a snapshot of the hub's and the media node's counters: node-wide
 /// totals, per media worker (label `worker`), and the ICE-TCP listener's.
-pub(crate) fn render(counts: Counts, workers: &[WorkerStats], tcp: Option<TcpStats>) -> String {
+pub(crate) fn render(
+    counts: Counts,
+    workers: &[WorkerStats],
+    tcp: Option<TcpStats>,
+    cluster: Option<ClusterFigures>,
+) -> String {
     let media = workers
         .iter()
         .fold(MediaStats::default(), |a, w| a.merged(&w.core));
@@ -141,11 +146,112 @@ pub(crate) fn render(counts: Counts, workers: &[WorkerStats], tcp: Option<TcpSta
             counter(&mut registry, name, help, value);
         }
     }
+    if let Some(c) = cluster {
+        per_cluster(&mut registry, c);
+    }
     let mut out = String::new();
     if encode(&mut out, &registry).is_err() {
         out.clear();
     }
     out
+}
+
+/// A cluster member's figures (with `--redis`).
+#[derive(Debug, Default)]
+pub(crate) struct ClusterFigures {
+    /// This node runs the cluster's hub.
+    pub(crate) coordinator: bool,
+    /// Redis answered the last command.
+    pub(crate) redis_reachable: bool,
+    /// Every node in the registry: id, alive, media participants, media
+    /// rooms, CPU cores used.
+    pub(crate) nodes: Vec<(String, bool, usize, usize, f64)>,
+    /// Messages to other nodes published.
+    pub(crate) published: u64,
+    /// Messages from other nodes received and verified.
+    pub(crate) received: u64,
+    /// Messages refused (not signed with the cluster secret, or stale).
+    pub(crate) refused: u64,
+    /// Redis commands that failed.
+    pub(crate) redis_errors: u64,
+}
+
+/// The cluster's figures: this node's part, and every node's load as
+/// this node last read it (label `node`).
+fn per_cluster(registry: &mut Registry, c: ClusterFigures) {
+    for (name, help, on) in [
+        (
+            "cluster_coordinator",
+            "1 if this node runs the cluster's hub",
+            c.coordinator,
+        ),
+        (
+            "cluster_redis_reachable",
+            "1 if Redis answered the last command",
+            c.redis_reachable,
+        ),
+    ] {
+        let g: Gauge = Gauge::default();
+        g.set(i64::from(on));
+        registry.register(name, help, g);
+    }
+    for (name, help, value) in [
+        (
+            "cluster_messages_published",
+            "Messages published to other nodes",
+            c.published,
+        ),
+        (
+            "cluster_messages_received",
+            "Messages from other nodes, verified",
+            c.received,
+        ),
+        (
+            "cluster_messages_refused",
+            "Messages refused: not signed with the cluster secret, or stale",
+            c.refused,
+        ),
+        (
+            "cluster_redis_errors",
+            "Redis commands that failed",
+            c.redis_errors,
+        ),
+    ] {
+        let counter: Counter = Counter::default();
+        counter.inc_by(value);
+        registry.register(name, help, counter);
+    }
+    let alive = Family::<Labels, Gauge>::default();
+    let participants = Family::<Labels, Gauge>::default();
+    let rooms = Family::<Labels, Gauge>::default();
+    let cpu = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    for (id, up, p, r, cores) in c.nodes {
+        let l = vec![("node", id)];
+        alive.get_or_create(&l).set(i64::from(up));
+        participants
+            .get_or_create(&l)
+            .set(i64::try_from(p).unwrap_or(i64::MAX));
+        rooms
+            .get_or_create(&l)
+            .set(i64::try_from(r).unwrap_or(i64::MAX));
+        cpu.get_or_create(&l).set(cores);
+    }
+    registry.register(
+        "cluster_node_alive",
+        "1 if the node's heartbeat is fresh",
+        alive,
+    );
+    registry.register(
+        "cluster_node_participants",
+        "Media participants on each node",
+        participants,
+    );
+    registry.register("cluster_node_rooms", "Media rooms on each node", rooms);
+    registry.register(
+        "cluster_node_cpu_cores",
+        "CPU each node used over its last heartbeat, in cores",
+        cpu,
+    );
 }
 
 /// Counters per media worker, so an operator sees one saturate.
@@ -266,6 +372,29 @@ mod tests {
                 slow_readers_dropped: 1,
                 ..TcpStats::default()
             }),
+            Some(ClusterFigures {
+                coordinator: true,
+                redis_reachable: true,
+                nodes: vec![
+                    ("a".into(), true, 7, 2, 0.5),
+                    ("b".into(), false, 0, 0, 0.0),
+                ],
+                refused: 4,
+                ..ClusterFigures::default()
+            }),
+        );
+        assert!(text.contains("chorus_cluster_coordinator 1"), "{text}");
+        assert!(
+            text.contains("chorus_cluster_messages_refused_total 4"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chorus_cluster_node_participants{node=\"a\"} 7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chorus_cluster_node_alive{node=\"b\"} 0"),
+            "{text}"
         );
         assert!(text.contains("chorus_users_online 3"), "{text}");
         assert!(

@@ -405,7 +405,15 @@ async fn metrics(State(state): State<AppState>) -> Response {
             axum::http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        crate::metrics::render(counts, &workers, state.media.tcp_stats()),
+        crate::metrics::render(
+            counts,
+            &workers,
+            state.media.tcp_stats(),
+            match &state.cluster {
+                Some(c) => Some(c.figures().await),
+                None => None,
+            },
+        ),
     )
         .into_response()
 }

@@ -232,6 +232,38 @@ impl ClusterNode {
         })
     }
 
+    /// This node's cluster figures, for `/metrics`.
+    pub(crate) async fn figures(&self) -> crate::metrics::ClusterFigures {
+        let (tx, rx) = oneshot::channel();
+        let coordinator = if self.control.send(Control::Status(tx)).is_ok() {
+            rx.await.ok().and_then(|s| s.coordinator)
+        } else {
+            None
+        };
+        let now = now_ms();
+        let nodes = self
+            .shared
+            .view
+            .read()
+            .map(|v| {
+                v.nodes
+                    .values()
+                    .map(|n| (n.id.clone(), n.alive(now), n.participants, n.rooms, n.cpu))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let c = &self.shared.bus.counters;
+        crate::metrics::ClusterFigures {
+            coordinator: coordinator.as_deref() == Some(self.shared.me.as_str()),
+            redis_reachable: self.reachable(),
+            nodes,
+            published: c.published.load(Ordering::Relaxed),
+            received: c.received.load(Ordering::Relaxed),
+            refused: c.refused.load(Ordering::Relaxed),
+            redis_errors: c.errors.load(Ordering::Relaxed),
+        }
+    }
+
     /// A rolling restart of this node: it takes no new rooms, its rooms
     /// move to other nodes (their clients connect there while this one
     /// still forwards), it stops coordinating, and its connections are

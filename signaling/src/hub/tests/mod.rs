@@ -2,6 +2,7 @@
 //! checks the effects, exactly.
 
 mod media;
+mod moves;
 mod ringing;
 mod rooms;
 mod sessions;
