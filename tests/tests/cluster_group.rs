@@ -125,11 +125,10 @@ async fn a_group_of_four_over_three_nodes_moves_when_its_media_node_restarts() -
         if let Ok(mut p) = peers[i].lock() {
             p.push(peer.clone());
         }
+        // As a browser: media goes out as soon as the connection is up.
+        peer.wait_connected(T).await?;
+        peer.start_media();
         moved.push(peer);
-    }
-    for p in &moved {
-        p.wait_connected(T).await?;
-        p.start_media();
     }
     for (i, p) in moved.iter().enumerate() {
         hears_everyone(p, &ids, i).await?;

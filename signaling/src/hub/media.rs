@@ -46,8 +46,8 @@ impl Hub {
             .and_then(|m| m.moving_from.map(|old| (old, m.participant)));
         match moving {
             Some((old, _)) if old == pid => return fx,
-            Some((old, new)) if new == pid && matches!(event, Event::Connected { .. }) => {
-                self.finish_move(&user, &room, old, &mut fx);
+            Some((_, new)) if new == pid && matches!(event, Event::Connected { .. }) => {
+                self.move_connected(&user, &room, &mut fx);
             }
             _ => {}
         }
@@ -138,6 +138,7 @@ impl Hub {
             // It forwards until the new one connects, unless its node is
             // gone (the leave then finds nobody there).
             m.moving_from = keep_old.then_some(playing);
+            m.moved_connected = false;
             let gone = unfinished.into_iter().chain((!keep_old).then_some(playing));
             for participant in gone {
                 self.participants.remove(&participant);
@@ -153,23 +154,29 @@ impl Hub {
         fx
     }
 
-    /// A moving member's new participant connected: the old one goes.
-    fn finish_move(
-        &mut self,
-        user: &UserId,
-        room: &RoomKey,
-        old: ParticipantId,
-        fx: &mut Vec<Effect>,
-    ) {
-        if let Some(m) = self
-            .rooms
-            .get_mut(room)
-            .and_then(|r| r.members.iter_mut().find(|m| m.user == *user))
-        {
-            m.moving_from = None;
+    /// A moving member's new participant connected. Once every moving
+    /// member's has, the old participants go together: until then each
+    /// one still carries media to and from those not yet on the new node.
+    fn move_connected(&mut self, user: &UserId, room: &RoomKey, fx: &mut Vec<Effect>) {
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        if let Some(m) = r.members.iter_mut().find(|m| m.user == *user) {
+            m.moved_connected = true;
         }
-        self.participants.remove(&old);
-        fx.push(Effect::Media(Command::Leave { participant: old }));
+        if r.members
+            .iter()
+            .any(|m| m.moving_from.is_some() && !m.moved_connected)
+        {
+            return;
+        }
+        for m in &mut r.members {
+            m.moved_connected = false;
+            if let Some(old) = m.moving_from.take() {
+                self.participants.remove(&old);
+                fx.push(Effect::Media(Command::Leave { participant: old }));
+            }
+        }
     }
 
     /// The member's SDP: an offer of what they publish (the first one

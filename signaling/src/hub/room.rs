@@ -22,6 +22,10 @@ pub(super) struct Member {
     /// the old one, which forwards until the new one connects.
     #[serde(default)]
     pub(super) moving_from: Option<ParticipantId>,
+    /// While moving: the new participant is connected (the old one goes
+    /// when every moving member's new one is).
+    #[serde(default)]
+    pub(super) moved_connected: bool,
 }
 
 /// Someone being rung into a room (see `ringing`).
@@ -332,6 +336,7 @@ impl Hub {
             audio: true,
             video,
             moving_from: None,
+            moved_connected: false,
         });
         self.participants
             .insert(participant, (user.clone(), room.clone()));

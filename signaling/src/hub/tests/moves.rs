@@ -38,10 +38,11 @@ fn a_moving_member_keeps_its_old_participant_until_the_new_one_connects() {
     // The old participant's events are no longer the member's.
     let fx = h.handle_media_event(Event::ActiveSpeaker { participant: old_a });
     assert!(to(&fx, 2).is_empty(), "{fx:?}");
-    // The new one connects: the old one leaves.
+    // a's new one connects: the old one stays, b still needs it.
     let fx = h.handle_media_event(Event::Connected { participant: new_a });
-    assert_eq!(leaves(&fx), vec![old_a]);
-    // b's move is not done: hanging up ends both of b's participants.
+    assert!(leaves(&fx).is_empty(), "{fx:?}");
+    // b's move is not done: hanging up ends both of b's participants, and
+    // a's old one.
     let fx = h.handle_message(
         ConnId(2),
         ClientMsg::Hangup {
@@ -51,8 +52,29 @@ fn a_moving_member_keeps_its_old_participant_until_the_new_one_connects() {
     );
     let mut gone = leaves(&fx);
     gone.sort();
-    assert!(gone.contains(&old_b) && gone.contains(&new_a), "{gone:?}");
-    assert_eq!(gone.len(), 3, "{gone:?}");
+    assert!(
+        gone.contains(&old_b) && gone.contains(&new_a) && gone.contains(&old_a),
+        "{gone:?}"
+    );
+    assert_eq!(gone.len(), 4, "{gone:?}");
+}
+
+#[test]
+fn the_old_participants_go_together_once_every_new_one_connected() {
+    let t0 = Instant::now();
+    let mut h = two_online();
+    let room = call(&mut h, t0);
+    let old_a = media_participant(&mut h, 1, &room, t0);
+    let old_b = media_participant(&mut h, 2, &room, t0);
+    h.handle_media_moved(&RoomKey::from(room.as_str()), true);
+    let new_a = media_participant(&mut h, 1, &room, t0);
+    let new_b = media_participant(&mut h, 2, &room, t0);
+    let fx = h.handle_media_event(Event::Connected { participant: new_b });
+    assert!(leaves(&fx).is_empty(), "{fx:?}");
+    let fx = h.handle_media_event(Event::Connected { participant: new_a });
+    let mut gone = leaves(&fx);
+    gone.sort();
+    assert_eq!(gone, vec![old_a, old_b]);
 }
 
 #[test]
@@ -83,6 +105,8 @@ fn a_second_move_before_the_first_finished_keeps_the_participant_that_plays() {
     assert!(leaves(&fx).contains(&unfinished), "{fx:?}");
     assert!(!leaves(&fx).contains(&playing), "{fx:?}");
     let last = media_participant(&mut h, 1, &room, t0);
+    let b_new = media_participant(&mut h, 2, &room, t0);
+    h.handle_media_event(Event::Connected { participant: b_new });
     let fx = h.handle_media_event(Event::Connected { participant: last });
-    assert_eq!(leaves(&fx), vec![playing]);
+    assert!(leaves(&fx).contains(&playing), "{fx:?}");
 }
