@@ -22,7 +22,7 @@ function buildCallView(c) {
   const v = {};
   v.title = h('h1', { class: 'call-title' });
   v.timer = h('span', { class: 'call-timer', 'data-testid': 'call-timer' }, '0:00');
-  v.conn = h('span', { class: 'call-conn' });
+  v.conn = h('span', { class: 'call-conn', 'data-testid': 'call-conn' });
   v.path = h('span', { class: 'call-path', 'data-testid': 'connection-detail', role: 'note', hidden: true });
   v.kind = h('span', { class: 'call-kind' });
   v.invites = h('p', { class: 'invites', 'data-testid': 'invites', 'aria-live': 'polite' });
