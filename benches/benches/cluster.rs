@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use chorus_benches::load::figures::Latency;
 use chorus_protocol::{CallMedia, ClientMsg, ServerMsg};
-use chorus_tests::cluster::{Redis, cluster_status, node, wait_nodes};
+use chorus_signaling::config::Config;
+use chorus_tests::cluster::{Redis, cluster_status, node_config, wait_nodes};
 use chorus_tests::process::env_number;
 use chorus_tests::scenario::{call_accepted, publish_pair, tone_peer};
 use chorus_tests::signal::{Client, Error, TestServer};
@@ -60,6 +61,12 @@ fn line(what: &str, times: &[Duration]) {
     );
 }
 
+/// Rings as often as the bench needs (the default allows 10 a minute).
+fn unlimited(mut config: Config) -> Config {
+    config.limits.calls_per_minute = 10 * RINGS;
+    config
+}
+
 fn commands_processed(redis: &Redis) -> Result<u64, Error> {
     let info = redis.cli(&["INFO", "stats"])?;
     info.lines()
@@ -71,16 +78,16 @@ fn commands_processed(redis: &Redis) -> Result<u64, Error> {
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() -> Result<(), Error> {
     // One node alone.
-    let alone = TestServer::start().await?;
+    let alone = TestServer::start_with(unlimited(Config::local())).await?;
     let (mut a, mut b) = (alone.client("A").await?, alone.client("B").await?);
     line("one node, no cluster", &ring_times(&mut a, &mut b).await?);
     drop((a, b, alone));
 
     let redis = Redis::start()?;
     let nodes = [
-        node(&redis, "n1").await?,
-        node(&redis, "n2").await?,
-        node(&redis, "n3").await?,
+        TestServer::start_with(unlimited(node_config(&redis, "n1"))).await?,
+        TestServer::start_with(unlimited(node_config(&redis, "n2"))).await?,
+        TestServer::start_with(unlimited(node_config(&redis, "n3"))).await?,
     ];
     wait_nodes(nodes[0].server.http_addr, 3).await?;
     let status = cluster_status(nodes[0].server.http_addr).await?;

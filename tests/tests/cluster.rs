@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chorus_signaling::protocol::{CallMedia, ClientMsg, EndReason, ErrorCode, ServerMsg};
 use chorus_tests::cluster::{NodeProcess, Redis, cluster_status, node, node_config, wait_nodes};
 use chorus_tests::peer::{Kind, Peer};
-use chorus_tests::scenario::{call_accepted, publish_pair, ring, tone_peer};
+use chorus_tests::scenario::{accept, call_accepted, join_room, publish_pair, ring, tone_peer};
 use chorus_tests::signal::{Client, Error, TestServer, sign_in_at};
 use chorus_tests::wait::{RemoteMedia, track_from, wait_for};
 
@@ -410,7 +410,7 @@ async fn calls_go_on_while_redis_restarts_and_new_ones_work_after() -> Result<()
     if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("CHORUS_LOG") {
         let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
     }
-    let mut redis = Redis::start()?;
+    let redis = Redis::start()?;
     let n1 = node(&redis, "n1").await?;
     let n2 = node(&redis, "n2").await?;
     wait_nodes(n1.server.http_addr, 2).await?;
@@ -428,11 +428,34 @@ async fn calls_go_on_while_redis_restarts_and_new_ones_work_after() -> Result<()
     };
     wait_for(&pa, &bo.user_id, need, T).await?;
 
-    // Redis goes away for 3 s and comes back empty.
+    // Cy (on n2) and Dee (on n1) are online before Redis goes away.
+    let mut cy = n2.client("Cy").await?;
+    let mut dee = n1.client("Dee").await?;
+    let cy_id = cy.user_id.clone();
+    dee.recv_until(T, |m| online(m, &cy_id)).await?;
+
+    // Redis goes away for 3 s and comes back empty. Cy rings Dee
+    // meanwhile: the ring waits for Redis and is not lost.
     let before = packets(&[&pa], &bo.user_id);
-    redis.restart(Duration::from_secs(3))?;
+    let outage = away(redis, Duration::from_secs(3));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cy.send(&ClientMsg::Call {
+        to: dee.user_id.clone(),
+        media: CallMedia::Audio,
+    })?;
+    let redis = outage.await??;
     let during = packets(&[&pa], &bo.user_id);
     assert!(during > before + 100, "media went on: {before} → {during}");
+    let ServerMsg::IncomingCall {
+        room_id: second, ..
+    } = dee
+        .recv_until(T, |m| matches!(m, ServerMsg::IncomingCall { .. }))
+        .await?
+    else {
+        unreachable!("filtered above")
+    };
+    accept(&mut cy, &mut dee, &second).await?;
+    assert_ne!(second, room);
 
     // The nodes register again, the coordinator stores the call again.
     chorus_tests::eventually::eventually(
@@ -446,22 +469,150 @@ async fn calls_go_on_while_redis_restarts_and_new_ones_work_after() -> Result<()
             )
         },
         |(nodes, rooms, hub)| {
-            *nodes == 2 && rooms.len() == 1 && rooms[0].0 == room && hub.trim() == "1"
+            *nodes == 2 && rooms.iter().any(|(r, _)| *r == room) && hub.trim() == "1"
         },
     )
     .await?;
 
-    // New people sign in and call across the nodes; the old call ends
+    // Someone new signs in and sees the others; the old call ends
     // normally.
-    let mut cy = n2.client("Cy").await?;
-    let mut dee = n1.client("Dee").await?;
-    let cy_id = cy.user_id.clone();
-    dee.recv_until(T, |m| online(m, &cy_id)).await?;
-    let second = call_accepted(&mut cy, &mut dee, CallMedia::Audio).await?;
-    assert_ne!(second, room);
+    let mut eve = n1.client("Eve").await?;
+    eve.recv_until(T, |m| online(m, &cy_id)).await?;
     ada.send(&ClientMsg::Hangup {
         room_id: room.clone(),
     })?;
     call_ended(&mut bo, EndReason::Hangup).await?;
+    Ok(())
+}
+
+/// Stops Redis for `down` on a thread of its own; gives it back running.
+fn away(mut redis: Redis, down: Duration) -> tokio::task::JoinHandle<Result<Redis, Error>> {
+    tokio::task::spawn_blocking(move || redis.restart(down).map(|()| redis))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_that_need_redis_get_a_clear_error_when_it_stays_away() -> Result<(), Error> {
+    let redis = Redis::start()?;
+    let n1 = node(&redis, "n1").await?;
+    let n2 = node(&redis, "n2").await?;
+    wait_nodes(n1.server.http_addr, 2).await?;
+    let mut ada = n1.client("Ada").await?;
+    let mut bo = n2.client("Bo").await?;
+    let bo_id = bo.user_id.clone();
+    ada.recv_until(T, |m| online(m, &bo_id)).await?;
+
+    // Redis is away for 12 s: Bo's ring (on a node that does not
+    // coordinate) waits 10 s, then he is told why it did not go.
+    let outage = away(redis, Duration::from_secs(12));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rung = Instant::now();
+    bo.send(&ClientMsg::Call {
+        to: ada.user_id.clone(),
+        media: CallMedia::Audio,
+    })?;
+    let m = bo
+        .recv_until(Duration::from_secs(20), |m| {
+            matches!(m, ServerMsg::Error { .. })
+        })
+        .await?;
+    assert!(
+        matches!(
+            m,
+            ServerMsg::Error {
+                code: ErrorCode::Unavailable,
+                ..
+            }
+        ),
+        "{m:?}"
+    );
+    let waited = rung.elapsed();
+    assert!(waited >= Duration::from_secs(9), "told after {waited:?}");
+    let _redis = outage.await??;
+
+    // Once Redis is back, his next ring goes through.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        bo.send(&ClientMsg::Call {
+            to: ada.user_id.clone(),
+            media: CallMedia::Audio,
+        })?;
+        let rang = ada
+            .recv_until(Duration::from_secs(3), |m| {
+                matches!(m, ServerMsg::IncomingCall { .. })
+            })
+            .await;
+        match rang {
+            Ok(_) => break,
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => {}
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_node_leaves_nothing_behind() -> Result<(), Error> {
+    let redis = Redis::start()?;
+    let grace = ["--reconnect-grace", "2"];
+    // z-coord coordinates (started first); a-gone takes the first room
+    // (ties go in id order) and dies.
+    let coord = NodeProcess::start(&redis, "z-coord", &grace)?;
+    let mut gone = NodeProcess::start(&redis, "a-gone", &grace)?;
+    wait_nodes(coord.addr, 2).await?;
+    let mut ada = coord.client("Ada").await?;
+    let mut bo = gone.client("Bo").await?;
+    let mut cy = gone.client("Cy").await?;
+    let (bo_id, cy_id) = (bo.user_id.clone(), cy.user_id.clone());
+    ada.recv_until(T, |m| online(m, &bo_id)).await?;
+    ada.recv_until(T, |m| online(m, &cy_id)).await?;
+
+    // Cy is in a group call of her own, with media, on a-gone; Bo rings Ada.
+    let group = join_room(&mut cy, None).await?;
+    let pc = tone_peer("Cy", 440.0, 0).await?;
+    cy.publish(&group, pc.clone()).await?;
+    pc.wait_connected(T).await?;
+    assert_eq!(
+        placements(&redis)?,
+        vec![(group.clone(), "a-gone".to_string())]
+    );
+    let ringing = ring(&mut bo, &mut ada, CallMedia::Audio).await?;
+
+    gone.kill();
+    // Bo and Cy never come back: after the grace their sessions end, the
+    // ring stops and they go offline for Ada.
+    let ended = ada
+        .recv_until(
+            Duration::from_secs(20),
+            |m| matches!(m, ServerMsg::CallEnded { room_id, .. } if *room_id == ringing),
+        )
+        .await?;
+    println!("the dead node's ring ended: {ended:?}");
+    ada.recv_until(T, |m| {
+        matches!(m, ServerMsg::Presence { users }
+            if !users.iter().any(|u| u.id == bo_id || u.id == cy_id))
+    })
+    .await?;
+
+    // Redis holds nothing of the dead node, its rooms, its users.
+    chorus_tests::eventually::eventually(
+        T,
+        "Redis to forget a-gone, its room and its users",
+        || {
+            let nodes = redis.hash("chorus:nodes").unwrap_or_default();
+            let rooms = placements(&redis).unwrap_or_default();
+            let hub = redis.cli(&["GET", "chorus:hub"]).unwrap_or_default();
+            (
+                nodes.into_iter().map(|(id, _)| id).collect::<Vec<_>>(),
+                rooms,
+                [&bo_id, &cy_id, &group, &ringing]
+                    .iter()
+                    .filter(|id| hub.contains(id.as_str()))
+                    .map(|id| id.to_string())
+                    .collect::<Vec<_>>(),
+            )
+        },
+        |(nodes, rooms, in_hub)| *nodes == ["z-coord"] && rooms.is_empty() && in_hub.is_empty(),
+    )
+    .await?;
     Ok(())
 }

@@ -14,7 +14,7 @@ use redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::wire::{Body, HUB_CHANNEL, Sealer, node_channel};
+use super::wire::{ALL_CHANNEL, Body, HUB_CHANNEL, Sealer, node_channel};
 
 /// How long a Redis command may take before the node counts Redis as
 /// unreachable for it.
@@ -97,7 +97,7 @@ impl Bus {
                 Err(e) => return Err(Unreachable(e.to_string())),
             }
         };
-        for channel in [HUB_CHANNEL.to_string(), node_channel(node)] {
+        for channel in [ALL_CHANNEL.to_string(), node_channel(node)] {
             conn.subscribe(&channel)
                 .await
                 .map_err(|e| Unreachable(e.to_string()))?;
@@ -145,8 +145,20 @@ impl Bus {
         self.conn.clone()
     }
 
-    /// Publishes `body`, signed, on `channel`.
-    pub(crate) async fn publish(&self, channel: &str, body: &Body) -> Result<(), Unreachable> {
+    /// Listens on the coordinator's channel (`on`), or stops. The
+    /// connection manager subscribes again after a reconnect.
+    pub(crate) async fn listen_as_hub(&self, on: bool) -> Result<(), Unreachable> {
+        let mut conn = self.conn.clone();
+        let r = if on {
+            conn.subscribe(HUB_CHANNEL).await
+        } else {
+            conn.unsubscribe(HUB_CHANNEL).await
+        };
+        self.outcome(r)
+    }
+
+    /// Publishes `body`, signed, on `channel`; how many subscribers got it.
+    pub(crate) async fn publish(&self, channel: &str, body: &Body) -> Result<u64, Unreachable> {
         let sealed = self
             .sealer
             .seal(body)
@@ -169,7 +181,7 @@ impl Bus {
                 .await;
         }
         self.counters.published.fetch_add(1, Ordering::Relaxed);
-        self.outcome(r).map(|_| ())
+        self.outcome(r).map(|n| u64::try_from(n).unwrap_or(0))
     }
 
     /// Records whether a command reached Redis, and passes its result on.

@@ -172,7 +172,7 @@ impl ClusterNode {
             bus,
             view,
         });
-        let (board, deliveries) = Board::new(shared.clone(), local.clone(), hub_config, ballot);
+        let (board, mail) = Board::new(shared.clone(), local.clone(), hub_config, ballot);
         let (local_tx, local_rx) = mpsc::unbounded_channel();
         let (control, control_rx) = mpsc::unbounded_channel();
         tokio::spawn(board.run(
@@ -183,7 +183,7 @@ impl ClusterNode {
                 election: election_rx,
                 control: control_rx,
             },
-            deliveries,
+            mail,
         ));
         info!(node = %me, tag, "joined the cluster");
         Ok((

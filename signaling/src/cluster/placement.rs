@@ -80,10 +80,10 @@ impl ClusterMedia {
         tokio::spawn(async move {
             while let Some(op) = rx.recv().await {
                 let r = match op {
-                    Op::Send(node, cmd) => {
-                        bus.publish(&node_channel(&node), &Body::MediaCommand(cmd))
-                            .await
-                    }
+                    Op::Send(node, cmd) => bus
+                        .publish(&node_channel(&node), &Body::MediaCommand(cmd))
+                        .await
+                        .map(|_| ()),
                     Op::Place(room, node) => {
                         let mut c = bus.conn();
                         let r = redis::cmd("HSET")

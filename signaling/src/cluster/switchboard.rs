@@ -17,11 +17,11 @@ use chorus_sfu::{Event, MediaNode};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::bus::Incoming;
+use super::bus::{Bus, Incoming};
 use super::coordinator::Coordinator;
 use super::election::{Ballot, Outcome};
 use super::registry::DEAD_AFTER;
-use super::wire::{Body, HUB_CHANNEL, node_channel};
+use super::wire::{ALL_CHANNEL, Body, HUB_CHANNEL, node_channel};
 use super::{Control, Shared, tag_of};
 use crate::hub::task::{Closure, HubInput, Outgoing, Outlet};
 use crate::hub::{ConnId, HubConfig};
@@ -30,6 +30,10 @@ use crate::protocol::{ErrorCode, ServerMsg};
 /// How long a message for the hub waits for a coordinator before its
 /// connection is told the cluster is unavailable.
 const PENDING_FOR: Duration = Duration::from_secs(10);
+
+/// How long a message for the hub that nobody heard waits before it is
+/// sent again.
+const RESEND_AFTER: Duration = Duration::from_millis(100);
 
 /// How often the switchboard looks after waiting messages and (on the
 /// coordinator) the other nodes.
@@ -42,6 +46,15 @@ impl Outlet for BoardOutlet {
     fn deliver(&self, conn: ConnId, out: Outgoing) {
         let _ = self.0.send((conn, out));
     }
+}
+
+/// What the switchboard's own tasks hand back to it.
+pub(crate) struct Mail {
+    /// The hub's messages for connections.
+    deliveries: mpsc::UnboundedReceiver<(ConnId, Outgoing)>,
+    /// Messages for the hub that could not be published (Redis away),
+    /// with when they were first sent: they wait and are sent again.
+    returned: mpsc::UnboundedReceiver<(Instant, Body)>,
 }
 
 /// The switchboard's inputs.
@@ -63,12 +76,17 @@ pub(crate) struct Board {
     /// The coordinator, as last learnt.
     coordinator: Option<String>,
     role: Option<Coordinator>,
-    /// Messages for the hub while no coordinator is known.
+    /// Messages for the hub that waited too long to be heard, oldest
+    /// first: their connections are told, a closed connection's word is
+    /// sent again until heard.
     pending: VecDeque<(Instant, Body)>,
     /// The node of each connection tag, as learnt from their messages.
     tags: HashMap<u32, String>,
-    /// Published in order.
+    /// Published in order, to other nodes.
     outbox: mpsc::UnboundedSender<(String, Body)>,
+    /// Published in order to the coordinator, each until it is heard; with
+    /// when it was first sent.
+    to_hub: mpsc::UnboundedSender<(Instant, Body)>,
     deliveries_tx: mpsc::UnboundedSender<(ConnId, Outgoing)>,
 }
 
@@ -78,7 +96,7 @@ impl Board {
         local_media: MediaNode,
         hub_config: HubConfig,
         ballot: Arc<Ballot>,
-    ) -> (Board, mpsc::UnboundedReceiver<(ConnId, Outgoing)>) {
+    ) -> (Board, Mail) {
         let (outbox, mut rx) = mpsc::unbounded_channel::<(String, Body)>();
         let bus = shared.bus.clone();
         tokio::spawn(async move {
@@ -88,6 +106,9 @@ impl Board {
                 }
             }
         });
+        let (to_hub, hub_rx) = mpsc::unbounded_channel();
+        let (returned_tx, returned) = mpsc::unbounded_channel();
+        tokio::spawn(publish_to_hub(shared.bus.clone(), hub_rx, returned_tx));
         let (deliveries_tx, deliveries) = mpsc::unbounded_channel();
         let board = Board {
             shared,
@@ -100,17 +121,20 @@ impl Board {
             pending: VecDeque::new(),
             tags: HashMap::new(),
             outbox,
+            to_hub,
             deliveries_tx,
         };
-        (board, deliveries)
+        (
+            board,
+            Mail {
+                deliveries,
+                returned,
+            },
+        )
     }
 
     /// Runs until every input is gone.
-    pub(crate) async fn run(
-        mut self,
-        mut inputs: Inputs,
-        mut deliveries: mpsc::UnboundedReceiver<(ConnId, Outgoing)>,
-    ) {
+    pub(crate) async fn run(mut self, mut inputs: Inputs, mut mail: Mail) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -118,7 +142,8 @@ impl Board {
                 Some(input) = inputs.local.recv() => self.local_input(input),
                 Some(msg) = inputs.incoming.recv() => self.incoming(msg),
                 Some(event) = inputs.media.recv() => self.media_event(event),
-                Some((conn, out)) = deliveries.recv() => self.deliver(conn, out),
+                Some((conn, out)) = mail.deliveries.recv() => self.deliver(conn, out),
+                Some((at, body)) = mail.returned.recv() => self.wait_for_hub(at, body),
                 Some(outcome) = inputs.election.recv() => self.election(outcome),
                 Some(control) = inputs.control.recv() => self.control(control).await,
                 _ = tick.tick() => self.tick().await,
@@ -158,17 +183,24 @@ impl Board {
 
     /// For the coordinator's hub, wherever it is.
     fn send_to_hub(&mut self, body: Body) {
+        self.send_to_hub_since(Instant::now(), body);
+    }
+
+    fn send_to_hub_since(&mut self, at: Instant, body: Body) {
         if let Some(c) = &self.role {
             if let Some(input) = hub_input(body) {
                 c.hub.send(input);
             }
             return;
         }
-        if self.coordinator.is_some() {
-            let _ = self.outbox.send((HUB_CHANNEL.to_string(), body));
-        } else {
-            self.pending.push_back((Instant::now(), body));
-        }
+        let _ = self.to_hub.send((at, body));
+    }
+
+    /// Keeps a message for the hub until it can be sent, in the order
+    /// they were first sent.
+    fn wait_for_hub(&mut self, at: Instant, body: Body) {
+        let i = self.pending.partition_point(|(t, _)| *t <= at);
+        self.pending.insert(i, (at, body));
     }
 
     fn incoming(&mut self, msg: Incoming) {
@@ -278,6 +310,7 @@ impl Board {
                 }
                 self.role = Some(role);
                 self.coordinator = Some(self.shared.me.clone());
+                self.listen_as_hub(true);
             }
             Outcome::Reasserted => {
                 if let Some(role) = &self.role {
@@ -287,6 +320,7 @@ impl Board {
             Outcome::Deposed => {
                 if let Some(role) = self.role.take() {
                     role.abandon();
+                    self.listen_as_hub(false);
                 }
                 self.coordinator = None;
             }
@@ -294,28 +328,46 @@ impl Board {
         self.flush_pending();
     }
 
+    /// Starts or stops listening on the coordinator's channel (Redis
+    /// answers in a moment; what was published meanwhile is sent again).
+    fn listen_as_hub(&self, on: bool) {
+        let bus = self.shared.bus.clone();
+        tokio::spawn(async move {
+            for _ in 0..20 {
+                match bus.listen_as_hub(on).await {
+                    Ok(()) => return,
+                    Err(e) => warn!(on, "the coordinator's channel: {e}"),
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+    }
+
     fn flush_pending(&mut self) {
         if self.coordinator.is_none() {
             return;
         }
-        while let Some((_, body)) = self.pending.pop_front() {
-            self.send_to_hub(body);
+        while let Some((at, body)) = self.pending.pop_front() {
+            self.send_to_hub_since(at, body);
         }
     }
 
     async fn tick(&mut self) {
-        // Messages that waited too long: their connections hear why.
-        while let Some((at, _)) = self.pending.front() {
-            if at.elapsed() < PENDING_FOR {
-                break;
-            }
-            let Some((_, body)) = self.pending.pop_front() else {
-                break;
-            };
-            let conn = match body {
-                Body::Login { conn, .. } | Body::Message { conn, .. } => conn,
-                _ => continue,
-            };
+        // Messages that waited too long: their connections hear why. A
+        // closed connection's last word waits as long as it takes: the
+        // hub must hear that it is gone.
+        let waited: Vec<ConnId> = self
+            .pending
+            .iter()
+            .filter(|(at, _)| at.elapsed() >= PENDING_FOR)
+            .filter_map(|(_, body)| match body {
+                Body::Login { conn, .. } | Body::Message { conn, .. } => Some(*conn),
+                _ => None,
+            })
+            .collect();
+        self.pending
+            .retain(|(at, body)| at.elapsed() < PENDING_FOR || matches!(body, Body::Closed { .. }));
+        for conn in waited {
             self.deliver(
                 conn,
                 Outgoing::Msg(ServerMsg::Error {
@@ -325,6 +377,10 @@ impl Board {
                             .into(),
                 }),
             );
+        }
+        // Redis is back: what could not be published goes now.
+        if !self.pending.is_empty() && self.shared.bus.reachable() {
+            self.flush_pending();
         }
         // Judge other nodes only on a view Redis kept up to date.
         if self.shared.bus.steady(DEAD_AFTER)
@@ -340,7 +396,10 @@ impl Board {
                 self.ballot.standing.store(false, Ordering::SeqCst);
                 if let Some(role) = self.role.take() {
                     role.stop(&self.shared.bus).await;
-                    let _ = self.outbox.send((HUB_CHANNEL.to_string(), Body::Resigned));
+                    if let Err(e) = self.shared.bus.listen_as_hub(false).await {
+                        warn!("leaving the coordinator's channel: {e}");
+                    }
+                    let _ = self.outbox.send((ALL_CHANNEL.to_string(), Body::Resigned));
                 }
                 self.ballot.now.notify_one();
                 self.coordinator = None;
@@ -382,4 +441,29 @@ fn hub_input(body: Body) -> Option<HubInput> {
         ),
         _ => return None,
     })
+}
+
+/// Publishes each message for the hub, in order, until the coordinator
+/// hears it (Redis away, or no coordinator for a moment: a new one is
+/// elected within seconds); one that waited `PENDING_FOR` goes back to the
+/// switchboard.
+async fn publish_to_hub(
+    bus: Bus,
+    mut rx: mpsc::UnboundedReceiver<(Instant, Body)>,
+    returned: mpsc::UnboundedSender<(Instant, Body)>,
+) {
+    while let Some((at, body)) = rx.recv().await {
+        loop {
+            match bus.publish(HUB_CHANNEL, &body).await {
+                Ok(n) if n > 0 => break,
+                Ok(_) => debug!("no coordinator heard a message: sent again"),
+                Err(e) => debug!("a message for the hub: {e}: sent again"),
+            }
+            if at.elapsed() >= PENDING_FOR {
+                let _ = returned.send((at, body));
+                break;
+            }
+            tokio::time::sleep(RESEND_AFTER).await;
+        }
+    }
 }

@@ -16,9 +16,13 @@ use crate::protocol::{ClientMsg, IceConfig};
 /// refused as a replay.
 const MAX_AGE: Duration = Duration::from_secs(60);
 
-/// The channel every node listens on for the coordinator's hub (only the
-/// coordinator acts on it).
+/// The coordinator's channel: only the coordinator listens on it, so a
+/// message for the hub that nobody heard (no coordinator just now) is
+/// known as such and sent again.
 pub(crate) const HUB_CHANNEL: &str = "chorus:hub";
+
+/// The channel every node listens on.
+pub(crate) const ALL_CHANNEL: &str = "chorus:all";
 
 /// The channel of one node.
 pub(crate) fn node_channel(node: &str) -> String {
