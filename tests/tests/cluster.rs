@@ -122,6 +122,46 @@ async fn presence_ringing_and_busy_work_across_nodes() -> Result<(), Error> {
     assert!(!e.is_empty());
     let ada_id = ada.user_id.clone();
     bo2.recv_until(T, |m| online(m, &ada_id)).await?;
+
+    // Ada (node 1) starts a group call and invites Cy (node 3): Cy
+    // declines the first invite and accepts the second.
+    let group = join_room(&mut ada, None).await?;
+    let invite = ClientMsg::Invite {
+        room_id: group.clone(),
+        to: cy_id.clone(),
+    };
+    let invited =
+        |m: &ServerMsg| matches!(m, ServerMsg::IncomingCall { room_id, .. } if *room_id == group);
+    ada.send(&invite)?;
+    cy.recv_until(T, invited).await?;
+    cy.send(&ClientMsg::Decline {
+        room_id: group.clone(),
+    })?;
+    match ada
+        .recv_until(T, |m| matches!(m, ServerMsg::InviteEnded { .. }))
+        .await?
+    {
+        ServerMsg::InviteEnded {
+            reason: EndReason::Declined,
+            to,
+            ..
+        } if to.id == cy_id => {}
+        other => return Err(format!("expected Cy's decline, got {other:?}").into()),
+    }
+    ada.send(&invite)?;
+    cy.recv_until(T, invited).await?;
+    cy.send(&ClientMsg::Accept {
+        room_id: group.clone(),
+    })?;
+    cy.recv_until(
+        T,
+        |m| matches!(m, ServerMsg::RoomJoined { room_id, .. } if *room_id == group),
+    )
+    .await?;
+    ada.recv_until(T, |m| {
+        matches!(m, ServerMsg::ParticipantJoined { participant, .. } if participant.name == "Cy")
+    })
+    .await?;
     Ok(())
 }
 
