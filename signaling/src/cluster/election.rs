@@ -147,6 +147,13 @@ pub(crate) async fn run(
                 holding = false;
                 known = None;
                 info!("resigned as coordinator");
+                // The others take over at once instead of at their next round.
+                if let Err(e) = bus
+                    .publish(super::wire::ALL_CHANNEL, &super::wire::Body::Resigned)
+                    .await
+                {
+                    warn!("telling the others: {e}");
+                }
                 if out.send(Outcome::Deposed).is_err() {
                     return;
                 }

@@ -21,7 +21,7 @@ use super::bus::{Bus, Incoming};
 use super::coordinator::Coordinator;
 use super::election::{Ballot, Outcome};
 use super::registry::DEAD_AFTER;
-use super::wire::{ALL_CHANNEL, Body, HUB_CHANNEL, node_channel};
+use super::wire::{Body, HUB_CHANNEL, node_channel};
 use super::{Control, Shared, tag_of};
 use crate::hub::task::{Closure, HubInput, Outgoing, Outlet};
 use crate::hub::{ConnId, HubConfig};
@@ -217,8 +217,12 @@ impl Board {
                         c.hub.send(input);
                     }
                 }
-                // Not the coordinator: someone else's.
-                (None, _) => {}
+                // Heard while this node still coordinated (it has just
+                // stopped): passed on to the next coordinator.
+                (None, body) => {
+                    debug!(from = %msg.from, "a message for the hub passed on to the next coordinator");
+                    let _ = self.to_hub.send((Instant::now(), body));
+                }
             }
             return;
         }
@@ -393,14 +397,17 @@ impl Board {
     async fn control(&mut self, control: Control) {
         match control {
             Control::Resign(done) => {
-                self.ballot.standing.store(false, Ordering::SeqCst);
+                // The hub's last state is stored before the key is given
+                // up: whoever takes it next loads that state.
                 if let Some(role) = self.role.take() {
-                    role.stop(&self.shared.bus).await;
+                    // Heard from now on by the next coordinator only; what
+                    // this node heard before goes on to it too (`incoming`).
                     if let Err(e) = self.shared.bus.listen_as_hub(false).await {
                         warn!("leaving the coordinator's channel: {e}");
                     }
-                    let _ = self.outbox.send((ALL_CHANNEL.to_string(), Body::Resigned));
+                    role.stop(&self.shared.bus).await;
                 }
+                self.ballot.standing.store(false, Ordering::SeqCst);
                 self.ballot.now.notify_one();
                 self.coordinator = None;
                 let _ = done.send(());
