@@ -461,16 +461,20 @@ async fn publish_to_hub(
 ) {
     while let Some((at, body)) = rx.recv().await {
         loop {
-            match bus.publish(HUB_CHANNEL, &body).await {
-                Ok(n) if n > 0 => break,
-                Ok(_) => debug!("no coordinator heard a message: sent again"),
-                Err(e) => debug!("a message for the hub: {e}: sent again"),
-            }
-            if at.elapsed() >= PENDING_FOR {
+            // Never heard later than `PENDING_FOR` after it was sent: by
+            // then its connection has been told it did not go.
+            let left = PENDING_FOR.saturating_sub(at.elapsed());
+            if left.is_zero() {
                 let _ = returned.send((at, body));
                 break;
             }
-            tokio::time::sleep(RESEND_AFTER).await;
+            match tokio::time::timeout(left, bus.publish(HUB_CHANNEL, &body)).await {
+                Ok(Ok(n)) if n > 0 => break,
+                Ok(Ok(_)) => debug!("no coordinator heard a message: sent again"),
+                Ok(Err(e)) => debug!("a message for the hub: {e}: sent again"),
+                Err(_) => debug!("a message for the hub: Redis did not answer in time"),
+            }
+            tokio::time::sleep(RESEND_AFTER.min(PENDING_FOR.saturating_sub(at.elapsed()))).await;
         }
     }
 }
