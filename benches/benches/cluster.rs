@@ -3,7 +3,7 @@
 //! a cluster, and on two other nodes (their messages cross Redis twice);
 //! then Redis' commands per second with 100 users signed in over three
 //! nodes, `CHORUS_CLUSTER_CALLS` (default 10) of them pairs in calls with
-//! media.
+//! media, and while the others call each other as fast as they can.
 //!
 //! Needs `redis-server`. Run with `cargo bench -p chorus-benches --bench cluster`.
 
@@ -32,11 +32,16 @@ async fn ring_times(a: &mut Client, b: &mut Client) -> Result<Vec<Duration>, Err
             to: b.user_id.clone(),
             media: CallMedia::Audio,
         })?;
-        let ServerMsg::IncomingCall { room_id, .. } = b
+        let rung = b
             .recv_until(T, |m| matches!(m, ServerMsg::IncomingCall { .. }))
-            .await?
-        else {
-            unreachable!("filtered above")
+            .await;
+        let room_id = match rung {
+            Ok(ServerMsg::IncomingCall { room_id, .. }) => room_id,
+            Ok(other) => return Err(format!("unexpected {other:?}").into()),
+            Err(e) => {
+                let caller_saw = a.recv_until(Duration::from_millis(500), |_| true).await;
+                return Err(format!("ring {}: {e}; the caller got {caller_saw:?}", times.len()).into());
+            }
         };
         times.push(sent.elapsed());
         a.send(&ClientMsg::Cancel { room_id })?;
@@ -61,9 +66,11 @@ fn line(what: &str, times: &[Duration]) {
     );
 }
 
-/// Rings as often as the bench needs (the default allows 10 a minute).
+/// Rings as often and as fast as the bench needs (by default a user may
+/// ring 10 times a minute and send 20 messages a second).
 fn unlimited(mut config: Config) -> Config {
     config.limits.calls_per_minute = 10 * RINGS;
+    config.limits.messages_per_second = 10_000;
     config
 }
 
@@ -136,6 +143,40 @@ async fn main() -> Result<(), Error> {
         "Redis: {per_s:.0} commands/s with 100 users on 3 nodes, {} of them in {} calls with media",
         2 * peers.len(),
         peers.len()
+    );
+
+    // The other users call each other for 10 s: ring, accept, hang up,
+    // again, each pair as fast as it can.
+    let others = users.split_off(2 * peers.len());
+    let (n0, t0) = (commands_processed(&redis)?, Instant::now());
+    let mut pairs = tokio::task::JoinSet::new();
+    let mut it = others.into_iter();
+    while let (Some(mut caller), Some(mut callee)) = (it.next(), it.next()) {
+        pairs.spawn(async move {
+            let mut cycles = 0u64;
+            while t0.elapsed() < Duration::from_secs(10) {
+                let room = call_accepted(&mut caller, &mut callee, CallMedia::Audio).await?;
+                caller.send(&ClientMsg::Hangup { room_id: room })?;
+                callee
+                    .recv_until(T, |m| matches!(m, ServerMsg::CallEnded { .. }))
+                    .await?;
+                cycles += 1;
+            }
+            Ok::<u64, Error>(cycles)
+        });
+    }
+    let (mut cycles, mut pairs_n) = (0, 0);
+    while let Some(done) = pairs.join_next().await {
+        cycles += done??;
+        pairs_n += 1;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let commands = (commands_processed(&redis)? - n0) as f64;
+    println!(
+        "Redis: {:.0} commands/s while {pairs_n} pairs call each other ({:.0} calls/s: ring, accept, hang up), {:.1} commands per call",
+        commands / secs,
+        cycles as f64 / secs,
+        commands / cycles.max(1) as f64
     );
     Ok(())
 }

@@ -121,13 +121,19 @@ impl Bus {
                 match sealer.open(&payload, SystemTime::now()) {
                     Ok((from, body)) => {
                         counters.received.fetch_add(1, Ordering::Relaxed);
-                        let msg = Incoming {
-                            from,
-                            for_hub: channel == HUB_CHANNEL,
-                            body,
+                        let bodies = match body {
+                            Body::Batch(bodies) => bodies,
+                            body => vec![body],
                         };
-                        if tx.send(msg).is_err() {
-                            return;
+                        for body in bodies {
+                            let msg = Incoming {
+                                from: from.clone(),
+                                for_hub: channel == HUB_CHANNEL,
+                                body,
+                            };
+                            if tx.send(msg).is_err() {
+                                return;
+                            }
                         }
                     }
                     Err(e) => {
@@ -154,6 +160,40 @@ impl Bus {
         } else {
             conn.unsubscribe(HUB_CHANNEL).await
         };
+        self.outcome(r)
+    }
+
+    /// Publishes each body, signed, on its channel: those for one channel
+    /// as one message, in order, and every message in one round trip.
+    pub(crate) async fn publish_all(&self, items: Vec<(String, Body)>) -> Result<(), Unreachable> {
+        let mut by_channel: Vec<(String, Vec<Body>)> = Vec::new();
+        for (channel, body) in items {
+            match by_channel.iter_mut().find(|(c, _)| *c == channel) {
+                Some((_, bodies)) => bodies.push(body),
+                None => by_channel.push((channel, vec![body])),
+            }
+        }
+        let mut pipe = redis::pipe();
+        for (channel, mut bodies) in by_channel {
+            let body = if bodies.len() == 1 {
+                bodies.remove(0)
+            } else {
+                Body::Batch(bodies)
+            };
+            let sealed = self
+                .sealer
+                .seal(&body)
+                .map_err(|e| Unreachable(format!("encoding: {e}")))?;
+            pipe.cmd("PUBLISH").arg(channel).arg(sealed).ignore();
+            self.counters.published.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut conn = self.conn.clone();
+        let mut r: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
+        if r.as_ref()
+            .is_err_and(|e| e.is_connection_dropped() || e.is_io_error())
+        {
+            r = pipe.query_async(&mut conn).await;
+        }
         self.outcome(r)
     }
 

@@ -31,6 +31,9 @@ use crate::protocol::{ErrorCode, ServerMsg};
 /// connection is told the cluster is unavailable.
 const PENDING_FOR: Duration = Duration::from_secs(10);
 
+/// Most messages to other nodes published in one round trip to Redis.
+const MAX_BATCH: usize = 256;
+
 /// How long a message for the hub that nobody heard waits before it is
 /// sent again.
 const RESEND_AFTER: Duration = Duration::from_millis(100);
@@ -100,9 +103,17 @@ impl Board {
         let (outbox, mut rx) = mpsc::unbounded_channel::<(String, Body)>();
         let bus = shared.bus.clone();
         tokio::spawn(async move {
-            while let Some((channel, body)) = rx.recv().await {
-                if let Err(e) = bus.publish(&channel, &body).await {
-                    warn!(channel, "publishing: {e}");
+            // What piled up while the last batch went out goes as the next.
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                if let Err(e) = bus.publish_all(batch).await {
+                    warn!("publishing: {e}");
                 }
             }
         });

@@ -52,6 +52,9 @@ pub(crate) enum Body {
     /// For every node: the sender no longer coordinates (it drains); elect
     /// another at once.
     Resigned,
+    /// Several of the above for one channel, in order (one message where
+    /// the hub speaks to many connections of a node at once).
+    Batch(Vec<Body>),
 }
 
 /// A signed message.
