@@ -40,7 +40,9 @@ async fn ring_times(a: &mut Client, b: &mut Client) -> Result<Vec<Duration>, Err
             Ok(other) => return Err(format!("unexpected {other:?}").into()),
             Err(e) => {
                 let caller_saw = a.recv_until(Duration::from_millis(500), |_| true).await;
-                return Err(format!("ring {}: {e}; the caller got {caller_saw:?}", times.len()).into());
+                return Err(
+                    format!("ring {}: {e}; the caller got {caller_saw:?}", times.len()).into(),
+                );
             }
         };
         times.push(sent.elapsed());

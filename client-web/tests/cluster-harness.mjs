@@ -1,7 +1,7 @@
 // A cluster of Chorus nodes for browser tests: redis-server, `chorus`
 // processes with --redis, and HAProxy in front of them with health checks
-// on /readyz. Whatever a test starts is registered with `opened` and
-// stopped, in reverse order, by `stopOpened` (call it in afterEach).
+// on /readyz. Whatever a test starts is registered with harness.mjs'
+// `opened` and stopped by its `stopOpened` (call it in afterEach).
 
 import net from 'node:net';
 import { spawn, execFile } from 'node:child_process';
@@ -9,7 +9,9 @@ import { promisify } from 'node:util';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startServer, until } from './harness.mjs';
+import {
+  startServer, until, opened, candidatePair,
+} from './harness.mjs';
 
 const run = promisify(execFile);
 
@@ -17,26 +19,6 @@ export const TOKEN_SECRET = 'cluster-browser-test-token-secret-0123456789';
 export const CLUSTER_SECRET = 'cluster-browser-test-cluster-secret';
 /** Started in this order: the first one alone elects itself coordinator. */
 export const NODE_IDS = ['b-node', 'c-node', 'a-media'];
-
-/** What a test started, stopped in reverse order after it, pass or fail. */
-let open = [];
-
-export function opened(what, stop) {
-  open.push({ what, stop });
-}
-
-/** Stops everything `opened` since the last call, newest first. */
-export async function stopOpened() {
-  for (const { what, stop } of open.reverse()) {
-    try {
-      await stop();
-    } catch (err) {
-      console.error(`stopping ${what}:`, err.message);
-    }
-  }
-  open = [];
-}
-
 
 /** A free TCP port on loopback. */
 function freePort() {
@@ -243,21 +225,10 @@ export async function mediaNodeOf(cluster, roomId, { not = null, timeout = 15000
 }
 
 /** The remote address (ip:port) and protocol of the candidate pair the page's media connection uses now. */
-export function mediaPath(page) {
-  return page.evaluate(async () => {
-    const pc = window.chorus.pc;
-    if (!pc) return null;
-    const report = await pc.getStats();
-    const byId = new Map();
-    let pairId = null;
-    report.forEach((s) => {
-      byId.set(s.id, s);
-      if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
-    });
-    const pair = byId.get(pairId);
-    const remote = pair && byId.get(pair.remoteCandidateId);
-    return remote ? { address: `${remote.address ?? remote.ip}:${remote.port}`, protocol: remote.protocol } : null;
-  });
+export async function mediaPath(page) {
+  const pair = await candidatePair(page);
+  const remote = pair && pair.remote;
+  return remote ? { address: `${remote.address ?? remote.ip}:${remote.port}`, protocol: remote.protocol } : null;
 }
 
 /** Waits until the page's media goes to one of `nodeInfo`'s media addresses (UDP ports, or its ICE-TCP port). */

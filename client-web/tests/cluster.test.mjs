@@ -31,10 +31,10 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import {
   launchBrowser, openPerson, until, stats, expectMedia, screenshot, onlineUser, remoteTile,
-  recordSignaling, OUTPUT_DIR,
+  recordSignaling, OUTPUT_DIR, opened, stopOpened,
 } from './harness.mjs';
 import {
-  opened, stopOpened, startCluster, mediaNodeOf, expectMediaOn, lbServers,
+  startCluster, mediaNodeOf, expectMediaOn, lbServers,
 } from './cluster-harness.mjs';
 
 /** Where the first room's media goes: every node carries nothing, ties go in id order. */

@@ -228,3 +228,40 @@ export function recordSignaling(page) {
   });
   return log;
 }
+
+/** What a test started, stopped in reverse order after it, pass or fail. */
+let open = [];
+
+/** Registers something a test started, for `stopOpened`. */
+export function opened(what, stop) {
+  open.push({ what, stop });
+}
+
+/** Stops everything `opened` since the last call, newest first (use as afterEach). */
+export async function stopOpened() {
+  for (const { what, stop } of open.reverse()) {
+    try {
+      await stop();
+    } catch (err) {
+      console.error(`stopping ${what}:`, err.message);
+    }
+  }
+  open = [];
+}
+
+/** The local and remote ICE candidates (getStats entries) of the pair the page's media connection uses now. */
+export function candidatePair(page) {
+  return page.evaluate(async () => {
+    const pc = window.chorus.pc;
+    if (!pc) return null;
+    const report = await pc.getStats();
+    const byId = new Map();
+    let pairId = null;
+    report.forEach((s) => {
+      byId.set(s.id, s);
+      if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
+    });
+    const pair = byId.get(pairId);
+    return pair ? { local: byId.get(pair.localCandidateId) || null, remote: byId.get(pair.remoteCandidateId) || null } : null;
+  });
+}

@@ -23,6 +23,7 @@ import { writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import {
   startServer, launchBrowser, openPerson, until, expectMedia, screenshot, onlineUser, OUTPUT_DIR,
+  opened, stopOpened,
 } from './harness.mjs';
 import { browserNamespace, SERVER_IP } from './netns.mjs';
 import { startCoturn } from './coturn.mjs';
@@ -31,25 +32,11 @@ const RUNS = Math.max(1, Number(process.env.CHORUS_REACH_RUNS) || 1);
 const PHONE = { width: 360, height: 740 };
 const TURN_SECRET = 'browser-test-turn-secret';
 
-/** What a test started, stopped in reverse order after it, pass or fail. */
-let open = [];
 /** Accept → media connected and → first decoded frame, per path: { path: [{ connected, callee, caller }] }. */
 const timings = {};
 
-function opened(what, stop) {
-  open.push({ what, stop });
-}
 
-afterEach(async () => {
-  for (const { what, stop } of open.reverse()) {
-    try {
-      await stop();
-    } catch (err) {
-      console.error(`stopping ${what}:`, err.message);
-    }
-  }
-  open = [];
-});
+afterEach(stopOpened);
 
 after(() => {
   const summary = {};

@@ -7,6 +7,7 @@ import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startServer, launchBrowser, openPerson, until, stats, expectMedia, screenshot, cleanup, onlineUser, remoteTile, recordSignaling,
+  candidatePair,
 } from './harness.mjs';
 
 let server;
@@ -49,19 +50,9 @@ async function videoCall(ada, bo) {
 const ufragOf = (sdp) => (sdp.match(/a=ice-ufrag:(\S+)/) || [])[1];
 
 /** The ICE username fragment of the candidate pair the connection is using now. */
-function selectedUfrag(page) {
-  return page.evaluate(async () => {
-    const report = await window.chorus.pc.getStats();
-    const byId = new Map();
-    let pairId = null;
-    report.forEach((s) => {
-      byId.set(s.id, s);
-      if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
-    });
-    const pair = byId.get(pairId);
-    const local = pair && byId.get(pair.localCandidateId);
-    return local ? local.usernameFragment || null : null;
-  });
+async function selectedUfrag(page) {
+  const pair = await candidatePair(page);
+  return pair && pair.local ? pair.local.usernameFragment || null : null;
 }
 
 test('signaling drops mid-call: it resumes, the other side never sees a leave, media goes on', async () => {

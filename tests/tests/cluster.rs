@@ -34,6 +34,35 @@ fn placements(redis: &Redis) -> Result<Vec<(String, String)>, Error> {
     redis.hash("chorus:rooms")
 }
 
+/// Ada calls Bo (video); each publishes a tone (440 and 660 Hz) and hears
+/// the other's.
+async fn call_with_media(
+    ada: &mut Client,
+    bo: &mut Client,
+) -> Result<(String, Arc<Peer>, Arc<Peer>), Error> {
+    let room = call_accepted(ada, bo, CallMedia::Video).await?;
+    let (pa, pb) = (
+        tone_peer(&ada.name, 440.0, 0).await?,
+        tone_peer(&bo.name, 660.0, 0).await?,
+    );
+    publish_pair((ada, &pa), (bo, &pb), &room).await?;
+    hears(&pb, &ada.user_id, 440.0).await?;
+    hears(&pa, &bo.user_id, 660.0).await?;
+    Ok((room, pa, pb))
+}
+
+/// `peer` receives `from`'s video and its tone at `hz`.
+async fn hears(peer: &Peer, from: &str, hz: f32) -> Result<(), Error> {
+    let need = RemoteMedia {
+        audio_packets: 50,
+        video_frames: 20,
+    };
+    let got = wait_for(peer, from, need, T).await?;
+    let f = got.audio.dominant_frequency();
+    assert!((f - hz).abs() < 15.0, "{from} heard at {f} Hz, not {hz}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn presence_ringing_and_busy_work_across_nodes() -> Result<(), Error> {
     let redis = Redis::start()?;
@@ -77,20 +106,7 @@ async fn presence_ringing_and_busy_work_across_nodes() -> Result<(), Error> {
 
     // Ada rings Bo again; he accepts; media flows through the node the
     // room was placed on, whichever it is.
-    let room = call_accepted(&mut ada, &mut bo, CallMedia::Video).await?;
-    let (pa, pb) = (
-        tone_peer("Ada", 440.0, 0).await?,
-        tone_peer("Bo", 660.0, 0).await?,
-    );
-    publish_pair((&mut ada, &pa), (&mut bo, &pb), &room).await?;
-    let need = RemoteMedia {
-        audio_packets: 50,
-        video_frames: 20,
-    };
-    let got = wait_for(&pb, &ada.user_id, need, T).await?;
-    assert!((got.audio.dominant_frequency() - 440.0).abs() < 15.0);
-    let got = wait_for(&pa, &bo.user_id, need, T).await?;
-    assert!((got.audio.dominant_frequency() - 660.0).abs() < 15.0);
+    let (room, _pa, _pb) = call_with_media(&mut ada, &mut bo).await?;
     let placed = placements(&redis)?;
     assert_eq!(placed.len(), 1, "{placed:?}");
     assert_eq!(placed[0].0, room);
@@ -264,18 +280,7 @@ async fn moving_call() -> Result<MovingCall, Error> {
     wait_nodes(a.addr, 3).await?;
     let mut ada = b.client("Ada").await?;
     let mut bo = c.client("Bo").await?;
-    let room = call_accepted(&mut ada, &mut bo, CallMedia::Video).await?;
-    let (pa, pb) = (
-        tone_peer("Ada", 440.0, 0).await?,
-        tone_peer("Bo", 660.0, 0).await?,
-    );
-    publish_pair((&mut ada, &pa), (&mut bo, &pb), &room).await?;
-    let need = RemoteMedia {
-        audio_packets: 50,
-        video_frames: 20,
-    };
-    wait_for(&pb, &ada.user_id, need, T).await?;
-    wait_for(&pa, &bo.user_id, need, T).await?;
+    let (room, pa, pb) = call_with_media(&mut ada, &mut bo).await?;
     let placed = placements(&redis)?;
     assert_eq!(placed, vec![(room.clone(), "a-media".to_string())]);
     Ok(MovingCall {
@@ -312,14 +317,8 @@ async fn a_dead_nodes_calls_move_to_a_live_one() -> Result<(), Error> {
     );
     let moved_after = killed.elapsed();
     let (na, nb) = (na?, nb?);
-    let need = RemoteMedia {
-        audio_packets: 50,
-        video_frames: 20,
-    };
-    let got = wait_for(&nb, &ada.user_id, need, T).await?;
-    assert!((got.audio.dominant_frequency() - 440.0).abs() < 15.0);
-    let got = wait_for(&na, &bo.user_id, need, T).await?;
-    assert!((got.audio.dominant_frequency() - 660.0).abs() < 15.0);
+    hears(&nb, &ada.user_id, 440.0).await?;
+    hears(&na, &bo.user_id, 660.0).await?;
     let back_after = killed.elapsed();
     println!("node killed: media_moved after {moved_after:?}, media back after {back_after:?}");
     let placed = placements(&redis)?;
@@ -456,17 +455,7 @@ async fn calls_go_on_while_redis_restarts_and_new_ones_work_after() -> Result<()
     wait_nodes(n1.server.http_addr, 2).await?;
     let mut ada = n1.client("Ada").await?;
     let mut bo = n2.client("Bo").await?;
-    let room = call_accepted(&mut ada, &mut bo, CallMedia::Video).await?;
-    let (pa, pb) = (
-        tone_peer("Ada", 440.0, 0).await?,
-        tone_peer("Bo", 660.0, 0).await?,
-    );
-    publish_pair((&mut ada, &pa), (&mut bo, &pb), &room).await?;
-    let need = RemoteMedia {
-        audio_packets: 50,
-        video_frames: 20,
-    };
-    wait_for(&pa, &bo.user_id, need, T).await?;
+    let (room, pa, _pb) = call_with_media(&mut ada, &mut bo).await?;
 
     // Cy (on n2) and Dee (on n1) are online before Redis goes away.
     let mut cy = n2.client("Cy").await?;
