@@ -13,8 +13,9 @@
 //   whose WebSocket was on the dead node resumes its session through the
 //   load balancer.
 // - SIGTERM of that node (a rolling restart): it moves the call first and
-//   exits by itself; the remote video never stands still for more than
-//   1 s on either page.
+//   exits by itself; the remote video stands still only for the switch
+//   to the new connection (the wait for its first keyframe) on either
+//   page.
 //
 // Each page records every frame its remote video presents
 // (requestVideoFrameCallback) with the track it came from, so "playing
@@ -41,8 +42,15 @@ import {
 const FIRST_MEDIA_NODE = 'a-media';
 /** Kill → remote video playing again, on each page. */
 const KILL_RECOVERY_BOUND_MS = 10000;
-/** SIGTERM: the longest the remote video may stand still. */
-const ROLLING_FREEZE_BOUND_MS = 1000;
+/**
+ * SIGTERM: the longest the remote video may stand still. The old node
+ * forwards until the new connections are up, so the freeze is the wait for
+ * the first keyframe on the new one: 100-350 ms with a release build
+ * (docs/operations.md), up to about 950 ms with the debug build on a busy
+ * 2-core CI machine. A drain that stopped forwarding before the switch
+ * freezes the video as long as a killed node does (1.8 s and more).
+ */
+const ROLLING_FREEZE_BOUND_MS = 1500;
 
 const figures = {};
 
@@ -485,7 +493,7 @@ test('the node carrying a call is killed: the call comes back on another node on
   assert.equal(await b.getByTestId('call-status').textContent(), 'ended');
 });
 
-test('rolling restart: SIGTERM moves the call first, the video never stands still over 1 s, the node exits', async () => {
+test('rolling restart: SIGTERM moves the call first, the video stands still only for the switch, the node exits', async () => {
   const cluster = await startCluster();
   const browser = await launchBrowser();
   opened('browser', () => browser.close());
@@ -528,8 +536,17 @@ test('rolling restart: SIGTERM moves the call first, the video never stands stil
   const wa = await stopWatch(a);
   const wb = await stopWatch(b);
   const freeze = {};
+  // When each page's new connection came up: the old node forwards at
+  // least until then (a drain that stopped it at once would freeze the
+  // video from `media_moved` on).
+  const connectedAt = {
+    Ada: await a.evaluate(() => window.chorus.session.timings.moveConnected),
+    Bo: await b.evaluate(() => window.chorus.session.timings.moveConnected),
+  };
   for (const [who, w] of [['Ada', wa], ['Bo', wb]]) {
     const f = frameFacts(w.frames, termAt, termAt - 1000);
+    assert.ok(recovered[who].lastOldAt >= connectedAt[who] - 300,
+      `${who}: the old connection played until ${recovered[who].lastOldAt - termAt} ms after SIGTERM, the new one connected at ${Math.round(connectedAt[who] - termAt)} ms`);
     freeze[who] = { ms: f.longestGap, ends_after_term_ms: f.gapEndsAt - termAt, switch_gap_ms: recovered[who].firstNewAt - recovered[who].lastOldAt };
     assert.ok(f.longestGap <= ROLLING_FREEZE_BOUND_MS,
       `${who}: the remote video stood still for ${f.longestGap} ms (ending ${f.gapEndsAt - termAt} ms after SIGTERM; bound ${ROLLING_FREEZE_BOUND_MS} ms)`);
