@@ -42,6 +42,18 @@ pub fn track_from<'a>(
         .max_by_key(|t| t.packets)
 }
 
+/// Audio packets from `publisher` that any of `peers` received (a person's
+/// connections before and after their call moved, say).
+pub fn audio_packets_from<'a>(peers: impl IntoIterator<Item = &'a Peer>, publisher: &str) -> u64 {
+    peers
+        .into_iter()
+        .map(|p| {
+            let tracks = p.received();
+            track_from(&tracks, publisher, Kind::Audio).map_or(0, |t| t.packets)
+        })
+        .sum()
+}
+
 /// Waits until `peer` has received `need` of `publisher`'s audio and video.
 pub async fn wait_for(
     peer: &Peer,

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use chorus_signaling::protocol::{CallMedia, ClientMsg, EndReason, ErrorCode, ServerMsg};
 use chorus_tests::cluster::{NodeProcess, Redis, cluster_status, node, node_config, wait_nodes};
-use chorus_tests::peer::{Kind, Peer};
+use chorus_tests::peer::Peer;
 use chorus_tests::scenario::{accept, call_accepted, join_room, publish_pair, ring, tone_peer};
 use chorus_tests::signal::{Client, Error, TestServer, sign_in_at};
-use chorus_tests::wait::{RemoteMedia, track_from, wait_for};
+use chorus_tests::wait::{RemoteMedia, audio_packets_from, wait_for};
 
 const T: Duration = Duration::from_secs(15);
 
@@ -236,13 +236,7 @@ async fn rooms_are_placed_on_the_least_loaded_node() -> Result<(), Error> {
 
 /// Packets received from `publisher` by any of `peers`.
 fn packets(peers: &[&Arc<Peer>], publisher: &str) -> u64 {
-    peers
-        .iter()
-        .map(|p| {
-            let tracks = p.received();
-            track_from(&tracks, publisher, Kind::Audio).map_or(0, |t| t.packets)
-        })
-        .sum()
+    audio_packets_from(peers.iter().map(|p| p.as_ref()), publisher)
 }
 
 /// Waits for `media_moved`, then publishes on a new peer as a client does.

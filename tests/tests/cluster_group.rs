@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use chorus_signaling::protocol::ServerMsg;
 use chorus_tests::cluster::{Haproxy, NodeProcess, Redis, wait_nodes};
-use chorus_tests::peer::{Kind, Peer};
+use chorus_tests::peer::Peer;
 use chorus_tests::scenario::{join_room, tone_peer};
 use chorus_tests::signal::{Client, Error, sign_in_at};
-use chorus_tests::wait::{RemoteMedia, track_from, wait_for};
+use chorus_tests::wait::{RemoteMedia, audio_packets_from, wait_for};
 
 const T: Duration = Duration::from_secs(20);
 const TONES: [f32; 4] = [440.0, 550.0, 660.0, 770.0];
@@ -21,13 +21,7 @@ type Peers = Arc<Mutex<Vec<Arc<Peer>>>>;
 /// Audio packets `publisher` sent that any of `peers` received.
 fn packets(peers: &Peers, publisher: &str) -> u64 {
     let peers: Vec<Arc<Peer>> = peers.lock().map(|p| p.clone()).unwrap_or_default();
-    peers
-        .iter()
-        .map(|p| {
-            let tracks = p.received();
-            track_from(&tracks, publisher, Kind::Audio).map_or(0, |t| t.packets)
-        })
-        .sum()
+    audio_packets_from(peers.iter().map(|p| p.as_ref()), publisher)
 }
 
 async fn hears_everyone(peer: &Peer, ids: &[String], me: usize) -> Result<(), Error> {
