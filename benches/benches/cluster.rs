@@ -29,6 +29,7 @@ async fn ring_times(a: &mut Client, b: &mut Client) -> Result<Vec<Duration>, Err
     for _ in 0..RINGS {
         let sent = Instant::now();
         a.send(&ClientMsg::Call {
+            e2ee: None,
             to: b.user_id.clone(),
             media: CallMedia::Audio,
         })?;

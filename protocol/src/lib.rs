@@ -91,7 +91,18 @@ pub struct Participant {
     pub audio: bool,
     /// Camera on.
     pub video: bool,
+    /// Their device's public identity key (from their `auth`), which
+    /// end-to-end encrypted calls derive keys and security codes from;
+    /// absent for clients that cannot encrypt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_key: Option<String>,
 }
+
+/// The most bytes of an `identity_key` (a P-256 public key, base64).
+pub const MAX_IDENTITY_KEY_LEN: usize = 256;
+
+/// The most bytes of an `e2ee_key` message's `data`.
+pub const MAX_E2EE_DATA_LEN: usize = 4096;
 
 /// A 1:1 call that rang, or a group call joined by its id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +186,12 @@ pub enum ClientMsg {
         /// it (same calls, nobody sees you leave) within the grace period.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resume: Option<String>,
+        /// This device's public identity key (base64, at most
+        /// [`MAX_IDENTITY_KEY_LEN`] bytes). Sending it says the client
+        /// encrypts media end to end: its calls are end-to-end encrypted
+        /// unless it asks otherwise, and it may join encrypted rooms.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        identity_key: Option<String>,
     },
     /// Ring someone.
     Call {
@@ -182,6 +199,10 @@ pub enum ClientMsg {
         to: String,
         /// Voice or video.
         media: CallMedia,
+        /// End-to-end encrypted (absent: whether the caller sent an
+        /// `identity_key`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        e2ee: Option<bool>,
     },
     /// Take an incoming call.
     Accept {
@@ -204,7 +225,12 @@ pub enum ClientMsg {
         room_id: String,
     },
     /// Start a group call; the server answers `room_joined`.
-    CreateRoom {},
+    CreateRoom {
+        /// End-to-end encrypted (absent: whether the creator sent an
+        /// `identity_key`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        e2ee: Option<bool>,
+    },
     /// Join a group call (or a 1:1 call, which becomes a group call).
     JoinRoom {
         /// The room's id, e.g. from its link.
@@ -251,6 +277,17 @@ pub enum ClientMsg {
         width: u32,
         /// Height.
         height: u32,
+    },
+    /// An opaque message for one other member of the room (in end-to-end
+    /// encrypted calls: a media key, wrapped with a key only the two of
+    /// them can derive). The server only routes it.
+    E2eeKey {
+        /// The room both are in.
+        room_id: String,
+        /// The member's user id.
+        to: String,
+        /// At most [`MAX_E2EE_DATA_LEN`] bytes.
+        data: String,
     },
 }
 
@@ -308,6 +345,9 @@ pub enum ServerMsg {
         /// Caller plus anyone already in the call (more than one when invited
         /// into a running call).
         participants: Vec<Participant>,
+        /// The call is end-to-end encrypted.
+        #[serde(default)]
+        e2ee: bool,
     },
     /// A call ended or never started, for this reason.
     CallEnded {
@@ -339,6 +379,10 @@ pub enum ServerMsg {
         media: CallMedia,
         /// Everyone in the room but you.
         participants: Vec<Participant>,
+        /// Media in this room is end-to-end encrypted: every member
+        /// encrypts what it sends and distributes its keys with `e2ee_key`.
+        #[serde(default)]
+        e2ee: bool,
     },
     /// Someone joined your room.
     ParticipantJoined {
@@ -423,6 +467,15 @@ pub enum ServerMsg {
         /// Every track you will receive, by mid.
         tracks: Vec<Track>,
     },
+    /// Another member's `e2ee_key` message for you.
+    E2eeKey {
+        /// The room.
+        room_id: String,
+        /// The sender's user id.
+        from: String,
+        /// As the sender sent it.
+        data: String,
+    },
     /// A request failed. The connection stays open unless `code` is
     /// `invalid_token` or `not_authenticated`.
     Error {
@@ -482,6 +535,12 @@ pub enum ErrorCode {
     /// The server cannot reach the rest of its cluster just now: try again
     /// in a moment (calls already running go on).
     Unavailable,
+    /// The call is end-to-end encrypted and this client cannot encrypt (it
+    /// sent no `identity_key`).
+    E2eeRequired,
+    /// The callee or invitee's client cannot take an end-to-end encrypted
+    /// call.
+    E2eeUnsupported,
 }
 
 /// Parses one text frame: the error says which code to answer with.
@@ -519,6 +578,7 @@ pub const CLIENT_TYPES: &[&str] = &[
     "media_answer",
     "media_state",
     "video_size",
+    "e2ee_key",
 ];
 
 #[cfg(test)]
@@ -532,12 +592,13 @@ mod tests {
             m,
             Ok(ClientMsg::Call {
                 to: "u1".into(),
-                media: CallMedia::Video
+                media: CallMedia::Video,
+                e2ee: None,
             })
         );
         assert_eq!(
             parse_client_msg(r#"{"type":"create_room"}"#),
-            Ok(ClientMsg::CreateRoom {})
+            Ok(ClientMsg::CreateRoom { e2ee: None })
         );
         assert_eq!(
             parse_client_msg(

@@ -84,13 +84,21 @@ fn client_msg() -> impl Strategy<Value = ClientMsg> {
     let s = || ".{0,40}";
     let media = prop_oneof![Just(CallMedia::Audio), Just(CallMedia::Video)];
     prop_oneof![
-        (s(), prop::option::of(s())).prop_map(|(token, resume)| ClientMsg::Auth { token, resume }),
-        (s(), media).prop_map(|(to, media)| ClientMsg::Call { to, media }),
+        (s(), prop::option::of(s())).prop_map(|(token, resume)| ClientMsg::Auth {
+            identity_key: None,
+            token,
+            resume
+        }),
+        (s(), media).prop_map(|(to, media)| ClientMsg::Call {
+            e2ee: None,
+            to,
+            media
+        }),
         s().prop_map(|room_id| ClientMsg::Accept { room_id }),
         s().prop_map(|room_id| ClientMsg::Decline { room_id }),
         s().prop_map(|room_id| ClientMsg::Cancel { room_id }),
         s().prop_map(|room_id| ClientMsg::Hangup { room_id }),
-        Just(ClientMsg::CreateRoom {}),
+        Just(ClientMsg::CreateRoom { e2ee: None }),
         s().prop_map(|room_id| ClientMsg::JoinRoom { room_id }),
         (s(), s()).prop_map(|(room_id, to)| ClientMsg::Invite { room_id, to }),
         (s(), ".{0,200}").prop_map(|(room_id, sdp)| ClientMsg::MediaOffer { room_id, sdp }),

@@ -116,6 +116,7 @@ impl Tokens {
             name,
             rooms: c.rooms,
             publish: c.publish,
+            identity_key: None,
         })
     }
 }

@@ -27,7 +27,7 @@ use tracing::{debug, warn};
 use crate::auth::{TokenError, Tokens};
 use crate::hub::ConnId;
 use crate::hub::task::{Closure, HubHandle, HubInput, Outgoing};
-use crate::protocol::{ClientMsg, ErrorCode, ServerMsg, parse_client_msg};
+use crate::protocol::{ClientMsg, ErrorCode, MAX_IDENTITY_KEY_LEN, ServerMsg, parse_client_msg};
 use crate::turn::IceSettings;
 
 /// How long a new connection may take to send `auth`.
@@ -218,14 +218,26 @@ impl<S: Sink<Message> + Unpin> Connection<S> {
         if self.signed_in {
             return self.to_hub(HubInput::Message(self.id, msg));
         }
-        let ClientMsg::Auth { token, resume } = msg else {
+        let ClientMsg::Auth {
+            token,
+            resume,
+            identity_key,
+        } = msg
+        else {
             let message = "the first message must be auth";
             return self
                 .refuse(ErrorCode::NotAuthenticated, message, close_code::POLICY)
                 .await;
         };
+        if let Some(key) = &identity_key
+            && !valid_identity_key(key)
+        {
+            let message = "identity_key must be 1 to 256 bytes of base64";
+            return self.reply(ErrorCode::BadMessage, message).await;
+        }
         match self.tokens.verify(&token) {
-            Ok(identity) => {
+            Ok(mut identity) => {
+                identity.identity_key = identity_key;
                 self.signed_in = true;
                 let ice = self
                     .ice
@@ -308,6 +320,17 @@ impl RateLimit {
             false
         }
     }
+}
+
+/// A public identity key as `auth` may carry it: base64 (either alphabet),
+/// at most [`MAX_IDENTITY_KEY_LEN`] bytes. Its content is the clients'
+/// business; the server only passes it on.
+fn valid_identity_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= MAX_IDENTITY_KEY_LEN
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/=-_".contains(&b))
 }
 
 #[cfg(test)]

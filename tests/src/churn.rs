@@ -238,6 +238,7 @@ impl Lane {
             _ => {
                 let to = self.guests[b].client.user_id.clone();
                 self.guests[a].client.send(&ClientMsg::Call {
+                    e2ee: None,
                     to,
                     media: CallMedia::Video,
                 })?;

@@ -264,6 +264,18 @@ impl NodeProcess {
         Ok(())
     }
 
+    /// True once the process has exited (at once, without waiting).
+    pub fn exited(&mut self) -> Result<bool, Error> {
+        let Some(child) = self.child.as_mut() else {
+            return Ok(true);
+        };
+        if child.try_wait()?.is_some() {
+            self.child = None;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
     /// Waits for the process to exit by itself.
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<(), Error> {
         let deadline = std::time::Instant::now() + timeout;

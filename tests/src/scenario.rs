@@ -29,6 +29,7 @@ pub async fn ring(
     media: CallMedia,
 ) -> Result<String, Error> {
     caller.send(&ClientMsg::Call {
+        e2ee: None,
         to: callee.user_id.clone(),
         media,
     })?;
@@ -58,7 +59,7 @@ pub async fn accept(caller: &mut Client, callee: &mut Client, room: &str) -> Res
 /// joined.
 pub async fn join_room(client: &mut Client, room: Option<&str>) -> Result<String, Error> {
     client.send(&match room {
-        None => ClientMsg::CreateRoom {},
+        None => ClientMsg::CreateRoom { e2ee: None },
         Some(r) => ClientMsg::JoinRoom {
             room_id: r.to_string(),
         },

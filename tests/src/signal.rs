@@ -145,6 +145,7 @@ pub async fn sign_in_at(
 ) -> Result<(Client, bool), Error> {
     let mut c = Client::connect(ws_url).await?;
     c.send(&ClientMsg::Auth {
+        identity_key: None,
         token: token.to_string(),
         resume: resume.map(str::to_string),
     })?;
@@ -181,6 +182,9 @@ struct MediaState {
     tracks: Vec<Track>,
     offers: usize,
     errors: Vec<String>,
+    /// An own offer is out: a server offer that crosses it is ignored (the
+    /// media node answers ours, then offers again), as the web client does.
+    offering: bool,
 }
 
 /// One signaling connection.
@@ -394,6 +398,9 @@ impl Client {
     ) -> Result<(String, String), Error> {
         let offer = peer.create_offer().await?;
         self.attach(room, peer.clone());
+        if let Ok(mut m) = self.media.lock() {
+            m.offering = true;
+        }
         self.send(&ClientMsg::MediaOffer {
             room_id: room.to_string(),
             sdp: offer.clone(),
@@ -471,8 +478,11 @@ async fn handle_media(
                 .map_err(|e| e.to_string()),
             None => Ok(()),
         };
-        if let (Err(e), Ok(mut m)) = (applied, media.lock()) {
-            m.errors.push(e);
+        if let Ok(mut m) = media.lock() {
+            m.offering = false;
+            if let Err(e) = applied {
+                m.errors.push(e);
+            }
         }
         return Some(msg);
     }
@@ -484,7 +494,13 @@ async fn handle_media(
     else {
         return Some(msg);
     };
-    let peer = media.lock().ok().and_then(|m| m.peer.clone());
+    let (peer, offering) = media
+        .lock()
+        .map(|m| (m.peer.clone(), m.offering))
+        .unwrap_or_default();
+    if offering {
+        return None;
+    }
     let Some(peer) = peer else {
         return Some(ServerMsg::MediaOffer {
             room_id,

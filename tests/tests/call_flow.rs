@@ -21,6 +21,7 @@ async fn ended(c: &mut Client) -> Result<EndReason, Error> {
 /// A calls B; both see the ring. Returns the room id.
 async fn ring(a: &mut Client, b: &mut Client, media: CallMedia) -> Result<String, Error> {
     a.send(&ClientMsg::Call {
+        e2ee: None,
         to: b.user_id.clone(),
         media,
     })?;
@@ -81,6 +82,7 @@ async fn decline_busy_cancel_and_missed() -> Result<(), Error> {
     let mut c = server.client("Cy").await?;
     let room = ring(&mut a, &mut b, CallMedia::Audio).await?;
     c.send(&ClientMsg::Call {
+        e2ee: None,
         to: b.user_id.clone(),
         media: CallMedia::Audio,
     })?;
@@ -221,6 +223,7 @@ async fn invalid_tokens_are_refused_and_the_socket_closed() -> Result<(), Error>
     for token in [forged.as_str(), "not-a-jwt", ""] {
         let mut c = Client::connect(&server.ws_url()).await?;
         c.send(&ClientMsg::Auth {
+            identity_key: None,
             token: token.to_string(),
             resume: None,
         })?;
@@ -233,7 +236,7 @@ async fn invalid_tokens_are_refused_and_the_socket_closed() -> Result<(), Error>
     }
     // Anything but auth first is refused too.
     let mut c = Client::connect(&server.ws_url()).await?;
-    c.send(&ClientMsg::CreateRoom {})?;
+    c.send(&ClientMsg::CreateRoom { e2ee: None })?;
     c.expect_error(ErrorCode::NotAuthenticated).await?;
     assert_eq!(c.wait_closed(T).await?, 1008);
     server.server.stop().await;
@@ -347,6 +350,7 @@ async fn tokens_from_the_operator_are_checked_for_expiry_and_scope() -> Result<(
     let expired = backend.sign(&claims("old", &["*"], unix_now() - 5))?;
     let mut c = Client::connect(&server.ws_url()).await?;
     c.send(&ClientMsg::Auth {
+        identity_key: None,
         token: expired,
         resume: None,
     })?;
@@ -361,7 +365,7 @@ async fn tokens_from_the_operator_are_checked_for_expiry_and_scope() -> Result<(
         )
         .await?;
     let mut owner = owner;
-    owner.send(&ClientMsg::CreateRoom {})?;
+    owner.send(&ClientMsg::CreateRoom { e2ee: None })?;
     let ServerMsg::RoomJoined { room_id, .. } = owner
         .recv_until(T, |m| matches!(m, ServerMsg::RoomJoined { .. }))
         .await?

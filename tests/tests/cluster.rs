@@ -113,6 +113,7 @@ async fn presence_ringing_and_busy_work_across_nodes() -> Result<(), Error> {
 
     // Cy, on a third node, rings Ada, who is in a call: busy.
     cy.send(&ClientMsg::Call {
+        e2ee: None,
         to: ada.user_id.clone(),
         media: CallMedia::Audio,
     })?;
@@ -196,7 +197,7 @@ async fn rooms_are_placed_on_the_least_loaded_node() -> Result<(), Error> {
     let mut kept = Vec::new();
     for i in 0..6 {
         let mut c = nodes[0].client(&format!("P{i}")).await?;
-        c.send(&ClientMsg::CreateRoom {})?;
+        c.send(&ClientMsg::CreateRoom { e2ee: None })?;
         let joined = c
             .reply(T, |m| matches!(m, ServerMsg::RoomJoined { .. }))
             .await?;
@@ -463,6 +464,7 @@ async fn calls_go_on_while_redis_restarts_and_new_ones_work_after() -> Result<()
     let outage = away(redis, Duration::from_secs(3));
     tokio::time::sleep(Duration::from_millis(500)).await;
     cy.send(&ClientMsg::Call {
+        e2ee: None,
         to: dee.user_id.clone(),
         media: CallMedia::Audio,
     })?;
@@ -530,6 +532,7 @@ async fn requests_that_need_redis_get_a_clear_error_when_it_stays_away() -> Resu
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rung = Instant::now();
     bo.send(&ClientMsg::Call {
+        e2ee: None,
         to: ada.user_id.clone(),
         media: CallMedia::Audio,
     })?;
@@ -556,6 +559,7 @@ async fn requests_that_need_redis_get_a_clear_error_when_it_stays_away() -> Resu
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         bo.send(&ClientMsg::Call {
+            e2ee: None,
             to: ada.user_id.clone(),
             media: CallMedia::Audio,
         })?;

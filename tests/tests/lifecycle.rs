@@ -124,9 +124,10 @@ async fn draining_keeps_running_calls_and_refuses_new_ones() -> Result<(), Error
     server.server.drain();
     assert_eq!(http_get(&server, "/readyz").await?, 503);
     assert_eq!(http_get(&server, "/healthz").await?, 200);
-    c.send(&ClientMsg::CreateRoom {})?;
+    c.send(&ClientMsg::CreateRoom { e2ee: None })?;
     c.expect_error(ErrorCode::Draining).await?;
     c.send(&ClientMsg::Call {
+        e2ee: None,
         to: a.user_id.clone(),
         media: CallMedia::Audio,
     })?;

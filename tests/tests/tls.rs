@@ -145,6 +145,7 @@ async fn https_and_wss_with_a_self_signed_certificate() -> Result<(), Error> {
     let tls = connect(&server, &fp).await?;
     let (mut ws, _) = tokio_tungstenite::client_async("wss://localhost/ws", tls).await?;
     let auth = serde_json::to_string(&ClientMsg::Auth {
+        identity_key: None,
         token,
         resume: None,
     })?;

@@ -90,6 +90,7 @@ async fn welcome_ice(server: &TestServer, name: &str, resume: Option<&str>) -> (
     let (token, _) = server.token(name).await.expect("token");
     let mut c = Client::connect(&server.ws_url()).await.expect("connect");
     c.send(&ClientMsg::Auth {
+        identity_key: None,
         token,
         resume: resume.map(str::to_string),
     })

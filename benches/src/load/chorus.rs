@@ -65,6 +65,7 @@ pub async fn join(
         .await
         .map_err(|e| format!("websocket: {e}"))?;
     let auth = ClientMsg::Auth {
+        identity_key: None,
         token: token.token,
         resume: None,
     };
@@ -77,7 +78,7 @@ pub async fn join(
         Some(r) => ClientMsg::JoinRoom {
             room_id: r.to_string(),
         },
-        None => ClientMsg::CreateRoom {},
+        None => ClientMsg::CreateRoom { e2ee: None },
     };
     send(&mut ws, &ask).await?;
     let room = expect(&mut ws, |m| match m {

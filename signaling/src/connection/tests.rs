@@ -135,7 +135,7 @@ async fn signing_in_passes_the_identity_then_messages_to_the_hub() {
     c.text(r#"{"type":"create_room"}"#);
     assert!(matches!(
         c.hub.recv().await,
-        Some(HubInput::Message(ID, ClientMsg::CreateRoom {}))
+        Some(HubInput::Message(ID, ClientMsg::CreateRoom { e2ee: None }))
     ));
     // What the hub sends goes out as text, in order.
     let presence = ServerMsg::Presence { users: vec![] };

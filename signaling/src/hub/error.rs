@@ -41,6 +41,12 @@ pub enum HubError {
     SdpTooLarge,
     /// A `mid` no m-line can have.
     BadMid,
+    /// An end-to-end encrypted call and a client that cannot encrypt.
+    E2eeRequired,
+    /// The callee or invitee cannot take an end-to-end encrypted call.
+    E2eeUnsupported,
+    /// An `e2ee_key` message over the size limit.
+    E2eeDataTooLarge,
 }
 
 impl HubError {
@@ -60,7 +66,9 @@ impl HubError {
             HubError::Draining => ErrorCode::Draining,
             HubError::RingingTooOften => ErrorCode::RateLimited,
             HubError::SdpTooLarge => ErrorCode::SdpTooLarge,
-            HubError::BadMid => ErrorCode::BadMessage,
+            HubError::BadMid | HubError::E2eeDataTooLarge => ErrorCode::BadMessage,
+            HubError::E2eeRequired => ErrorCode::E2eeRequired,
+            HubError::E2eeUnsupported => ErrorCode::E2eeUnsupported,
         }
     }
 
@@ -83,6 +91,13 @@ impl HubError {
             HubError::RingingTooOften => "too many calls in a minute; wait a little",
             HubError::SdpTooLarge => "the session description is too large",
             HubError::BadMid => "mid must be 1 to 32 bytes",
+            HubError::E2eeRequired => {
+                "this call is end-to-end encrypted and your app cannot encrypt calls"
+            }
+            HubError::E2eeUnsupported => {
+                "their app cannot take end-to-end encrypted calls; call without encryption instead"
+            }
+            HubError::E2eeDataTooLarge => "an e2ee_key message is at most 4096 bytes",
         }
     }
 }

@@ -9,6 +9,7 @@
 //! so the whole call flow is unit-tested in virtual time. `task` runs it:
 //! the one task that owns the hub and carries out its effects.
 
+mod e2ee;
 mod error;
 mod ids;
 mod media;
@@ -43,11 +44,20 @@ pub struct Identity {
     pub rooms: Vec<String>,
     /// May send media.
     pub publish: bool,
+    /// The device's public identity key from `auth`: the client encrypts
+    /// media end to end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_key: Option<String>,
 }
 
 impl Identity {
     fn may_join(&self, room: &RoomKey) -> bool {
         self.rooms.iter().any(|r| r == "*" || r == room.as_str())
+    }
+
+    /// The client encrypts media end to end.
+    fn encrypts(&self) -> bool {
+        self.identity_key.is_some()
     }
 }
 
@@ -199,14 +209,16 @@ impl Hub {
         let user = &user;
         let result = match msg {
             ClientMsg::Auth { .. } => Err(HubError::AlreadySignedIn),
-            ClientMsg::Call { to, media } => self.call(user, &to.into(), media, now, &mut fx),
+            ClientMsg::Call { to, media, e2ee } => {
+                self.call(user, &to.into(), media, e2ee, now, &mut fx)
+            }
             ClientMsg::Accept { room_id } => self.accept(user, &room_id.into(), &mut fx),
             ClientMsg::Decline { room_id } => self.decline(user, &room_id.into(), &mut fx),
             ClientMsg::Cancel { room_id } => self.cancel(user, &room_id.into(), &mut fx),
             ClientMsg::Hangup { room_id } => {
                 self.leave_call(user, &room_id.into(), room::Departure::Hangup, &mut fx)
             }
-            ClientMsg::CreateRoom {} => self.create_room(user, &mut fx),
+            ClientMsg::CreateRoom { e2ee } => self.create_room(user, e2ee, &mut fx),
             ClientMsg::JoinRoom { room_id } => self.join_room(user, &room_id.into(), &mut fx),
             ClientMsg::Invite { room_id, to } => {
                 self.invite(user, &room_id.into(), &to.into(), now, &mut fx)
@@ -228,6 +240,9 @@ impl Hub {
                 width,
                 height,
             } => self.video_size(user, &room_id.into(), mid, width, height, &mut fx),
+            ClientMsg::E2eeKey { room_id, to, data } => {
+                self.e2ee_key(user, &room_id.into(), &to.into(), data, &mut fx)
+            }
         };
         if let Err(e) = result {
             fx.push(Effect::Send(conn, e.into()));

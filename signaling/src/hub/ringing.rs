@@ -27,6 +27,7 @@ impl Hub {
         caller: &UserId,
         callee: &UserId,
         media: CallMedia,
+        e2ee: Option<bool>,
         now: Instant,
         fx: &mut Vec<Effect>,
     ) -> Result<(), HubError> {
@@ -38,6 +39,10 @@ impl Hub {
         }
         let callee_user = self.user(callee).ok_or(HubError::UserOffline)?;
         let caller_user = self.user(caller).ok_or(HubError::NotSignedIn)?;
+        let e2ee = self.e2ee_for(caller, e2ee)?;
+        if e2ee && !self.encrypts(callee) {
+            return Err(HubError::E2eeUnsupported);
+        }
         self.may_open_room()?;
         self.may_ring(caller, now)?;
         if self.busy(callee) {
@@ -50,13 +55,14 @@ impl Hub {
             );
             return Ok(());
         }
-        let room = self.open_room(Room::new(RoomKind::Call, media));
+        let room = self.open_room(Room::new(RoomKind::Call, media, e2ee));
         self.set_room(caller, Some(room.clone()));
         let participants = vec![Participant {
             id: caller_user.id,
             name: caller_user.name,
             audio: true,
             video: media == CallMedia::Video,
+            identity_key: self.identity_key(caller),
         }];
         self.ring(&room, caller, callee, participants, now, fx);
         Ok(())
@@ -78,8 +84,12 @@ impl Hub {
             .filter(|r| r.member(inviter).is_some())
             .ok_or(HubError::NotInRoom)?;
         r.check_seat(self.config.max_room_participants)?;
+        let e2ee = r.e2ee;
         let participants = self.participant_list(room, None);
         let to_user = self.user(to).ok_or(HubError::UserOffline)?;
+        if e2ee && !self.encrypts(to) {
+            return Err(HubError::E2eeUnsupported);
+        }
         self.may_ring(inviter, now)?;
         if self.busy(to) {
             let ended = ServerMsg::InviteEnded {
@@ -102,7 +112,11 @@ impl Hub {
         room: &RoomKey,
         fx: &mut Vec<Effect>,
     ) -> Result<(), HubError> {
+        let encrypts = self.encrypts(callee);
         let r = self.rooms.get_mut(room).ok_or(HubError::RoomNotFound)?;
+        if r.e2ee && !encrypts {
+            return Err(HubError::E2eeRequired);
+        }
         let ring = r.take_ring(callee)?;
         if r.members.is_empty() {
             // A fresh 1:1 call: caller and callee join together.
@@ -225,7 +239,7 @@ impl Hub {
         let Some(r) = self.rooms.get_mut(room) else {
             return;
         };
-        let media = r.media;
+        let (media, e2ee) = (r.media, r.e2ee);
         r.rings.push(Ring {
             callee: callee.clone(),
             caller: caller.clone(),
@@ -243,6 +257,7 @@ impl Hub {
             from,
             media,
             participants,
+            e2ee,
         };
         self.send_to(callee, incoming, fx);
     }

@@ -48,16 +48,21 @@ pub(super) struct Room {
     pub(super) rings: Vec<Ring>,
     /// The user the media node last named the active speaker.
     pub(super) active_speaker: Option<UserId>,
+    /// Media is end-to-end encrypted: only clients that encrypt may be in
+    /// it.
+    #[serde(default)]
+    pub(super) e2ee: bool,
 }
 
 impl Room {
-    pub(super) fn new(kind: RoomKind, media: CallMedia) -> Room {
+    pub(super) fn new(kind: RoomKind, media: CallMedia, e2ee: bool) -> Room {
         Room {
             kind,
             media,
             members: Vec::new(),
             rings: Vec::new(),
             active_speaker: None,
+            e2ee,
         }
     }
 
@@ -156,13 +161,15 @@ impl Hub {
     pub(super) fn create_room(
         &mut self,
         user: &UserId,
+        e2ee: Option<bool>,
         fx: &mut Vec<Effect>,
     ) -> Result<(), HubError> {
         if self.busy(user) {
             return Err(HubError::AlreadyInCall);
         }
+        let e2ee = self.e2ee_for(user, e2ee)?;
         self.may_open_room()?;
-        let room = self.open_room(Room::new(RoomKind::Group, CallMedia::Video));
+        let room = self.open_room(Room::new(RoomKind::Group, CallMedia::Video, e2ee));
         self.admit(user, &room, fx);
         Ok(())
     }
@@ -186,11 +193,15 @@ impl Hub {
         if self.draining {
             return Err(HubError::Draining);
         }
-        self.rooms
+        let r = self
+            .rooms
             .get(room)
             .filter(|r| !r.members.is_empty())
-            .ok_or(HubError::RoomNotFound)?
-            .check_seat(self.config.max_room_participants)?;
+            .ok_or(HubError::RoomNotFound)?;
+        if r.e2ee && !self.encrypts(user) {
+            return Err(HubError::E2eeRequired);
+        }
+        r.check_seat(self.config.max_room_participants)?;
         self.admit(user, room, fx);
         Ok(())
     }
@@ -345,7 +356,8 @@ impl Hub {
 
     /// Tells `user` they are in the room, and who speaks in it.
     pub(super) fn send_joined(&mut self, user: &UserId, room: &RoomKey, fx: &mut Vec<Effect>) {
-        let Some((kind, media)) = self.rooms.get(room).map(|r| (r.kind, r.media)) else {
+        let Some((kind, media, e2ee)) = self.rooms.get(room).map(|r| (r.kind, r.media, r.e2ee))
+        else {
             return;
         };
         let participants = self.participant_list(room, Some(user));
@@ -356,6 +368,7 @@ impl Hub {
                 kind,
                 media,
                 participants,
+                e2ee,
             },
             fx,
         );
@@ -516,15 +529,13 @@ impl Hub {
     }
 
     fn describe(&self, m: &Member) -> Participant {
+        let identity = self.online.get(&m.user).map(|o| &o.identity);
         Participant {
             id: m.user.to_string(),
-            name: self
-                .online
-                .get(&m.user)
-                .map(|o| o.identity.name.clone())
-                .unwrap_or_default(),
+            name: identity.map(|i| i.name.clone()).unwrap_or_default(),
             audio: m.audio,
             video: m.video,
+            identity_key: identity.and_then(|i| i.identity_key.clone()),
         }
     }
 }

@@ -174,7 +174,17 @@ async fn run(
         let effects = tokio::select! {
             input = inputs.recv() => {
                 let Some(input) = input else { return };
-                handle_input(&mut hub, &mut conns, input, now())
+                let mut effects = Vec::new();
+                // A state handed over must hold every media event already
+                // heard: the channels are read in no fixed order, and the
+                // task may be stopped right after.
+                if matches!(input, HubInput::Snapshot(_)) {
+                    while let Ok(event) = events.try_recv() {
+                        effects.extend(hub.handle_media_event(event));
+                    }
+                }
+                effects.extend(handle_input(&mut hub, &mut conns, input, now()));
+                effects
             }
             event = events.recv() => {
                 let Some(event) = event else {
@@ -296,8 +306,9 @@ mod tests {
     struct Running {
         hub: HubHandle,
         media: Arc<RecordingMedia>,
-        /// Kept open: the hub stops when the media plane's events end.
-        _events: mpsc::UnboundedSender<chorus_sfu::Event>,
+        /// The media plane's events (kept open: the hub stops when they
+        /// end).
+        events: mpsc::UnboundedSender<chorus_sfu::Event>,
     }
 
     fn start() -> Running {
@@ -307,7 +318,7 @@ mod tests {
         Running {
             hub: HubHandle::spawn(hub, media.clone(), events),
             media,
-            _events: events_tx,
+            events: events_tx,
         }
     }
 
@@ -316,6 +327,7 @@ mod tests {
         let (tx, rx) = mpsc::unbounded_channel();
         r.hub.send(HubInput::Register(ConnId(conn), tx));
         let identity = Identity {
+            identity_key: None,
             user_id: user.into(),
             name: user.into(),
             rooms: vec!["*".into()],
@@ -350,6 +362,7 @@ mod tests {
         assert!(matches!(next(a).await, ServerMsg::Welcome { .. }));
         assert!(matches!(next(b).await, ServerMsg::Welcome { .. }));
         let call = ClientMsg::Call {
+            e2ee: None,
             to: "b".into(),
             media: CallMedia::Audio,
         };
@@ -368,21 +381,30 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn messages_reach_connections_and_commands_the_media_plane() {
-        let r = start();
-        let (mut a, mut b) = (sign_in(&r, 1, "a"), sign_in(&r, 2, "b"));
-        let room = ring(&r, &mut a, &mut b).await;
+    /// A rings B, B accepts and A offers media.
+    async fn offering_call(
+        r: &Running,
+        a: &mut mpsc::UnboundedReceiver<Outgoing>,
+        b: &mut mpsc::UnboundedReceiver<Outgoing>,
+    ) {
+        let room = ring(r, a, b).await;
         let accept = ClientMsg::Accept {
             room_id: room.clone(),
         };
         r.hub.send(HubInput::Message(ConnId(2), accept));
-        assert!(matches!(next(&mut a).await, ServerMsg::RoomJoined { .. }));
+        assert!(matches!(next(a).await, ServerMsg::RoomJoined { .. }));
         let offer = ClientMsg::MediaOffer {
             room_id: room,
             sdp: "v=0".into(),
         };
         r.hub.send(HubInput::Message(ConnId(1), offer));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn messages_reach_connections_and_commands_the_media_plane() {
+        let r = start();
+        let (mut a, mut b) = (sign_in(&r, 1, "a"), sign_in(&r, 2, "b"));
+        offering_call(&r, &mut a, &mut b).await;
         let counts = r.hub.counts().await.expect("hub runs");
         assert_eq!(
             (counts.online, counts.rooms, counts.participants),
@@ -401,6 +423,37 @@ mod tests {
         assert_eq!(r.hub.counts().await.map(|c| c.online), Some(1));
     }
 
+    /// The state handed to the next coordinator holds every media event
+    /// heard before it was asked for, whichever channel the task reads
+    /// first (a lost offer left a moved participant without a publisher).
+    #[tokio::test(start_paused = true)]
+    async fn a_snapshot_holds_the_media_events_heard_before_it() {
+        for round in 0..16 {
+            let r = start();
+            let (mut a, mut b) = (sign_in(&r, 1, "a"), sign_in(&r, 2, "b"));
+            offering_call(&r, &mut a, &mut b).await;
+            // A's connection drops: what the media node says to A waits in
+            // the session for its resume, and so in the snapshot.
+            r.hub.send(HubInput::Closed(ConnId(1), Closure::Lost));
+            r.hub.counts().await.expect("hub runs");
+            let participant = match r.media.take().as_slice() {
+                [Command::Offer { participant, .. }] => *participant,
+                other => panic!("{other:?}"),
+            };
+            let sdp = format!("an offer in round {round}");
+            let event = chorus_sfu::Event::Offer {
+                participant,
+                sdp: sdp.clone(),
+                tracks: Vec::new(),
+            };
+            r.events.send(event).expect("hub runs");
+            let (tx, rx) = oneshot::channel();
+            r.hub.send(HubInput::Snapshot(tx));
+            let json = rx.await.expect("hub runs").expect("a snapshot");
+            assert!(json.contains(&sdp), "round {round}: the offer is lost");
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn rings_and_grace_periods_run_on_the_tasks_clock() {
         let r = start();
@@ -413,6 +466,7 @@ mod tests {
         // B's connection drops in a call: A hears after the grace period.
         let room = {
             let call = ClientMsg::Call {
+                e2ee: None,
                 to: "b".into(),
                 media: CallMedia::Audio,
             };

@@ -127,10 +127,12 @@ impl Driver {
         };
         match m {
             MsgSpec::Auth => ClientMsg::Auth {
+                identity_key: None,
                 token: "again".into(),
                 resume: None,
             },
             MsgSpec::Call(u, video) => ClientMsg::Call {
+                e2ee: None,
                 to: Self::user(u),
                 media: if *video {
                     CallMedia::Video
@@ -150,7 +152,7 @@ impl Driver {
             MsgSpec::Hangup(r) => ClientMsg::Hangup {
                 room_id: self.room(r),
             },
-            MsgSpec::CreateRoom => ClientMsg::CreateRoom {},
+            MsgSpec::CreateRoom => ClientMsg::CreateRoom { e2ee: None },
             MsgSpec::JoinRoom(r) => ClientMsg::JoinRoom {
                 room_id: self.room(r),
             },
@@ -182,6 +184,7 @@ impl Driver {
 
     fn identity(&self, u: usize, g: &Grant) -> Identity {
         Identity {
+            identity_key: None,
             user_id: USERS[u].into(),
             name: USERS[u].to_uppercase(),
             rooms: match &g.room {

@@ -1,6 +1,7 @@
 //! The call flow in virtual time: each test drives a [`Hub`] with inputs and
 //! checks the effects, exactly.
 
+mod e2ee;
 mod media;
 mod moves;
 mod ringing;
@@ -23,6 +24,7 @@ fn hub() -> Hub {
 
 fn identity(id: &str) -> Identity {
     Identity {
+        identity_key: None,
         user_id: id.into(),
         name: id.to_uppercase(),
         rooms: vec!["*".into()],
@@ -129,6 +131,7 @@ fn room_of(fx: &[Effect], conn: u64) -> Option<String> {
 /// A (conn 1) rings B (conn 2); returns the room id.
 fn ring(hub: &mut Hub, now: Instant) -> String {
     let call = ClientMsg::Call {
+        e2ee: None,
         to: "b".into(),
         media: CallMedia::Video,
     };
@@ -161,7 +164,7 @@ fn call(hub: &mut Hub, now: Instant) -> String {
 
 /// Connection 1 creates a group room and `joiners` join it; its id.
 fn group_room(h: &mut Hub, joiners: &[u64], now: Instant) -> String {
-    let fx = h.handle_message(ConnId(1), ClientMsg::CreateRoom {}, now);
+    let fx = h.handle_message(ConnId(1), ClientMsg::CreateRoom { e2ee: None }, now);
     let room = room_of(&fx, 1).expect("room created");
     for conn in joiners {
         let join = ClientMsg::JoinRoom {

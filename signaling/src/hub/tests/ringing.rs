@@ -40,6 +40,7 @@ fn accepted_call_joins_both_and_hangup_ends_it_for_both() {
     assert_eq!(h.counts().rooms, 0);
     // Both are free again.
     let call = ClientMsg::Call {
+        e2ee: None,
         to: "a".into(),
         media: CallMedia::Audio,
     };
@@ -110,6 +111,7 @@ fn calling_someone_in_a_call_is_busy() {
     let mut h = online(&[(1, "a"), (2, "b"), (3, "c")]);
     ring(&mut h, t0);
     let call = |to: &str| ClientMsg::Call {
+        e2ee: None,
         to: to.into(),
         media: CallMedia::Audio,
     };
@@ -129,6 +131,7 @@ fn calls_to_oneself_or_to_nobody_are_refused() {
     let t0 = Instant::now();
     let mut h = two_online();
     let call = |to: &str| ClientMsg::Call {
+        e2ee: None,
         to: to.into(),
         media: CallMedia::Audio,
     };
@@ -156,6 +159,7 @@ fn ringing_spam_is_rate_limited() {
     }
     let t = t0 + Duration::from_secs(limit as u64);
     let call = ClientMsg::Call {
+        e2ee: None,
         to: "b".into(),
         media: CallMedia::Audio,
     };
@@ -220,7 +224,7 @@ fn the_inviter_learns_when_an_invite_ends() {
     );
     assert_eq!(to_but_presence(&fx, 2), vec![]);
     // D is busy in a call of its own.
-    h.handle_message(ConnId(4), ClientMsg::CreateRoom {}, t0);
+    h.handle_message(ConnId(4), ClientMsg::CreateRoom { e2ee: None }, t0);
     let fx = invite(&mut h, "d");
     assert!(matches!(
         to(&fx, 1).as_slice(),

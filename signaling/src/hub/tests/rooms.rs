@@ -110,6 +110,7 @@ fn requests_for_rooms_one_is_not_in_are_refused() {
         ),
         (
             ClientMsg::Auth {
+                identity_key: None,
                 token: "x".into(),
                 resume: None,
             },
@@ -123,7 +124,7 @@ fn requests_for_rooms_one_is_not_in_are_refused() {
     refused(
         &mut h,
         2,
-        ClientMsg::CreateRoom {},
+        ClientMsg::CreateRoom { e2ee: None },
         t0,
         ErrorCode::AlreadyInCall,
     );
@@ -133,7 +134,7 @@ fn requests_for_rooms_one_is_not_in_are_refused() {
     refused(
         &mut h,
         9,
-        ClientMsg::CreateRoom {},
+        ClientMsg::CreateRoom { e2ee: None },
         t0,
         ErrorCode::NotAuthenticated,
     );
@@ -179,11 +180,12 @@ fn room_and_server_limits_are_enforced() {
     refused(
         &mut h,
         3,
-        ClientMsg::CreateRoom {},
+        ClientMsg::CreateRoom { e2ee: None },
         t0,
         ErrorCode::TooManyRooms,
     );
     let call = ClientMsg::Call {
+        e2ee: None,
         to: "b".into(),
         media: CallMedia::Audio,
     };
@@ -225,13 +227,14 @@ fn draining_refuses_new_calls_and_shutdown_ends_running_ones() {
     h.handle_drain();
     assert!(h.is_draining());
     let call = ClientMsg::Call {
+        e2ee: None,
         to: "a".into(),
         media: CallMedia::Audio,
     };
     let join = ClientMsg::JoinRoom {
         room_id: room.clone(),
     };
-    for msg in [ClientMsg::CreateRoom {}, call, join] {
+    for msg in [ClientMsg::CreateRoom { e2ee: None }, call, join] {
         refused(&mut h, 3, msg, t0, ErrorCode::Draining);
     }
     refused(&mut h, 2, invite, t0, ErrorCode::Draining);

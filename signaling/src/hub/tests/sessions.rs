@@ -117,6 +117,7 @@ fn a_dropped_connection_resumes_within_the_grace_period_unnoticed() {
     let mut h = two_online();
     let resume = resume_token(&login(&mut h, 3, "c"), 3);
     let call_b = ClientMsg::Call {
+        e2ee: None,
         to: "b".into(),
         media: CallMedia::Audio,
     };

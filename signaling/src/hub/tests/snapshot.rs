@@ -13,6 +13,7 @@ fn a_restored_hub_continues_calls_rings_and_deadlines() {
     let fx = h.handle_message(
         ConnId(1),
         ClientMsg::Call {
+            e2ee: None,
             to: "b".into(),
             media: CallMedia::Video,
         },
@@ -82,7 +83,7 @@ fn a_restored_hub_continues_calls_rings_and_deadlines() {
     assert_eq!(ended(&fx, 2), Some(EndReason::Hangup));
     assert_eq!(r.counts().rooms, 0);
     // New ids continue after the old ones.
-    let fx = r.handle_message(ConnId(3), ClientMsg::CreateRoom {}, later);
+    let fx = r.handle_message(ConnId(3), ClientMsg::CreateRoom { e2ee: None }, later);
     assert!(to(&fx, 3).iter().any(|m| matches!(
         m,
         ServerMsg::RoomJoined {
