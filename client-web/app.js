@@ -12,6 +12,7 @@
 //   mediamove.js   the call's media moving to another media node (`media_moved`)
 //   negotiation.js what a connection publishes, ICE gathering, codec pinning
 //   levels.js      who is speaking, per-person receive statistics
+//   e2ee/          end-to-end encryption: identity keys, key schedule, frame worker, security codes
 //   texts.js       what the client says: errors, why calls ended
 
 import { state, metrics, setRedraw } from './state.js';
@@ -22,6 +23,7 @@ import {
 } from './screens.js';
 import { renderCall, updateSpeaking, clearCallAudio } from './callview.js';
 import * as ring from './ringtone.js';
+import { replaceIdentity } from './e2ee/device.js';
 
 function pageTitle() {
   if (state.incoming) return `${state.incoming.from.name} is calling – Chorus`;
@@ -122,6 +124,24 @@ window.chorus = {
   ringing: () => ring.ringing(),
   audioState: () => ring.audioState(),
   signaling,
+  /** End-to-end encryption: the call's keys and frame counts, and test hooks. */
+  e2ee: {
+    /** The worker's frame counts in the current call, or null. */
+    stats: () => (state.call && state.call.crypto ? state.call.crypto.stats() : Promise.resolve(null)),
+    /** The lock is shown: every stream of the call is encrypted. */
+    allEncrypted: () => !!(state.call && state.call.crypto && state.call.crypto.allEncrypted()),
+    /** The security code with `id` in the current call (60 digits), or null. */
+    codeWith: (id) => (state.call && state.call.crypto ? state.call.crypto.codeWith(id) : Promise.resolve(null)),
+    /** From the next call on, take no key from anyone; frames that do not decrypt go to the decoders as they are. */
+    withholdKeys(on = true) {
+      state.e2eeWithhold = !!on;
+    },
+    passUndecryptable(on = true) {
+      if (state.call && state.call.crypto) state.call.crypto.passUndecryptable(on);
+    },
+    /** A new identity key pair, as a new device would have; sign in again to use it. */
+    replaceIdentity: () => replaceIdentity().then((id) => id && id.public),
+  },
   /** Restarts ICE in the current call (a new offer with iceRestart); false without a call. */
   restartIce() {
     return state.call ? state.call.session.restartIce({ now: true }) : false;

@@ -8,10 +8,12 @@ import { state, metrics, now, inCall, busyHere, redraw, showError, clearError } 
 import {
   signaling, send, sendSoon, sendIfResumed, flushAfterResume, dropAfterResume, expectingStaleErrors,
 } from './connection.js';
-import { saveName, forgetToken } from './identity.js';
+import { saveName, forgetToken, saveE2ee } from './identity.js';
 import { RESUME_GRACE_MS } from './signaling.js';
 import { acquireMedia } from './localmedia.js';
 import { CallSession, CONNECTION_PROBLEM } from './session.js';
+import { CallCrypto } from './e2ee/callcrypto.js';
+import { deviceIdentitySync } from './e2ee/device.js';
 import { iceConfigFrom } from './mediapath.js';
 import * as ring from './ringtone.js';
 import * as texts from './texts.js';
@@ -27,11 +29,11 @@ const GIVE_UP_MS = RESUME_GRACE_MS + 5000;
 
 /** Which error codes answer which request (errors carry no request id). */
 const ERRORS_FOR = {
-  call: ['cannot_call_self', 'already_in_call', 'user_not_found', 'bad_message', 'forbidden', 'rate_limited', 'too_many_rooms', 'draining', 'unavailable'],
-  accept: ['room_not_found', 'not_in_room', 'already_in_call', 'room_full', 'rate_limited', 'draining', 'unavailable'],
-  create: ['already_in_call', 'forbidden', 'bad_message', 'rate_limited', 'too_many_rooms', 'draining', 'unavailable'],
-  join: ['room_not_found', 'forbidden', 'already_in_call', 'bad_message', 'room_full', 'rate_limited', 'draining', 'unavailable'],
-  invite: ['user_not_found', 'not_in_room', 'cannot_call_self', 'already_in_call', 'room_full', 'rate_limited', 'draining', 'unavailable'],
+  call: ['cannot_call_self', 'already_in_call', 'user_not_found', 'bad_message', 'forbidden', 'rate_limited', 'too_many_rooms', 'draining', 'unavailable', 'e2ee_unsupported', 'e2ee_required'],
+  accept: ['room_not_found', 'not_in_room', 'already_in_call', 'room_full', 'rate_limited', 'draining', 'unavailable', 'e2ee_required'],
+  create: ['already_in_call', 'forbidden', 'bad_message', 'rate_limited', 'too_many_rooms', 'draining', 'unavailable', 'e2ee_required'],
+  join: ['room_not_found', 'forbidden', 'already_in_call', 'bad_message', 'room_full', 'rate_limited', 'draining', 'unavailable', 'e2ee_required'],
+  invite: ['user_not_found', 'not_in_room', 'cannot_call_self', 'already_in_call', 'room_full', 'rate_limited', 'draining', 'unavailable', 'e2ee_unsupported'],
 };
 
 /** Refusals that concern the media negotiation of the call. */
@@ -63,6 +65,22 @@ function releaseMedia() {
   }
 }
 
+/**
+ * What a new call asks for: end-to-end encryption unless the person turned
+ * it off (the server then makes it a plain call, and the call screen says
+ * so); without a word the server encrypts whenever this browser can.
+ */
+function e2eeChoice() {
+  return state.e2ee ? {} : { e2ee: false };
+}
+
+/** Turns end-to-end encryption of new calls on or off (kept on this device). */
+export function setE2ee(on) {
+  state.e2ee = !!on;
+  saveE2ee(state.e2ee);
+  redraw('lobby');
+}
+
 function resetPath() {
   if (location.pathname !== '/') history.replaceState(null, '', '/');
 }
@@ -83,7 +101,7 @@ export function startCall(user, media) {
   state.outgoing = { to: { id: user.id, name: user.name }, media, roomId: null, status: 'calling' };
   state.pending = 'call';
   openMedia(media === 'video');
-  if (!send({ type: 'call', to: user.id, media })) {
+  if (!send({ type: 'call', to: user.id, media, ...e2eeChoice() })) {
     state.outgoing = null;
     state.pending = null;
     releaseMedia();
@@ -142,7 +160,7 @@ export function newGroupCall() {
   ring.unlockAudio();
   state.notice = null;
   openMedia(true);
-  if (!send({ type: 'create_room' })) {
+  if (!send({ type: 'create_room', ...e2eeChoice() })) {
     releaseMedia();
     return;
   }
@@ -308,6 +326,7 @@ export function connectionState(s, detail) {
       // The same session: calls and rings go on, the messages sent meanwhile follow.
       flushAfterResume();
       if (state.call) state.call.session.signalingResumed();
+      if (state.call && state.call.crypto) state.call.crypto.resend();
     } else {
       // A new session: whatever went on in the old one is over.
       dropAfterResume();
@@ -396,11 +415,16 @@ export function handleMessage(msg) {
       if (c) {
         c.invites.delete(msg.participant.id);
         c.session.participantJoined(msg.participant);
+        if (c.crypto) c.crypto.joined(msg.participant);
         redraw('call');
       }
       break;
     case 'participant_left':
       if (c) c.session.participantLeft(msg.participant_id);
+      if (c && c.crypto) c.crypto.left(msg.participant_id);
+      break;
+    case 'e2ee_key':
+      if (c && c.crypto) c.crypto.receive(msg);
       break;
     case 'participant_updated':
       if (c) c.session.participantUpdated(msg.participant);
@@ -541,7 +565,19 @@ async function onRoomJoined(msg) {
   const title = msg.kind === 'group'
     ? 'Group call'
     : (out && out.to.name) || (connecting && connecting.title) || (others[0] && others[0].name) || 'Call';
+  const identity = deviceIdentitySync();
+  const crypto = msg.e2ee && identity
+    ? new CallCrypto({
+      roomId: msg.room_id,
+      me: state.me.id,
+      identity,
+      send: (m) => signaling.send(m),
+      onChange: () => redraw('call'),
+      withhold: state.e2eeWithhold,
+    })
+    : null;
   const session = new CallSession({
+    crypto,
     roomId: msg.room_id,
     kind: msg.kind,
     media: msg.media,
@@ -555,6 +591,9 @@ async function onRoomJoined(msg) {
   });
   state.call = {
     session,
+    crypto,
+    e2ee: !!msg.e2ee,
+    codesOpen: false,
     kind: msg.kind,
     media: msg.media,
     title,
@@ -568,6 +607,7 @@ async function onRoomJoined(msg) {
     local: null,
   };
   if (msg.kind === 'group') showRoomPath(msg.room_id);
+  if (crypto) crypto.start(others);
   state.screen = 'call';
   redraw();
   const entry = state.media || openMedia(msg.media === 'video');

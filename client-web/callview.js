@@ -8,6 +8,7 @@
 import { h, icon, avatar, formatDuration } from './ui.js';
 import { state, metrics, now, showError } from './state.js';
 import { hangUp, invite, toggleMic, toggleCamera } from './calls.js';
+import { buildSecurity, renderSecurity } from './securityview.js';
 import {
   COPY_FAILED, MEDIA_CONNECTING, MEDIA_RECONNECTING, MEDIA_FAILED, TILE_RECONNECTING, connectionDetail, connectionExplained,
 } from './texts.js';
@@ -42,19 +43,28 @@ function buildCallView(c) {
   v.add = h('button', { class: 'round control', 'data-testid': 'add-person', 'aria-label': 'Add person', title: 'Add person', onclick: () => { c.sheetOpen = !c.sheetOpen; renderCall(); } }, icon('personAdd'));
   v.hangup = h('button', { class: 'round control danger', 'data-testid': 'hangup', 'aria-label': 'Hang up', title: 'Hang up', onclick: hangUp }, icon('hangup'));
   v.sheet = h('div', { class: 'sheet', hidden: true, role: 'dialog', 'aria-label': 'Add someone to the call' });
+  v.security = buildSecurity(() => toggleCodes(c));
   v.root = h('section', { class: 'call' },
     h('header', { class: 'call-head' },
       h('div', { class: 'call-heading' }, v.title, h('div', { class: 'call-meta' }, v.kind, v.timer, v.conn, v.path)),
+      h('div', { class: 'call-privacy' }, v.security.lock, v.security.waiting, v.security.plain),
+      v.security.changed,
       v.share,
       v.invites),
     h('div', { class: 'stage' }, v.grid, v.waiting, v.self, v.sound),
     h('footer', { class: 'controls' }, v.mic, v.cam, v.add, v.hangup),
-    v.sheet);
+    v.sheet,
+    v.security.codes);
   c.timer = setInterval(() => {
     v.timer.textContent = formatDuration(Date.now() - c.session.joinedAt);
     expireInvites(c);
   }, 1000);
   return v;
+}
+
+function toggleCodes(c) {
+  c.codesOpen = !c.codesOpen;
+  renderCall();
 }
 
 function copyLink(v) {
@@ -140,6 +150,7 @@ export function renderCall() {
   renderLocal(c);
   renderControls(c);
   renderSheet(c);
+  renderSecurity(c, v.security, () => toggleCodes(c));
   v.sound.hidden = !state.soundBlocked;
 }
 

@@ -4,6 +4,7 @@
 
 import { Signaling } from './signaling.js';
 import { storedToken, requestToken } from './identity.js';
+import { deviceIdentity, devicePublicKey } from './e2ee/device.js';
 import { state, showError } from './state.js';
 import { NOT_CONNECTED } from './texts.js';
 
@@ -13,8 +14,10 @@ const QUIET_AFTER_RESUME_MS = 5000;
 const listeners = { message: () => {}, state: () => {} };
 
 export const signaling = new Signaling({
-  token: () => storedToken(state.name),
-  freshToken: () => requestToken(state.name),
+  // The identity key is loaded before the first `auth`, which carries it.
+  token: () => deviceIdentity().then(() => storedToken(state.name)),
+  freshToken: () => deviceIdentity().then(() => requestToken(state.name)),
+  identityKey: () => devicePublicKey(),
   onMessage: (msg) => listeners.message(msg),
   onState: (s, detail) => listeners.state(s, detail),
 });

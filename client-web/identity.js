@@ -6,6 +6,7 @@ import { TOKEN_ERRORS, CANNOT_REACH, tokenRefused } from './texts.js';
 
 const IDENTITY_KEY = 'chorus.identity';
 const NAME_KEY = 'chorus.name';
+const E2EE_KEY = 'chorus.e2ee';
 /** A token this close to its expiry is not used for a new connection. */
 const EXPIRY_MARGIN_MS = 60000;
 
@@ -24,6 +25,15 @@ function loadIdentity() {
   } catch {
     return null;
   }
+}
+
+/** Whether new calls from this device are end-to-end encrypted (on unless turned off). */
+export function savedE2ee() {
+  return localStorage.getItem(E2EE_KEY) !== 'off';
+}
+
+export function saveE2ee(on) {
+  localStorage.setItem(E2EE_KEY, on ? 'on' : 'off');
 }
 
 /** Signing out: the next sign-in asks for a new token. The name stays as a suggestion. */

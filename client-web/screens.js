@@ -7,8 +7,9 @@ import { h, icon, avatar } from './ui.js';
 import { state, redraw, clearError } from './state.js';
 import { signaling } from './connection.js';
 import {
-  startCall, cancelCall, acceptCall, declineCall, newGroupCall, changeName, submitName, signOut,
+  startCall, cancelCall, acceptCall, declineCall, newGroupCall, changeName, submitName, signOut, setE2ee,
 } from './calls.js';
+import { canEncrypt } from './e2ee/device.js';
 import * as ring from './ringtone.js';
 import { NAME_MISSING } from './texts.js';
 
@@ -127,12 +128,15 @@ function buildLobby() {
   v.emptyTitle = h('p', {});
   v.emptyHelp = h('p', { class: 'muted' }, 'Send this page\'s address to someone, or start a group call and share its link.');
   v.empty = h('div', { class: 'empty' }, v.emptyTitle, v.emptyHelp);
+  v.e2ee = h('input', { type: 'checkbox', 'data-testid': 'e2ee-option', onchange: () => setE2ee(v.e2ee.checked) });
+  v.e2eeLabel = h('label', { class: 'option' }, v.e2ee, h('span', {}, 'Encrypt my calls end to end'));
   v.root = h('section', { class: 'lobby' },
     v.notice,
     h('div', { class: 'lobby-head' },
       h('div', {}, v.hello, h('p', { class: 'muted' }, 'Call someone who is online, or start a group call.')),
       v.group),
-    h('div', { class: 'card people-card' }, h('h2', {}, 'Online now', v.count), v.list, v.empty));
+    h('div', { class: 'card people-card' }, h('h2', {}, 'Online now', v.count), v.list, v.empty),
+    v.e2eeLabel);
   return v;
 }
 
@@ -161,6 +165,10 @@ export function renderLobby() {
   v.notice.replaceChildren(...[statusNotice()].filter(Boolean));
   v.hello.textContent = state.me ? `Hi, ${state.me.name}` : 'Chorus';
   v.group.disabled = !online;
+  // Browsers that cannot encrypt frames make plain calls only.
+  v.e2ee.checked = state.e2ee && canEncrypt();
+  v.e2ee.disabled = !canEncrypt();
+  v.e2eeLabel.title = canEncrypt() ? 'Nobody but the people in a call can see or hear it, the server included' : 'This browser cannot encrypt calls end to end';
   v.count.textContent = String(state.users.length);
   const seen = new Set();
   let prev = null;

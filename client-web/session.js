@@ -64,6 +64,8 @@ export class CallSession {
    *   TURN servers and policy from the latest `welcome` (mediapath.js `iceConfigFrom`)
    */
   constructor(o) {
+    /** End-to-end encryption of the call's frames (e2ee/callcrypto.js), or null. */
+    this.crypto = o.crypto || null;
     this.roomId = o.roomId;
     this.kind = o.kind;
     this.media = o.media;
@@ -164,12 +166,14 @@ export class CallSession {
    */
   connect() {
     const pc = this.newPeerConnection();
-    pc.addEventListener('track', () => {
+    pc.addEventListener('track', (ev) => {
+      if (this.crypto) this.crypto.protectReceiver(ev.receiver);
       if (pc === this.pc) this.syncReceivers();
     });
     pc.addEventListener('connectionstatechange', () => this.connectionChanged(pc));
     pc.addEventListener('iceconnectionstatechange', () => this.iceStateChanged(pc));
     const { audioTx, videoTx } = addPublishing(pc, this.local);
+    if (this.crypto) this.crypto.protectSenders(audioTx, videoTx);
     this.pc = pc;
     this.audioTx = audioTx;
     this.videoTx = videoTx;
@@ -750,6 +754,7 @@ export class CallSession {
     clearTimeout(this.iceTimer);
     if (this.move) this.move.close();
     if (this.pc) this.pc.close();
+    if (this.crypto) this.crypto.close();
     if (this.local) for (const t of this.local.stream.getTracks()) t.stop();
     if (this.local && this.local.videoTrack) this.local.videoTrack.stop();
   }

@@ -39,6 +39,7 @@ export class Signaling {
    * @param {object} opts
    * @param {() => Promise<string>} opts.token the stored token (or a new one)
    * @param {() => Promise<string>} opts.freshToken a new token, the stored one was refused
+   * @param {() => string|null} [opts.identityKey] this device's public identity key, sent in `auth`
    * @param {(msg: object) => void} opts.onMessage every server message after `welcome`
    * @param {(state: string, detail?: object) => void} opts.onState
    *   `connecting`, `online` (detail: welcome, with `resumed`), `lost` (will retry), `replaced`, `failed`,
@@ -182,6 +183,9 @@ export class Signaling {
     ws.onopen = () => {
       const auth = { type: 'auth', token };
       if (this.resumeToken) auth.resume = this.resumeToken;
+      // This device's identity key: its calls are end-to-end encrypted.
+      const identityKey = this.opts.identityKey ? this.opts.identityKey() : null;
+      if (identityKey) auth.identity_key = identityKey;
       ws.send(JSON.stringify(auth));
     };
     ws.onmessage = (ev) => {

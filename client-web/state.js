@@ -2,7 +2,7 @@
 // the screens draw. Nothing here touches the DOM: after a change the flow
 // calls `redraw(part)` and the page (app.js) redraws that part.
 
-import { savedName } from './identity.js';
+import { savedName, savedE2ee } from './identity.js';
 
 export const state = {
   name: savedName(),
@@ -13,7 +13,7 @@ export const state = {
   incoming: null, // incoming_call message
   outgoing: null, // { to, media, roomId, status }
   connecting: null, // { title, id?, media, roomId? } while accept/join/create waits for room_joined
-  call: null, // { session, kind, media, title, invites: Map, view, tiles, local, activeSpeaker, inviteNote, sheetOpen, timer }
+  call: null, // { session, crypto, e2ee, codesOpen, kind, media, title, invites: Map, view, tiles, local, activeSpeaker, inviteNote, sheetOpen, timer }
   notice: null, // { status, detail }
   pending: null, // call | accept | create | join | invite
   pendingRoom: roomFromPath(),
@@ -23,6 +23,10 @@ export const state = {
   connError: '',
   error: null, // { text, topic } shown in the banner
   soundBlocked: false,
+  // New calls are end-to-end encrypted (the lobby's switch).
+  e2ee: savedE2ee(),
+  // Test hook: calls never take the others' keys (docs/security.md).
+  e2eeWithhold: false,
   // How calls reach the media node, from the latest `welcome` (mediapath.js `iceConfigFrom`).
   ice: { iceServers: [], iceTransportPolicy: 'all' },
 };

@@ -27,7 +27,20 @@ export const ERROR_TEXT = {
   sdp_too_large: 'This browser\'s media setup was too large for the server.',
   draining: 'The server is restarting, so no new calls can start right now.',
   unavailable: 'The server cannot reach the rest of its cluster just now: try again in a moment.',
+  e2ee_required: 'That call is end-to-end encrypted, and this browser cannot encrypt calls.',
+  e2ee_unsupported: 'Their app cannot take end-to-end encrypted calls. To call them anyway, turn off "Encrypt my calls end to end" in the lobby.',
 };
+
+/** The call screen's word on encryption. */
+export const E2EE_ON = 'End-to-end encrypted';
+export const E2EE_WAITING = 'Setting up end-to-end encryption…';
+export const E2EE_OFF = 'Not end-to-end encrypted: the server can see and hear this call';
+export const E2EE_EXPLAINED = 'Only the people in this call can see and hear it: not the server, not its operator. Compare the security code with each person (read the digits out to each other): when they match, nobody is in between.';
+
+/** A member's identity key differs from the one this device saw before. */
+export function securityCodeChanged(names) {
+  return `${names.join(', ')}'s security code changed. Verify it again to be sure this call is private.`;
+}
 
 export const UNKNOWN_ERROR = 'Something went wrong on the server.';
 
