@@ -85,3 +85,82 @@ test('a page that does not get the keys receives the packets but decodes no vide
   await ada.context.close();
   await eve.context.close();
 });
+
+test('a group of 3 is encrypted end to end and stays so when one leaves', async () => {
+  const ada = await openPerson(env.browser, env.server.url, 'Ada3');
+  const a = ada.page;
+  await a.getByTestId('new-group-call').click();
+  const link = a.getByTestId('room-link');
+  await link.waitFor();
+  const url = (await link.textContent()).trim();
+  const bo = await openPerson(env.browser, url, 'Bo3', { waitFor: 'call' });
+  const cy = await openPerson(env.browser, url, 'Cy3', { waitFor: 'call' });
+  const people = [[a, ['Bo3', 'Cy3']], [bo.page, ['Ada3', 'Cy3']], [cy.page, ['Ada3', 'Bo3']]];
+  for (const [page, others] of people) await expectMedia(page, others);
+  for (const [page] of people) await page.getByTestId('e2ee-lock').waitFor({ state: 'visible' });
+  // One code per member, each the same on the member's own screen.
+  const ids = {};
+  for (const [page, name] of [[a, 'Ada3'], [bo.page, 'Bo3'], [cy.page, 'Cy3']]) {
+    ids[name] = await page.evaluate(() => window.chorus.state.me.id);
+  }
+  assert.equal(await shownCode(a, ids.Bo3), await shownCode(bo.page, ids.Ada3));
+  assert.equal(await shownCode(a, ids.Cy3), await shownCode(cy.page, ids.Ada3));
+  assert.notEqual(await shownCode(a, ids.Bo3), await shownCode(a, ids.Cy3));
+  await screenshot(a, 'group-e2ee-codes');
+  // Cy leaves: Ada and Bo switch to new keys and go on seeing each other.
+  await cy.page.getByTestId('hangup').click();
+  await until('Cy to leave Ada\'s grid', async () => (await remoteTile(a, 'Cy3').count()) === 0);
+  const before = await Promise.all([a, bo.page].map(workerStats));
+  await new Promise((r) => setTimeout(r, 2500)); // past the key switch (1 s after the new key went out)
+  await expectMedia(a, ['Bo3']);
+  await expectMedia(bo.page, ['Ada3']);
+  const after = await Promise.all([a, bo.page].map(workerStats));
+  for (const i of [0, 1]) {
+    assert.ok(after[i].decrypted > before[i].decrypted + 50, JSON.stringify([before[i], after[i]]));
+    assert.equal(after[i].failed, before[i].failed, 'no frame failed across the key switch');
+  }
+  for (const p of [ada, bo, cy]) await p.context.close();
+});
+
+test('the next call shows "security code changed" when a contact\'s identity key changed', async () => {
+  const ada = await openPerson(env.browser, env.server.url, 'Ava');
+  const bo = await openPerson(env.browser, env.server.url, 'Ben');
+  const [a, b] = [ada.page, bo.page];
+  const benId = await b.evaluate(() => window.chorus.state.me.id);
+  await call(a, b, 'Ben');
+  await a.getByTestId('e2ee-lock').waitFor({ state: 'visible' });
+  const code = await shownCode(a, benId);
+  assert.equal(await a.getByTestId('security-code-changed').isVisible(), false, 'a first call: nothing to compare with');
+  await a.getByTestId('hangup').click();
+  await a.getByTestId('new-group-call').waitFor();
+  // Ben's device gets a new identity key (as a new phone would) and signs in again.
+  await b.evaluate(() => window.chorus.e2ee.replaceIdentity());
+  await b.reload();
+  await b.getByTestId('new-group-call').waitFor();
+  await until('Ben to be online again', () => onlineUser(a, 'Ben').isVisible());
+  await call(a, b, 'Ben');
+  await a.getByTestId('security-code-changed').waitFor({ state: 'visible' });
+  assert.match(await a.getByTestId('security-code-changed').textContent(), /Ben's security code changed/);
+  assert.notEqual(await shownCode(a, benId), code);
+  await screenshot(a, 'call-e2ee-code-changed');
+  await ada.context.close();
+  await bo.context.close();
+});
+
+test('with encryption turned off the call says plainly that it is not end-to-end encrypted', async () => {
+  const ada = await openPerson(env.browser, env.server.url, 'Abe');
+  const bo = await openPerson(env.browser, env.server.url, 'Bea');
+  const [a, b] = [ada.page, bo.page];
+  await a.getByTestId('e2ee-option').uncheck();
+  await call(a, b, 'Bea');
+  await expectMedia(a, ['Bea']);
+  await expectMedia(b, ['Abe']);
+  for (const page of [a, b]) {
+    await page.getByTestId('e2ee-off').waitFor({ state: 'visible' });
+    assert.equal(await page.getByTestId('e2ee-lock').isVisible(), false);
+    assert.equal(await workerStats(page), null, 'no frame worker in a plain call');
+  }
+  await screenshot(b, 'call-not-e2ee');
+  await ada.context.close();
+  await bo.context.close();
+});
