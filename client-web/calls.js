@@ -8,11 +8,12 @@ import { state, metrics, now, inCall, busyHere, redraw, showError, clearError } 
 import {
   signaling, send, sendSoon, sendIfResumed, flushAfterResume, dropAfterResume, expectingStaleErrors,
 } from './connection.js';
-import { saveName, forgetToken, saveE2ee } from './identity.js';
+import { saveName, forgetToken, saveE2ee, saveProtectIp } from './identity.js';
 import { RESUME_GRACE_MS } from './signaling.js';
 import { acquireMedia } from './localmedia.js';
 import { CallSession, CONNECTION_PROBLEM } from './session.js';
 import { CallCrypto } from './e2ee/callcrypto.js';
+import { DirectLink } from './direct.js';
 import { deviceIdentitySync } from './e2ee/device.js';
 import { iceConfigFrom } from './mediapath.js';
 import * as ring from './ringtone.js';
@@ -72,6 +73,13 @@ function releaseMedia() {
  */
 function e2eeChoice() {
   return state.e2ee ? {} : { e2ee: false };
+}
+
+/** "Protect IP address in calls" on or off (kept on this device); from the next call on. */
+export function setProtectIp(on) {
+  state.protectIp = !!on;
+  saveProtectIp(state.protectIp);
+  redraw('lobby');
 }
 
 /** Turns end-to-end encryption of new calls on or off (kept on this device). */
@@ -416,6 +424,8 @@ export function handleMessage(msg) {
         c.invites.delete(msg.participant.id);
         c.session.participantJoined(msg.participant);
         if (c.crypto) c.crypto.joined(msg.participant);
+        // A third person: the call goes back through the media node.
+        if (c.session.direct) c.session.direct.leave();
         redraw('call');
       }
       break;
@@ -425,6 +435,9 @@ export function handleMessage(msg) {
       break;
     case 'e2ee_key':
       if (c && c.crypto) c.crypto.receive(msg);
+      break;
+    case 'direct_signal':
+      if (c && c.session.direct && c.session.direct.peer === msg.from) c.session.direct.handle(msg.data);
       break;
     case 'participant_updated':
       if (c) c.session.participantUpdated(msg.participant);
@@ -608,6 +621,10 @@ async function onRoomJoined(msg) {
   };
   if (msg.kind === 'group') showRoomPath(msg.room_id);
   if (crypto) crypto.start(others);
+  // Two people: they try a connection of their own (direct.js).
+  if (msg.kind === 'call' && others.length === 1) {
+    session.direct = new DirectLink(session, { me: state.me.id, peer: others[0].id, allowed: !state.protectIp });
+  }
   state.screen = 'call';
   redraw();
   const entry = state.media || openMedia(msg.media === 'video');

@@ -10,7 +10,7 @@ import { state, metrics, now, showError } from './state.js';
 import { hangUp, invite, toggleMic, toggleCamera } from './calls.js';
 import { buildSecurity, renderSecurity } from './securityview.js';
 import {
-  COPY_FAILED, MEDIA_CONNECTING, MEDIA_RECONNECTING, MEDIA_FAILED, TILE_RECONNECTING, connectionDetail, connectionExplained,
+  COPY_FAILED, DIRECT_PATH, DIRECT_EXPLAINED, MEDIA_CONNECTING, MEDIA_RECONNECTING, MEDIA_FAILED, TILE_RECONNECTING, connectionDetail, connectionExplained,
 } from './texts.js';
 
 /** Tile size reports wait for layout to settle this long. */
@@ -113,6 +113,8 @@ export function renderCall() {
   const s = c.session;
   const people = [...s.participants.values()];
   v.root.dataset.kind = c.kind;
+  // Browser to browser, not through the media node (direct.js).
+  v.root.dataset.direct = s.direct && s.direct.active() ? 'true' : 'false';
   v.root.dataset.media = c.media;
   v.title.textContent = c.kind === 'group'
     ? `Group call · ${people.length + 1} ${people.length + 1 === 1 ? 'person' : 'people'}`
@@ -162,9 +164,11 @@ function renderPath(v, path) {
     return;
   }
   v.path.dataset.path = path.path;
-  v.path.textContent = connectionDetail(path);
-  v.path.title = connectionExplained(path);
-  v.path.setAttribute('aria-label', connectionExplained(path));
+  // Over a direct connection the media node carries nothing: say so.
+  const direct = v.root.dataset.direct === 'true';
+  v.path.textContent = direct ? DIRECT_PATH : connectionDetail(path);
+  v.path.title = direct ? DIRECT_EXPLAINED : connectionExplained(path);
+  v.path.setAttribute('aria-label', v.path.title);
 }
 
 function renderLocal(c) {

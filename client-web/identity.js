@@ -7,6 +7,7 @@ import { TOKEN_ERRORS, CANNOT_REACH, tokenRefused } from './texts.js';
 const IDENTITY_KEY = 'chorus.identity';
 const NAME_KEY = 'chorus.name';
 const E2EE_KEY = 'chorus.e2ee';
+const PROTECT_IP_KEY = 'chorus.protectIp';
 /** A token this close to its expiry is not used for a new connection. */
 const EXPIRY_MARGIN_MS = 60000;
 
@@ -34,6 +35,15 @@ export function savedE2ee() {
 
 export function saveE2ee(on) {
   localStorage.setItem(E2EE_KEY, on ? 'on' : 'off');
+}
+
+/** "Protect IP address in calls": calls never connect browser to browser. */
+export function savedProtectIp() {
+  return localStorage.getItem(PROTECT_IP_KEY) === 'on';
+}
+
+export function saveProtectIp(on) {
+  localStorage.setItem(PROTECT_IP_KEY, on ? 'on' : 'off');
 }
 
 /** Signing out: the next sign-in asks for a new token. The name stays as a suggestion. */

@@ -7,7 +7,7 @@ import { h, icon, avatar } from './ui.js';
 import { state, redraw, clearError } from './state.js';
 import { signaling } from './connection.js';
 import {
-  startCall, cancelCall, acceptCall, declineCall, newGroupCall, changeName, submitName, signOut, setE2ee,
+  startCall, cancelCall, acceptCall, declineCall, newGroupCall, changeName, submitName, signOut, setE2ee, setProtectIp,
 } from './calls.js';
 import { canEncrypt } from './e2ee/device.js';
 import * as ring from './ringtone.js';
@@ -130,13 +130,18 @@ function buildLobby() {
   v.empty = h('div', { class: 'empty' }, v.emptyTitle, v.emptyHelp);
   v.e2ee = h('input', { type: 'checkbox', 'data-testid': 'e2ee-option', onchange: () => setE2ee(v.e2ee.checked) });
   v.e2eeLabel = h('label', { class: 'option' }, v.e2ee, h('span', {}, 'Encrypt my calls end to end'));
+  v.protectIp = h('input', { type: 'checkbox', 'data-testid': 'protect-ip', onchange: () => setProtectIp(v.protectIp.checked) });
+  v.protectIpLabel = h('label', {
+    class: 'option', title: 'Calls with one other person go through the server, so they never see your IP address (a little more delay)',
+  }, v.protectIp, h('span', {}, 'Protect IP address in calls'));
   v.root = h('section', { class: 'lobby' },
     v.notice,
     h('div', { class: 'lobby-head' },
       h('div', {}, v.hello, h('p', { class: 'muted' }, 'Call someone who is online, or start a group call.')),
       v.group),
     h('div', { class: 'card people-card' }, h('h2', {}, 'Online now', v.count), v.list, v.empty),
-    v.e2eeLabel);
+    v.e2eeLabel,
+    v.protectIpLabel);
   return v;
 }
 
@@ -168,6 +173,7 @@ export function renderLobby() {
   // Browsers that cannot encrypt frames make plain calls only.
   v.e2ee.checked = state.e2ee && canEncrypt();
   v.e2ee.disabled = !canEncrypt();
+  v.protectIp.checked = state.protectIp;
   v.e2eeLabel.title = canEncrypt() ? 'Nobody but the people in a call can see or hear it, the server included' : 'This browser cannot encrypt calls end to end';
   v.count.textContent = String(state.users.length);
   const seen = new Set();

@@ -66,6 +66,8 @@ export class CallSession {
   constructor(o) {
     /** End-to-end encryption of the call's frames (e2ee/callcrypto.js), or null. */
     this.crypto = o.crypto || null;
+    /** A 1:1 call's direct connection (direct.js), set by the call flow, or null. */
+    this.direct = null;
     this.roomId = o.roomId;
     this.kind = o.kind;
     this.media = o.media;
@@ -157,6 +159,7 @@ export class CallSession {
     this.local = local;
     this.connect();
     this.offer();
+    if (this.direct) this.direct.start();
     this.statsTimer = setInterval(() => this.pollStats(), STATS_POLL_MS);
   }
 
@@ -566,7 +569,7 @@ export class CallSession {
       this.move.check();
       return;
     }
-    this.receivers = this.currentReceivers();
+    this.receivers = this.direct && this.direct.active() ? this.direct.receivers() : this.currentReceivers();
     this.applyReceivers();
   }
 
@@ -693,12 +696,15 @@ export class CallSession {
    * begins meanwhile brings a new sender, so they are looked at again.
    */
   async sendVideo(track) {
+    if (this.direct) await this.direct.sendVideo(track);
+    // Over a direct connection, the media node gets nothing.
+    const want = this.direct && this.direct.state === 'active' ? null : track;
     for (let round = 0; round < 3; round += 1) {
       const current = this.videoTx && this.videoTx.sender;
       const senders = [current, this.move && this.move.old.videoTx && this.move.old.videoTx.sender];
-      const stale = senders.filter((s) => s && s.track !== track);
+      const stale = senders.filter((s) => s && s.track !== want);
       if (!stale.length) return;
-      await Promise.all(stale.map((s) => s.replaceTrack(track).catch((err) => {
+      await Promise.all(stale.map((s) => s.replaceTrack(want).catch((err) => {
         // An old connection closed meanwhile does not matter.
         if (s === current) throw err;
       })));
@@ -720,7 +726,9 @@ export class CallSession {
     const pc = this.pc;
     // While the media moves, the tiles play the old connection's tracks:
     // their levels are in its report.
-    const playing = this.move ? this.move.old.pc : pc;
+    // Over a direct connection (direct.js), in its report.
+    const direct = this.direct && this.direct.active() ? this.direct.pc : null;
+    const playing = direct || (this.move ? this.move.old.pc : pc);
     let report;
     let levels;
     try {
@@ -754,6 +762,7 @@ export class CallSession {
     clearTimeout(this.iceTimer);
     if (this.move) this.move.close();
     if (this.pc) this.pc.close();
+    if (this.direct) this.direct.close();
     if (this.crypto) this.crypto.close();
     if (this.local) for (const t of this.local.stream.getTracks()) t.stop();
     if (this.local && this.local.videoTrack) this.local.videoTrack.stop();

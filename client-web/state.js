@@ -2,7 +2,7 @@
 // the screens draw. Nothing here touches the DOM: after a change the flow
 // calls `redraw(part)` and the page (app.js) redraws that part.
 
-import { savedName, savedE2ee } from './identity.js';
+import { savedName, savedE2ee, savedProtectIp } from './identity.js';
 
 export const state = {
   name: savedName(),
@@ -25,6 +25,8 @@ export const state = {
   soundBlocked: false,
   // New calls are end-to-end encrypted (the lobby's switch).
   e2ee: savedE2ee(),
+  // 1:1 calls stay on the media node: the other side never sees this address.
+  protectIp: savedProtectIp(),
   // Test hook: calls never take the others' keys (docs/security.md).
   e2eeWithhold: false,
   // How calls reach the media node, from the latest `welcome` (mediapath.js `iceConfigFrom`).

@@ -31,6 +31,10 @@ export const ERROR_TEXT = {
   e2ee_unsupported: 'Their app cannot take end-to-end encrypted calls. To call them anyway, turn off "Encrypt my calls end to end" in the lobby.',
 };
 
+/** The call header while a 1:1 call goes browser to browser (direct.js). */
+export const DIRECT_PATH = 'Direct';
+export const DIRECT_EXPLAINED = 'Your browsers are connected to each other: the call does not go through the server';
+
 /** The call screen's word on encryption. */
 export const E2EE_ON = 'End-to-end encrypted';
 export const E2EE_WAITING = 'Setting up end-to-end encryption…';

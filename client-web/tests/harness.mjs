@@ -100,10 +100,15 @@ export async function launchBrowser(extraArgs = [], { executablePath = process.e
 /**
  * A person: their own browser context (own localStorage) and page.
  * Opens `url` and, when the name form shows, signs in as `name`.
- * `onPage(page)` runs before the page loads.
+ * `onPage(page)` runs before the page loads. Their 1:1 calls stay on the
+ * media node ("Protect IP address in calls"), which is what most tests
+ * look at, unless `direct` (direct.test.mjs).
  */
-export async function openPerson(browser, url, name, { viewport = { width: 1100, height: 720 }, waitFor = 'lobby', init = null, onPage = null } = {}) {
+export async function openPerson(browser, url, name, {
+  viewport = { width: 1100, height: 720 }, waitFor = 'lobby', init = null, onPage = null, direct = false,
+} = {}) {
   const context = await browser.newContext({ viewport, permissions: ['camera', 'microphone'] });
+  if (!direct) await context.addInitScript(() => localStorage.setItem('chorus.protectIp', 'on'));
   if (init) await context.addInitScript(init);
   const page = await context.newPage();
   // E.g. to listen to the page's WebSocket frames from the first one on.
@@ -196,6 +201,13 @@ export function serverAndBrowser() {
 export async function cleanup({ browser, server }) {
   if (browser) await browser.close().catch(() => {});
   if (server) await server.stop().catch(() => {});
+}
+
+/** A gauge or counter from the server's /metrics (0 when absent). */
+export async function metric(server, name) {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  const m = text.match(new RegExp(`^${name} (\\d+(?:\\.\\d+)?)$`, 'm'));
+  return m ? Number(m[1]) : 0;
 }
 
 /** The lobby row of `name` on `page`. */

@@ -23,7 +23,7 @@ import { writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import {
   startServer, launchBrowser, openPerson, until, expectMedia, screenshot, onlineUser, OUTPUT_DIR,
-  opened, stopOpened,
+  opened, stopOpened, metric,
 } from './harness.mjs';
 import { browserNamespace, SERVER_IP } from './netns.mjs';
 import { startCoturn } from './coturn.mjs';
@@ -85,13 +85,6 @@ async function blockedSetup({ blockUdp = true, blockMediaTcp = false } = {}) {
   const browser = await launchBrowser([`--unsafely-treat-insecure-origin-as-secure=${server.url}`], { executablePath: ns.chromium });
   opened('browser', () => browser.close());
   return { ns, server, browser, tcpPort };
-}
-
-/** A gauge or counter from the server's /metrics (0 when absent). */
-async function metric(server, name) {
-  const text = await (await fetch(`${server.url}/metrics`)).text();
-  const m = text.match(new RegExp(`^${name} (\\d+(?:\\.\\d+)?)$`, 'm'));
-  return m ? Number(m[1]) : 0;
 }
 
 /** The page's `connection-detail` once media flows: its data-path and text. */

@@ -289,6 +289,17 @@ pub enum ClientMsg {
         /// At most [`MAX_E2EE_DATA_LEN`] bytes.
         data: String,
     },
+    /// An opaque message for the other member of a 1:1 call, to set up a
+    /// direct connection between the two browsers (SDP offers and
+    /// answers). The server only routes it.
+    DirectSignal {
+        /// The call.
+        room_id: String,
+        /// The other member's user id.
+        to: String,
+        /// At most the SDP size limit.
+        data: String,
+    },
 }
 
 /// Whether a publisher should send one simulcast layer.
@@ -476,6 +487,15 @@ pub enum ServerMsg {
         /// As the sender sent it.
         data: String,
     },
+    /// The other member's `direct_signal` message for you.
+    DirectSignal {
+        /// The call.
+        room_id: String,
+        /// The sender's user id.
+        from: String,
+        /// As the sender sent it.
+        data: String,
+    },
     /// A request failed. The connection stays open unless `code` is
     /// `invalid_token` or `not_authenticated`.
     Error {
@@ -579,6 +599,7 @@ pub const CLIENT_TYPES: &[&str] = &[
     "media_state",
     "video_size",
     "e2ee_key",
+    "direct_signal",
 ];
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
-//! End-to-end encrypted rooms: who may be in one, and the opaque key
-//! messages members send each other. The hub never reads those: it checks
-//! that both ends are in the room and passes the message on.
+//! End-to-end encrypted rooms: who may be in one, and the opaque messages
+//! members send each other (wrapped media keys, and the offers and answers
+//! of a direct connection in a 1:1 call). The hub never reads those: it
+//! checks that both ends are in the room and passes the message on.
 
 use super::{Effect, Hub, HubError, RoomKey, UserId};
-use crate::protocol::{MAX_E2EE_DATA_LEN, ServerMsg};
+use crate::protocol::{MAX_E2EE_DATA_LEN, RoomKind, ServerMsg};
 
 impl Hub {
     /// The user's client encrypts media end to end.
@@ -29,17 +30,24 @@ impl Hub {
         Ok(e2ee)
     }
 
-    /// `e2ee_key`: passed on to `to`, another member of the room.
-    pub(super) fn e2ee_key(
+    /// `e2ee_key` or `direct_signal` from `user`: passed on to `to`,
+    /// another member of the room (of a 1:1 call, for `direct_signal`).
+    pub(super) fn pass_to_member(
         &mut self,
         user: &UserId,
         room: &RoomKey,
         to: &UserId,
-        data: String,
+        what: ToMember,
         fx: &mut Vec<Effect>,
     ) -> Result<(), HubError> {
-        if data.len() > MAX_E2EE_DATA_LEN {
-            return Err(HubError::E2eeDataTooLarge);
+        match &what {
+            ToMember::E2eeKey(data) if data.len() > MAX_E2EE_DATA_LEN => {
+                return Err(HubError::E2eeDataTooLarge);
+            }
+            ToMember::DirectSignal(data) if data.len() > self.config.max_sdp_bytes => {
+                return Err(HubError::SdpTooLarge);
+            }
+            _ => {}
         }
         let r = self
             .rooms
@@ -49,12 +57,31 @@ impl Hub {
         if to == user || r.member(to).is_none() {
             return Err(HubError::NotInRoom);
         }
-        let msg = ServerMsg::E2eeKey {
-            room_id: room.to_string(),
-            from: user.to_string(),
-            data,
+        if matches!(what, ToMember::DirectSignal(_)) && r.kind != RoomKind::Call {
+            return Err(HubError::NotDirect);
+        }
+        let (room_id, from) = (room.to_string(), user.to_string());
+        let msg = match what {
+            ToMember::E2eeKey(data) => ServerMsg::E2eeKey {
+                room_id,
+                from,
+                data,
+            },
+            ToMember::DirectSignal(data) => ServerMsg::DirectSignal {
+                room_id,
+                from,
+                data,
+            },
         };
         self.send_to(to, msg, fx);
         Ok(())
     }
+}
+
+/// An opaque message from one member of a room for another.
+pub(super) enum ToMember {
+    /// A wrapped media key.
+    E2eeKey(String),
+    /// An offer or answer of a direct connection in a 1:1 call.
+    DirectSignal(String),
 }

@@ -241,7 +241,12 @@ impl Hub {
                 height,
             } => self.video_size(user, &room_id.into(), mid, width, height, &mut fx),
             ClientMsg::E2eeKey { room_id, to, data } => {
-                self.e2ee_key(user, &room_id.into(), &to.into(), data, &mut fx)
+                let what = e2ee::ToMember::E2eeKey(data);
+                self.pass_to_member(user, &room_id.into(), &to.into(), what, &mut fx)
+            }
+            ClientMsg::DirectSignal { room_id, to, data } => {
+                let what = e2ee::ToMember::DirectSignal(data);
+                self.pass_to_member(user, &room_id.into(), &to.into(), what, &mut fx)
             }
         };
         if let Err(e) = result {

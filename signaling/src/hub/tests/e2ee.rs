@@ -157,3 +157,41 @@ fn key_messages_reach_one_member_of_the_same_room_only() {
     let big = "x".repeat(MAX_E2EE_DATA_LEN + 1);
     refused(&mut h, 1, key("b", &big), now, ErrorCode::BadMessage);
 }
+
+#[test]
+fn direct_connection_messages_pass_between_the_two_of_a_1_1_call_only() {
+    let now = Instant::now();
+    let mut h = encrypting_pair();
+    let fx = h.handle_message(ConnId(1), call_msg("b", None), now);
+    let room = room_of(&fx, 1).expect("rings");
+    let signal = |to: &str, data: &str| ClientMsg::DirectSignal {
+        room_id: room.clone(),
+        to: to.into(),
+        data: data.into(),
+    };
+    // Not before both are in the call.
+    refused(&mut h, 1, signal("b", "offer"), now, ErrorCode::NotInRoom);
+    let accept = ClientMsg::Accept {
+        room_id: room.clone(),
+    };
+    h.handle_message(ConnId(2), accept, now);
+    let fx = h.handle_message(ConnId(1), signal("b", "offer"), now);
+    assert_eq!(fx.len(), 1, "{fx:?}");
+    assert_eq!(
+        to(&fx, 2),
+        vec![ServerMsg::DirectSignal {
+            room_id: room.clone(),
+            from: "a".into(),
+            data: "offer".into(),
+        }]
+    );
+    let big = "x".repeat(HubConfig::default().max_sdp_bytes + 1);
+    refused(&mut h, 2, signal("a", &big), now, ErrorCode::SdpTooLarge);
+    // D joins: a group call has no direct connections.
+    login_with(&mut h, 4, "d", Some("KEY-D"));
+    let join = ClientMsg::JoinRoom {
+        room_id: room.clone(),
+    };
+    h.handle_message(ConnId(4), join, now);
+    refused(&mut h, 1, signal("b", "offer"), now, ErrorCode::NotInRoom);
+}

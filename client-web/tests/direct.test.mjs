@@ -1,0 +1,91 @@
+// Direct 1:1 calls: two browsers connect to each other and the media node
+// forwards none of the call's packets; a third person joining moves both
+// back to the media node without a visible break; "Protect IP address in
+// calls" keeps a call on the media node.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  serverAndBrowser, openPerson, until, expectMedia, screenshot, onlineUser, metric, recordSignaling,
+} from './harness.mjs';
+
+const env = serverAndBrowser();
+const FORWARDED = 'chorus_media_packets_forwarded_total';
+
+const direct = (page) => page.locator('section.call').getAttribute('data-direct');
+
+/** From now on, the longest time between two frames of `name`'s video on `page` (ms). */
+function watchFrames(page, name) {
+  return page.evaluate((who) => {
+    const v = document.querySelector(`[data-testid="remote-tile"][data-name="${who}"] video`);
+    const w = { last: performance.now(), max: 0 };
+    window.frameGap = w;
+    const tick = (now) => {
+      w.max = Math.max(w.max, now - w.last);
+      w.last = now;
+      v.requestVideoFrameCallback(tick);
+    };
+    v.requestVideoFrameCallback(tick);
+  }, name);
+}
+
+test('a 1:1 call goes browser to browser, and back through the media node when a third joins', async () => {
+  const ada = await openPerson(env.browser, env.server.url, 'Ada', { direct: true });
+  const bo = await openPerson(env.browser, env.server.url, 'Bo', { direct: true });
+  const cy = await openPerson(env.browser, env.server.url, 'Cy', { direct: true });
+  const [a, b] = [ada.page, bo.page];
+  await onlineUser(a, 'Bo').getByTestId('call-video').click();
+  await b.getByTestId('accept-call').click();
+  for (const page of [a, b]) await until('the call to go direct', async () => (await direct(page)) === 'true');
+  await expectMedia(a, ['Bo']);
+  await expectMedia(b, ['Ada']);
+  // Encrypted all the same, and nothing through the media node.
+  for (const page of [a, b]) await page.getByTestId('e2ee-lock').waitFor({ state: 'visible' });
+  const before = await metric(env.server, FORWARDED);
+  await expectMedia(b, ['Ada']);
+  await expectMedia(a, ['Bo']);
+  assert.equal(await metric(env.server, FORWARDED), before, 'the media node forwards none of a direct call');
+  const timings = await a.evaluate(() => window.chorus.session.direct.timings);
+  const joined = await a.evaluate(() => window.chorus.metrics.roomJoinedAt);
+  console.log(`# direct connection up ${Math.round(timings.active - joined)} ms after room_joined`);
+  await screenshot(a, 'call-direct');
+
+  // Cy is added: both go back through the media node.
+  await watchFrames(b, 'Ada');
+  await a.getByTestId('add-person').click();
+  await a.locator('[data-testid="invite-user"][data-name="Cy"] button').click();
+  await cy.page.getByTestId('accept-call').click();
+  for (const page of [a, b]) await until('the call to leave the direct connection', async () => (await direct(page)) === 'false');
+  await expectMedia(b, ['Ada', 'Cy']);
+  await expectMedia(a, ['Bo', 'Cy']);
+  await expectMedia(cy.page, ['Ada', 'Bo']);
+  const gap = await b.evaluate(() => window.frameGap.max);
+  console.log(`# back to the media node: longest gap in Ada's video on Bo's screen ${Math.round(gap)} ms`);
+  assert.ok(gap < 1000, `Ada's video stood still for ${Math.round(gap)} ms`);
+  assert.ok(await metric(env.server, FORWARDED) > before + 100, 'the media node forwards the group call');
+  for (const p of [ada, bo, cy]) await p.context.close();
+});
+
+test('"Protect IP address in calls" keeps a 1:1 call on the media node', async () => {
+  const ann = await openPerson(env.browser, env.server.url, 'Ann', { direct: true });
+  const log = { sent: [] };
+  const pat = await openPerson(env.browser, env.server.url, 'Pat', {
+    direct: true, onPage: (page) => Object.assign(log, recordSignaling(page)),
+  });
+  const [a, p] = [ann.page, pat.page];
+  await p.getByTestId('protect-ip').check();
+  await onlineUser(a, 'Pat').getByTestId('call-video').click();
+  await p.getByTestId('accept-call').click();
+  await expectMedia(a, ['Pat']);
+  await expectMedia(p, ['Ann']);
+  // Ann offers a direct connection; Pat never answers, and Ann gives up.
+  await until('Ann to give the direct connection up', () => a.evaluate(() => window.chorus.session.direct.state === 'off'), { timeout: 10000 });
+  const before = await metric(env.server, FORWARDED);
+  await expectMedia(p, ['Ann']);
+  assert.ok(await metric(env.server, FORWARDED) > before + 50, 'the media node forwards the call');
+  for (const page of [a, p]) assert.equal(await direct(page), 'false');
+  assert.equal(log.sent.filter((m) => m.type === 'direct_signal').length, 0, 'Pat sent nothing of their address');
+  assert.ok(log.received.some((m) => m.type === 'direct_signal'), 'Ann did offer');
+  await ann.context.close();
+  await pat.context.close();
+});
