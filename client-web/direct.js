@@ -18,7 +18,9 @@ import { waitForIce } from './negotiation.js';
 /** A direct connection not up by then is given up: the call stays on the media node. */
 const CONNECT_MS = 5000;
 /** Back to the media node: how long to wait for its media before switching anyway. */
-const RETURN_MS = 3000;
+const RETURN_MS = 5000;
+/** ... and to keep sending directly for the other side, at most. */
+const CLOSE_MS = 8000;
 const POLL_MS = 50;
 
 export class DirectLink {
@@ -34,7 +36,7 @@ export class DirectLink {
     this.me = o.me;
     this.peer = o.peer;
     this.allowed = o.allowed;
-    /** trying | active | returning | off */
+    /** trying | active | returning (playing on while the media node's media comes) | returned (sending on for the other side) | off */
     this.state = this.allowed ? 'trying' : 'off';
     this.pc = null;
     this.audioTx = null;
@@ -123,6 +125,10 @@ export class DirectLink {
       if (this.state === 'trying') this.giveUp();
       return;
     }
+    if (body.kind === 'returned') {
+      this.otherReturned();
+      return;
+    }
     if (this.state !== 'trying') return;
     if (!this.started) {
       // Before the camera and microphone are open: answered once they are.
@@ -202,7 +208,8 @@ export class DirectLink {
   /**
    * A third person joined: back to the media node. The direct connection
    * plays on until the media node's video (or, in a voice call, audio) of
-   * the other member comes through.
+   * the other member comes through here, and goes on sending until the
+   * other side has switched too (`returned`), so neither sees a gap.
    */
   async leave() {
     const was = this.state;
@@ -214,15 +221,23 @@ export class DirectLink {
     if (was !== 'active') return;
     this.state = 'returning';
     this.pauseMediaNode(false);
+    this.closeTimer = setTimeout(() => this.close(), CLOSE_MS);
     const deadline = Date.now() + RETURN_MS;
     while (Date.now() < deadline && !this.session.closed && !(await this.mediaNodePlays())) {
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
-    this.state = 'off';
+    if (this.state !== 'returning') return;
+    this.state = 'returned';
     this.timings.returned = Date.now();
-    if (this.pc) this.pc.close();
-    this.pc = null;
     if (!this.session.closed) this.session.syncReceivers();
+    this.signal({ kind: 'returned' });
+    if (this.peerReturned) this.close();
+  }
+
+  /** The other side plays the media node's media now: the direct connection can go. */
+  otherReturned() {
+    this.peerReturned = true;
+    if (this.state === 'returned') this.close();
   }
 
   /** The media node's connection decodes the other member's media. */
@@ -242,6 +257,7 @@ export class DirectLink {
 
   close() {
     clearTimeout(this.timer);
+    clearTimeout(this.closeTimer);
     this.state = 'off';
     if (this.pc) this.pc.close();
     this.pc = null;

@@ -1,10 +1,12 @@
 // The call screen's word on privacy: a lock while every stream of the call
 // is end-to-end encrypted, a plain "not end-to-end encrypted" otherwise,
-// the security codes to compare with each member, and a notice when a
-// member's identity key changed since this device last saw it.
+// the security codes to compare with each member (digits and a QR code),
+// and a notice when a member's identity key changed since this device
+// last saw it.
 
 import { h, icon } from './ui.js';
 import { groupDigits } from './e2ee/code.js';
+import { qrSvg } from './e2ee/qr.js';
 import { E2EE_ON, E2EE_WAITING, E2EE_OFF, E2EE_EXPLAINED, securityCodeChanged } from './texts.js';
 
 /** The elements, made once per call screen; `onToggle` opens or closes the codes. */
@@ -48,10 +50,13 @@ export function renderSecurity(c, v, onToggle) {
     peers.length
       ? h('ul', { class: 'codes-list' }, peers.map((p) => {
         const digits = h('code', { class: 'code', 'data-testid': 'security-code', 'data-participant-id': p.id }, '…');
+        const qr = h('div', { class: 'qr', 'data-testid': 'security-qr', 'data-participant-id': p.id });
         crypto.codeWith(p.id).then((code) => {
-          if (code) digits.textContent = groupDigits(code);
+          if (!code) return;
+          digits.textContent = groupDigits(code);
+          qr.replaceChildren(qrSvg(code, { px: 148 }));
         });
-        return h('li', { 'data-name': p.name }, h('span', { class: 'name' }, p.name), digits);
+        return h('li', { 'data-name': p.name }, h('span', { class: 'name' }, p.name), digits, qr);
       }))
       : h('p', { class: 'muted' }, 'Nobody else is in the call yet.'));
 }

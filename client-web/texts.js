@@ -39,7 +39,7 @@ export const DIRECT_EXPLAINED = 'Your browsers are connected to each other: the 
 export const E2EE_ON = 'End-to-end encrypted';
 export const E2EE_WAITING = 'Setting up end-to-end encryption…';
 export const E2EE_OFF = 'Not end-to-end encrypted: the server can see and hear this call';
-export const E2EE_EXPLAINED = 'Only the people in this call can see and hear it: not the server, not its operator. Compare the security code with each person (read the digits out to each other): when they match, nobody is in between.';
+export const E2EE_EXPLAINED = 'Only the people in this call can see and hear it: not the server, not its operator. Compare the security code with each person (read the digits out to each other, or scan the QR code): when they match, nobody is in between.';
 
 /** A member's identity key differs from the one this device saw before. */
 export function securityCodeChanged(names) {

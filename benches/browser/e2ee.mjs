@@ -1,6 +1,8 @@
-// What end-to-end encryption costs a call in Chromium: the time from
-// "accept" to the first decoded video frame with it on and off, and the
-// worker's CPU time per encrypted and decrypted frame.
+// What end-to-end encryption and direct calls cost in Chromium: the time
+// from "accept" to the first decoded video frame with encryption on and
+// off, through the media node and with direct 1:1 calls allowed (and then
+// how long the direct connection takes to take over), and the worker's
+// CPU time per encrypted and decrypted frame.
 //
 //   cargo build -p chorus-signaling --bin chorus
 //   (cd client-web/tests && npm ci)
@@ -32,10 +34,14 @@ async function oneCall(a, b, callee) {
   // A few seconds of media for the worker's per-frame cost.
   await new Promise((r) => setTimeout(r, 3000));
   const worker = await b.evaluate(() => window.chorus.e2ee.stats());
+  const directMs = await b.evaluate(() => {
+    const d = window.chorus.session.direct;
+    return d && d.timings.active ? d.timings.active - window.chorus.metrics.roomJoinedAt : null;
+  });
   await a.getByTestId('hangup').click();
   await a.getByTestId('new-group-call').waitFor();
   await b.getByTestId('new-group-call').waitFor();
-  return { ms, worker };
+  return { ms, worker, directMs };
 }
 
 // More calls a minute than a person rings.
@@ -44,14 +50,19 @@ const report = { calls: CALLS };
 try {
   const ada = await openPerson(env.browser, env.server.url, 'Ada');
   const bo = await openPerson(env.browser, env.server.url, 'Bo');
-  for (const e2ee of [true, false]) {
+  const modes = [['e2ee_on', true, false], ['e2ee_off', false, false], ['e2ee_on_direct', true, true]];
+  for (const [key, e2ee, direct] of modes) {
     await ada.page.getByTestId('e2ee-option').setChecked(e2ee);
+    for (const p of [ada.page, bo.page]) await p.getByTestId('protect-ip').setChecked(!direct);
     const runs = [];
     for (let i = 0; i < CALLS; i += 1) runs.push(await oneCall(ada.page, bo.page, 'Bo'));
-    const key = e2ee ? 'e2ee_on' : 'e2ee_off';
     const ms = runs.map((r) => Math.round(r.ms));
     report[key] = { accept_to_first_frame_ms: { p50: median(ms), max: Math.max(...ms) } };
-    if (e2ee) {
+    if (direct) {
+      const up = runs.map((r) => Math.round(r.directMs ?? NaN));
+      report[key].direct_up_after_room_joined_ms = { p50: median(up), max: Math.max(...up), direct_calls: up.filter(Number.isFinite).length };
+    }
+    if (e2ee && !direct) {
       const w = runs.map((r) => r.worker);
       const sum = (f) => w.reduce((n, x) => n + x[f], 0);
       report[key].worker = {

@@ -4,13 +4,18 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
 import {
-  serverAndBrowser, openPerson, until, stats, expectMedia, screenshot, onlineUser, remoteTile,
+  serverAndBrowser, openPerson, until, stats, expectMedia, screenshot, onlineUser, remoteTile, OUTPUT_DIR,
 } from './harness.mjs';
 
 const env = serverAndBrowser();
 
 const workerStats = (page) => page.evaluate(() => window.chorus.e2ee.stats());
+
+/** The user id of the person on `page`, once signed in. */
+const myId = (page) => until('the sign-in', () => page.evaluate(() => window.chorus.state.me && window.chorus.state.me.id));
 
 /** Ada video-calls Bo, who accepts. */
 async function call(a, b, bName) {
@@ -42,10 +47,15 @@ test('a 1:1 call is end-to-end encrypted: both sides decode, show the lock and t
     assert.ok(w.encrypted > 50 && w.decrypted > 50, JSON.stringify(w));
     assert.equal(w.notEncrypted, 0, 'nothing arrives in the clear');
   }
-  const ids = await Promise.all([a, b].map((p) => p.evaluate(() => window.chorus.state.me.id)));
+  const ids = await Promise.all([a, b].map(myId));
   const codes = [await shownCode(a, ids[1]), await shownCode(b, ids[0])];
   assert.equal(codes[0], codes[1]);
   await screenshot(a, 'call-e2ee-codes');
+  // The QR code next to it holds the same digits (read by zbarimg from a screenshot).
+  const file = path.join(OUTPUT_DIR, 'security-qr.png');
+  await b.locator(`[data-testid="security-qr"][data-participant-id="${ids[0]}"]`).screenshot({ path: file });
+  const scanned = execFileSync('zbarimg', ['-q', '--raw', file], { encoding: 'utf8' }).trim();
+  assert.equal(scanned, codes[0]);
   await ada.context.close();
   await bo.context.close();
 });
@@ -101,7 +111,7 @@ test('a group of 3 is encrypted end to end and stays so when one leaves', async 
   // One code per member, each the same on the member's own screen.
   const ids = {};
   for (const [page, name] of [[a, 'Ada3'], [bo.page, 'Bo3'], [cy.page, 'Cy3']]) {
-    ids[name] = await page.evaluate(() => window.chorus.state.me.id);
+    ids[name] = await myId(page);
   }
   assert.equal(await shownCode(a, ids.Bo3), await shownCode(bo.page, ids.Ada3));
   assert.equal(await shownCode(a, ids.Cy3), await shownCode(cy.page, ids.Ada3));
@@ -126,7 +136,7 @@ test('the next call shows "security code changed" when a contact\'s identity key
   const ada = await openPerson(env.browser, env.server.url, 'Ava');
   const bo = await openPerson(env.browser, env.server.url, 'Ben');
   const [a, b] = [ada.page, bo.page];
-  const benId = await b.evaluate(() => window.chorus.state.me.id);
+  const benId = await myId(b);
   await call(a, b, 'Ben');
   await a.getByTestId('e2ee-lock').waitFor({ state: 'visible' });
   const code = await shownCode(a, benId);

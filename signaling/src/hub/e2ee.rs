@@ -4,7 +4,7 @@
 //! checks that both ends are in the room and passes the message on.
 
 use super::{Effect, Hub, HubError, RoomKey, UserId};
-use crate::protocol::{MAX_E2EE_DATA_LEN, RoomKind, ServerMsg};
+use crate::protocol::{MAX_E2EE_DATA_LEN, ServerMsg};
 
 impl Hub {
     /// The user's client encrypts media end to end.
@@ -31,7 +31,7 @@ impl Hub {
     }
 
     /// `e2ee_key` or `direct_signal` from `user`: passed on to `to`,
-    /// another member of the room (of a 1:1 call, for `direct_signal`).
+    /// another member of the room.
     pub(super) fn pass_to_member(
         &mut self,
         user: &UserId,
@@ -57,9 +57,6 @@ impl Hub {
         if to == user || r.member(to).is_none() {
             return Err(HubError::NotInRoom);
         }
-        if matches!(what, ToMember::DirectSignal(_)) && r.kind != RoomKind::Call {
-            return Err(HubError::NotDirect);
-        }
         let (room_id, from) = (room.to_string(), user.to_string());
         let msg = match what {
             ToMember::E2eeKey(data) => ServerMsg::E2eeKey {
@@ -82,6 +79,7 @@ impl Hub {
 pub(super) enum ToMember {
     /// A wrapped media key.
     E2eeKey(String),
-    /// An offer or answer of a direct connection in a 1:1 call.
+    /// An offer or answer of a direct connection in a 1:1 call (or the
+    /// word that one side has left it, once a third person joined).
     DirectSignal(String),
 }

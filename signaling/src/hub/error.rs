@@ -47,8 +47,6 @@ pub enum HubError {
     E2eeUnsupported,
     /// An `e2ee_key` message over the size limit.
     E2eeDataTooLarge,
-    /// A `direct_signal` in a call that is not 1:1.
-    NotDirect,
 }
 
 impl HubError {
@@ -70,7 +68,6 @@ impl HubError {
             HubError::SdpTooLarge => ErrorCode::SdpTooLarge,
             HubError::BadMid | HubError::E2eeDataTooLarge => ErrorCode::BadMessage,
             HubError::E2eeRequired => ErrorCode::E2eeRequired,
-            HubError::NotDirect => ErrorCode::NotInRoom,
             HubError::E2eeUnsupported => ErrorCode::E2eeUnsupported,
         }
     }
@@ -101,7 +98,6 @@ impl HubError {
                 "their app cannot take end-to-end encrypted calls; call without encryption instead"
             }
             HubError::E2eeDataTooLarge => "an e2ee_key message is at most 4096 bytes",
-            HubError::NotDirect => "direct connections are for 1:1 calls only",
         }
     }
 }

@@ -159,7 +159,7 @@ fn key_messages_reach_one_member_of_the_same_room_only() {
 }
 
 #[test]
-fn direct_connection_messages_pass_between_the_two_of_a_1_1_call_only() {
+fn direct_connection_messages_pass_between_members_only() {
     let now = Instant::now();
     let mut h = encrypting_pair();
     let fx = h.handle_message(ConnId(1), call_msg("b", None), now);
@@ -187,11 +187,14 @@ fn direct_connection_messages_pass_between_the_two_of_a_1_1_call_only() {
     );
     let big = "x".repeat(HubConfig::default().max_sdp_bytes + 1);
     refused(&mut h, 2, signal("a", &big), now, ErrorCode::SdpTooLarge);
-    // D joins: a group call has no direct connections.
+    // D joins: the two still tell each other they left their direct
+    // connection; D is a member too.
     login_with(&mut h, 4, "d", Some("KEY-D"));
     let join = ClientMsg::JoinRoom {
         room_id: room.clone(),
     };
     h.handle_message(ConnId(4), join, now);
-    refused(&mut h, 1, signal("b", "offer"), now, ErrorCode::NotInRoom);
+    let fx = h.handle_message(ConnId(1), signal("b", "returned"), now);
+    assert_eq!(to(&fx, 2).len(), 1);
+    refused(&mut h, 3, signal("a", "x"), now, ErrorCode::NotInRoom);
 }
