@@ -136,6 +136,12 @@ window.chorus = {
     withholdKeys(on = true) {
       state.e2eeWithhold = !!on;
     },
+    /** From the next call on, keep the first `count` video keyframes received, forwarded and decrypted. */
+    tapKeyframes(count = 2) {
+      state.e2eeTap = count;
+    },
+    /** The keyframes kept so far in the current call: [{forwarded, decrypted}] (ArrayBuffers). */
+    tapped: () => (state.call && state.call.crypto ? state.call.crypto.tapped() : Promise.resolve([])),
     passUndecryptable(on = true) {
       if (state.call && state.call.crypto) state.call.crypto.passUndecryptable(on);
     },

@@ -589,6 +589,7 @@ async function onRoomJoined(msg) {
       withhold: state.e2eeWithhold,
     })
     : null;
+  if (crypto && state.e2eeTap) crypto.tapKeyframes(state.e2eeTap);
   const session = new CallSession({
     crypto,
     roomId: msg.room_id,

@@ -29,6 +29,8 @@ export const state = {
   protectIp: savedProtectIp(),
   // Test hook: calls never take the others' keys (docs/security.md).
   e2eeWithhold: false,
+  // Test hook: how many received video keyframes each call keeps (e2ee/worker.js).
+  e2eeTap: 0,
   // How calls reach the media node, from the latest `welcome` (mediapath.js `iceConfigFrom`).
   ice: { iceServers: [], iceTransportPolicy: 'all' },
 };

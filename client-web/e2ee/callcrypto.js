@@ -178,6 +178,24 @@ export class CallCrypto {
     return peer.code;
   }
 
+  /**
+   * Test hook: the first `count` video keyframes received, each as the
+   * media node forwarded it and as decrypted: `[{forwarded, decrypted}]`
+   * (ArrayBuffers), once they came.
+   */
+  tapKeyframes(count) {
+    this.worker.postMessage({ type: 'tap', count });
+  }
+
+  tapped() {
+    this.statsId += 1;
+    const id = this.statsId;
+    return new Promise((resolve) => {
+      this.statsWaiting.set(id, resolve);
+      this.worker.postMessage({ type: 'tapped', id });
+    });
+  }
+
   /** Test hook: frames that do not decrypt go to the decoder as they are. */
   passUndecryptable(on) {
     this.worker.postMessage({ type: 'pass-undecryptable', on });
@@ -194,10 +212,9 @@ export class CallCrypto {
   }
 
   fromWorker(data) {
-    if (data.type !== 'stats') return;
     const resolve = this.statsWaiting.get(data.id);
     this.statsWaiting.delete(data.id);
-    if (resolve) resolve(data.counts);
+    if (resolve) resolve(data.type === 'tapped' ? data.frames : data.counts);
   }
 
   close() {

@@ -15,6 +15,8 @@ import { KeyRing } from './ring.js';
 let sending = null;
 const ring = new KeyRing();
 let passUndecryptable = false;
+/** Test hook: the next video keyframes received, as forwarded and as decrypted. */
+const tap = { wanted: 0, frames: [] };
 const counts = {
   encrypted: 0, decrypted: 0, failed: 0, noKey: 0, notEncrypted: 0, encryptMs: 0, decryptMs: 0, bytesIn: 0,
 };
@@ -33,6 +35,12 @@ self.onmessage = async ({ data }) => {
     case 'pass-undecryptable':
       passUndecryptable = !!data.on;
       break;
+    case 'tap':
+      tap.wanted = data.count;
+      break;
+    case 'tapped':
+      self.postMessage({ type: 'tapped', id: data.id, frames: tap.frames });
+      break;
     case 'stats':
       self.postMessage({ type: 'stats', id: data.id, counts: { ...counts } });
       break;
@@ -50,8 +58,9 @@ async function encrypt(frame, controller, kind) {
   controller.enqueue(frame);
 }
 
-async function decrypt(frame, controller) {
+async function decrypt(frame, controller, kind) {
   counts.bytesIn += frame.data.byteLength;
+  const tapped = kind === 'video' && frame.type === 'key' && tap.frames.length < tap.wanted ? frame.data.slice(0) : null;
   const trailer = trailerOf(frame.data);
   if (!trailer) {
     counts.notEncrypted += 1;
@@ -73,6 +82,7 @@ async function decrypt(frame, controller) {
     return;
   }
   if (found.keep) found.keep();
+  if (tapped) tap.frames.push({ forwarded: tapped, decrypted: frame.data.slice(0) });
   counts.decryptMs += performance.now() - t0;
   counts.decrypted += 1;
   controller.enqueue(frame);
@@ -82,7 +92,7 @@ self.onrtctransform = (event) => {
   const t = event.transformer;
   const { operation, kind } = t.options;
   const transform = new TransformStream({
-    transform: operation === 'encrypt' ? (f, c) => encrypt(f, c, kind) : (f, c) => decrypt(f, c),
+    transform: operation === 'encrypt' ? (f, c) => encrypt(f, c, kind) : (f, c) => decrypt(f, c, kind),
   });
   t.readable.pipeThrough(transform).pipeTo(t.writable).catch(() => {});
 };

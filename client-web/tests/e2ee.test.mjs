@@ -33,10 +33,60 @@ async function shownCode(page, id) {
   });
 }
 
+/**
+ * Each kept keyframe decoded (WebCodecs' VP8 decoder) as the media node
+ * forwarded it and once decrypted: whether each gives a picture, how far
+ * apart the two are (mean absolute difference of their RGB values, 0 to
+ * 255; 255 when the forwarded frame gives none), and whether the clear
+ * header is the same in both.
+ */
+function decodeTapped(page) {
+  return page.evaluate(async () => {
+    const picture = (data) => new Promise((resolve) => {
+      let pixels = null;
+      const d = new VideoDecoder({
+        output: (f) => {
+          const c = new OffscreenCanvas(f.displayWidth, f.displayHeight);
+          const ctx = c.getContext('2d');
+          ctx.drawImage(f, 0, 0);
+          pixels = ctx.getImageData(0, 0, c.width, c.height).data;
+          f.close();
+        },
+        error: () => {},
+      });
+      d.configure({ codec: 'vp8' });
+      d.decode(new EncodedVideoChunk({ type: 'key', timestamp: 0, data }));
+      d.flush().then(() => resolve(pixels), () => resolve(pixels));
+    });
+    const distance = (x, y) => {
+      if (!x || !y || x.length !== y.length) return null;
+      let sum = 0;
+      for (let i = 0; i < x.length; i += 4) {
+        sum += Math.abs(x[i] - y[i]) + Math.abs(x[i + 1] - y[i + 1]) + Math.abs(x[i + 2] - y[i + 2]);
+      }
+      return sum / ((x.length / 4) * 3);
+    };
+    const out = [];
+    for (const f of await window.chorus.e2ee.tapped()) {
+      const head = (b) => [...new Uint8Array(b, 0, 10)].join(',');
+      const [forwarded, decrypted] = [await picture(f.forwarded), await picture(f.decrypted)];
+      out.push({
+        forwarded: !!forwarded,
+        decrypted: !!decrypted,
+        distance: forwarded ? distance(forwarded, decrypted) : 255,
+        sameHeader: head(f.forwarded) === head(f.decrypted),
+        startCode: [...new Uint8Array(f.forwarded, 3, 3)].map((x) => x.toString(16)).join(''),
+      });
+    }
+    return out;
+  });
+}
+
 test('a 1:1 call is end-to-end encrypted: both sides decode, show the lock and the same security code', async () => {
   const ada = await openPerson(env.browser, env.server.url, 'Ada');
   const bo = await openPerson(env.browser, env.server.url, 'Bo');
   const [a, b] = [ada.page, bo.page];
+  await b.evaluate(() => window.chorus.e2ee.tapKeyframes(2));
   await call(a, b, 'Bo');
   await expectMedia(a, ['Bo']);
   await expectMedia(b, ['Ada']);
@@ -46,6 +96,20 @@ test('a 1:1 call is end-to-end encrypted: both sides decode, show the lock and t
     const w = await workerStats(page);
     assert.ok(w.encrypted > 50 && w.decrypted > 50, JSON.stringify(w));
     assert.equal(w.notEncrypted, 0, 'nothing arrives in the clear');
+  }
+  // What the media node forwarded decodes (VP8 decoders conceal errors) to
+  // nothing like the picture; past the clear header it needs (a keyframe's
+  // start code and size stay readable) it is ciphertext. Decrypted, it is
+  // the picture.
+  const tapped = await decodeTapped(b);
+  assert.ok(tapped.length >= 1, 'a keyframe was kept');
+  for (const t of tapped) {
+    console.log(t.forwarded
+      ? `# a forwarded keyframe decodes to a picture ${t.distance.toFixed(1)} away from the decrypted one (mean RGB difference)`
+      : '# a forwarded keyframe does not decode; decrypted, it does');
+    assert.ok(t.decrypted, JSON.stringify(t));
+    assert.ok(t.distance > 40, `the forwarded frame shows the picture: ${JSON.stringify(t)}`);
+    assert.ok(t.sameHeader && t.startCode === '9d12a', JSON.stringify(t));
   }
   const ids = await Promise.all([a, b].map(myId));
   const codes = [await shownCode(a, ids[1]), await shownCode(b, ids[0])];
