@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use chorus_benches::load::client::Feedback;
 use chorus_benches::load::host::{self, Namespaces, Proc};
 use chorus_benches::load::report::{Report, SystemReport};
 use chorus_benches::load::run::{self, System};
@@ -67,6 +68,13 @@ struct Cli {
     /// reflector are always reached over UDP).
     #[arg(long)]
     tcp: bool,
+    /// Subscribers send no RTCP (no transport-wide feedback, receiver
+    /// reports or NACKs): the load before browser-like subscribers.
+    #[arg(long)]
+    no_feedback: bool,
+    /// Share of packets subscribers drop on purpose, to NACK (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
     /// Media workers of the Chorus started here [default: one per core].
     #[arg(long)]
     workers: Option<usize>,
@@ -127,6 +135,10 @@ fn real_main(mut cli: Cli) -> Result<(), String> {
         video_bitrate: cli.video_bitrate,
         latency_sample: cli.latency_sample.max(1),
         tcp: cli.tcp,
+        feedback: Feedback {
+            on: !cli.no_feedback,
+            loss: cli.loss.clamp(0.0, 1.0),
+        },
     };
     let started = Instant::now();
     let report = if cli.compare || cli.smoke {

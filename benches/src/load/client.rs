@@ -4,11 +4,15 @@
 //! would not save calls here).
 //!
 //! A subscriber reads every RTP packet's sequence number from the clear
-//! header (loss), and hands only one packet in [`Plan::latency_sample`] to
-//! str0m for decryption (latency from the payload's stamp), so that the
-//! client costs far less than the server per packet. Subscribers send no
-//! RTCP: no NACK, PLI or receiver report reaches the system under test, so
-//! loss is measured as the network and the server caused it, unrepaired.
+//! header (loss). By default it behaves as Chromium does ([`Feedback`]):
+//! it negotiates transport-wide congestion control and hands every packet
+//! to str0m, which sends transport-wide feedback, receiver reports and
+//! NACKs for what is missing (`--loss` drops a share on purpose), so the
+//! system under test runs its bandwidth estimation as it would for a room
+//! of browsers. With `--no-feedback` it hands only one packet in
+//! [`Plan::latency_sample`] to str0m (latency from the payload's stamp) and
+//! sends no RTCP: no NACK, PLI or receiver report reaches the system under
+//! test, and the client costs far less than the server per packet.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,11 +25,21 @@ use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive, TcpType};
 use str0m::rtp::{Extension, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc};
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
+use super::link::{Framer, Link, tcp_candidate};
+pub use super::link::{Transport, enable_rx_timestamps, try_recv};
 use super::{Plan, is_rtcp, is_rtp, now_ns, read_stamp, stamp};
+
+/// How subscribers answer what they receive.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Feedback {
+    /// As Chromium: transport-wide feedback, receiver reports and NACKs.
+    pub on: bool,
+    /// Share of received packets dropped on purpose (0 to 1), to be NACKed.
+    pub loss: f64,
+}
 
 /// Counters of one client, read by the run while it goes.
 #[derive(Debug, Default)]
@@ -36,6 +50,10 @@ pub struct Counters {
     pub expected: AtomicU64,
     /// RTP packets sent (publishers).
     pub sent: AtomicU64,
+    /// Keyframe requests (PLI, FIR) received (publishers).
+    pub keyframe_requests: AtomicU64,
+    /// RTCP packets sent (subscribers with feedback).
+    pub rtcp_sent: AtomicU64,
     /// ICE and DTLS are up.
     pub connected: AtomicBool,
 }
@@ -105,73 +123,6 @@ pub fn rtp_ids(data: &[u8]) -> Option<(u32, u16)> {
     let seq = u16::from_be_bytes(data.get(2..4)?.try_into().ok()?);
     let ssrc = u32::from_be_bytes(data.get(8..12)?.try_into().ok()?);
     Some((ssrc, seq))
-}
-
-/// Asks the kernel to stamp received datagrams with their arrival time.
-pub fn enable_rx_timestamps(socket: &UdpSocket) {
-    #[cfg(target_os = "linux")]
-    {
-        let _ = nix::sys::socket::setsockopt(
-            socket,
-            nix::sys::socket::sockopt::ReceiveTimestampns,
-            &true,
-        );
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = socket;
-}
-
-/// Reads one datagram if one is queued: its source, length and the time
-/// the kernel received it ([`now_ns`] clock; the time of reading where the
-/// kernel gives none).
-pub fn try_recv(socket: &UdpSocket, buf: &mut [u8]) -> Option<(SocketAddr, usize, u64)> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::io::IoSliceMut;
-        use std::os::fd::AsRawFd;
-
-        use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg};
-
-        let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
-        let r = socket.try_io(tokio::io::Interest::READABLE, || {
-            let mut iov = [IoSliceMut::new(buf)];
-            let msg = recvmsg::<SockaddrStorage>(
-                socket.as_raw_fd(),
-                &mut iov,
-                Some(&mut cmsg),
-                MsgFlags::MSG_DONTWAIT,
-            )
-            .map_err(std::io::Error::from)?;
-            let mut at = None;
-            if let Ok(cmsgs) = msg.cmsgs() {
-                for c in cmsgs {
-                    if let ControlMessageOwned::ScmTimestampns(ts) = c {
-                        let ns = i128::from(ts.tv_sec()) * 1_000_000_000 + i128::from(ts.tv_nsec());
-                        at = u64::try_from(ns).ok();
-                    }
-                }
-            }
-            let source = msg.address.and_then(|a| {
-                a.as_sockaddr_in()
-                    .map(|v4| SocketAddr::from(*v4))
-                    .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::from(*v6)))
-            });
-            Ok((source, msg.bytes, at))
-        });
-        match r {
-            Ok((Some(source), n, at)) => Some((source, n, at.unwrap_or_else(now_ns))),
-            // No source address: skip it, look at the next one.
-            Ok((None, _, _)) => Some((SocketAddr::from(([0, 0, 0, 0], 0)), 0, now_ns())),
-            Err(_) => None,
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        socket
-            .try_recv_from(buf)
-            .ok()
-            .map(|(n, a)| (a, n, now_ns()))
-    }
 }
 
 /// What a client does.
@@ -247,117 +198,6 @@ impl ClientHandle {
     }
 }
 
-/// How a client reaches the system under test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// UDP, from a socket bound to the client IP.
-    Udp,
-    /// ICE over TCP (RFC 6544 active, RFC 4571 frames) to the passive TCP
-    /// candidate of the answer.
-    Tcp,
-}
-
-/// The client's socket.
-enum Link {
-    Udp(UdpSocket),
-    /// Connected once the answer names the server's TCP candidate.
-    Tcp {
-        ip: IpAddr,
-        stream: Option<TcpStream>,
-        server: SocketAddr,
-        frames: Framer,
-    },
-}
-
-/// Reassembles RFC 4571 frames from a TCP byte stream.
-#[derive(Default)]
-struct Framer {
-    data: Vec<u8>,
-}
-
-impl Framer {
-    /// The next whole frame, copied into `out`: its length.
-    fn pop(&mut self, out: &mut [u8]) -> Option<usize> {
-        let len = usize::from(u16::from_be_bytes([
-            *self.data.first()?,
-            *self.data.get(1)?,
-        ]));
-        if self.data.len() < 2 + len || len > out.len() {
-            return None;
-        }
-        out[..len].copy_from_slice(&self.data[2..2 + len]);
-        self.data.drain(..2 + len);
-        Some(len)
-    }
-}
-
-impl Link {
-    async fn readable(&self) -> std::io::Result<()> {
-        match self {
-            Link::Udp(s) => s.readable().await,
-            Link::Tcp {
-                stream: Some(s), ..
-            } => s.readable().await,
-            Link::Tcp { stream: None, .. } => std::future::pending().await,
-        }
-    }
-
-    /// One datagram if one is there: source, length, kernel receive time.
-    fn try_recv(&mut self, buf: &mut [u8]) -> Option<(SocketAddr, usize, u64)> {
-        match self {
-            Link::Udp(s) => try_recv(s, buf),
-            Link::Tcp {
-                stream: Some(s),
-                server,
-                frames,
-                ..
-            } => loop {
-                if let Some(n) = frames.pop(buf) {
-                    return Some((*server, n, now_ns()));
-                }
-                let mut chunk = [0u8; 16 * 1024];
-                match s.try_read(&mut chunk) {
-                    Ok(n) if n > 0 => frames.data.extend_from_slice(&chunk[..n]),
-                    _ => return None,
-                }
-            },
-            Link::Tcp { stream: None, .. } => None,
-        }
-    }
-
-    async fn send(&mut self, data: &[u8], destination: SocketAddr) {
-        match self {
-            Link::Udp(s) => {
-                let _ = s.send_to(data, destination).await;
-            }
-            Link::Tcp {
-                stream: Some(s), ..
-            } => {
-                let Ok(len) = u16::try_from(data.len()) else {
-                    return;
-                };
-                let mut frame = Vec::with_capacity(data.len() + 2);
-                frame.extend_from_slice(&len.to_be_bytes());
-                frame.extend_from_slice(data);
-                let _ = s.write_all(&frame).await;
-            }
-            Link::Tcp { stream: None, .. } => {}
-        }
-    }
-}
-
-/// The address of the passive TCP candidate in an SDP.
-fn tcp_candidate(sdp: &str) -> Option<SocketAddr> {
-    sdp.lines()
-        .filter_map(|l| l.strip_prefix("a=candidate:"))
-        .find_map(|c| {
-            let f: Vec<&str> = c.split_whitespace().collect();
-            let tcp = f.get(2)?.eq_ignore_ascii_case("tcp");
-            let passive = c.contains("tcptype passive");
-            (tcp && passive).then(|| format!("{}:{}", f.get(4)?, f.get(5)?).parse().ok())?
-        })
-}
-
 /// Starts a client bound to `ip` (port chosen by the kernel). It lives
 /// until the returned handle and all its clones are dropped.
 pub async fn spawn(
@@ -366,6 +206,7 @@ pub async fn spawn(
     sample: u64,
     latencies: Arc<Latencies>,
     transport: Transport,
+    feedback: Feedback,
 ) -> std::io::Result<ClientHandle> {
     let (link, local) = match transport {
         Transport::Udp => {
@@ -385,11 +226,10 @@ pub async fn spawn(
         ),
     };
     let now = Instant::now();
-    // Chrome's header extensions without transport-wide sequence numbers:
-    // these clients send no RTCP, so they must not offer TWCC feedback (the
-    // media node would take its bandwidth estimate as final and never
-    // hear back).
-    let mut rtc = Rtc::builder()
+    // Chrome's header extensions. Transport-wide sequence numbers only with
+    // feedback: a client that sends no RTCP must not offer TWCC (the media
+    // node would take its bandwidth estimate as final and never hear back).
+    let mut builder = Rtc::builder()
         .set_rtp_mode(true)
         .clear_codecs()
         .enable_opus(true, false)
@@ -399,8 +239,11 @@ pub async fn spawn(
         .set_extension(2, Extension::AbsoluteSendTime)
         .set_extension(4, Extension::RtpMid)
         .set_extension(10, Extension::RtpStreamId)
-        .set_extension(11, Extension::RepairedRtpStreamId)
-        .build(now);
+        .set_extension(11, Extension::RepairedRtpStreamId);
+    if feedback.on {
+        builder = builder.set_extension(3, Extension::TransportSequenceNumber);
+    }
+    let mut rtc = builder.build(now);
     if let Some(local) = local {
         let candidate = Candidate::host(local, "udp")
             .map_err(|e| std::io::Error::other(format!("candidate: {e}")))?;
@@ -416,6 +259,9 @@ pub async fn spawn(
         counters: counters.clone(),
         latencies,
         sample: sample.max(1),
+        feedback,
+        drop_state: 0x9e37_79b9_7f4a_7c15 ^ u64::from(local.map_or(0, |l| l.port())),
+        sample_next: false,
         rtp_seen: 0,
         rx_ns: 0,
         tracker: SeqTracker::default(),
@@ -436,6 +282,11 @@ struct Client {
     counters: Arc<Counters>,
     latencies: Arc<Latencies>,
     sample: u64,
+    feedback: Feedback,
+    /// The random source of dropping on purpose (xorshift).
+    drop_state: u64,
+    /// The packet handed to str0m is a latency sample.
+    sample_next: bool,
     rtp_seen: u64,
     /// When the datagram last handed to str0m arrived.
     rx_ns: u64,
@@ -506,9 +357,16 @@ impl Client {
                 self.counters.expected.fetch_add(more, Ordering::Relaxed);
             }
             self.rtp_seen += 1;
-            if !self.rtp_seen.is_multiple_of(self.sample) {
+            let sampled = self.rtp_seen.is_multiple_of(self.sample);
+            if !self.feedback.on && !sampled {
                 return false;
             }
+            // Lost on purpose: it arrived (no loss of the system's), but
+            // str0m never sees it and asks for it again.
+            if self.feedback.on && self.drop_now() {
+                return false;
+            }
+            self.sample_next = sampled;
         }
         let Ok(contents) = data.try_into() else {
             return false;
@@ -530,6 +388,19 @@ impl Client {
         self.rtc.accepts(&input) && self.rtc.handle_input(input).is_ok()
     }
 
+    /// True for the share of packets dropped on purpose.
+    fn drop_now(&mut self) -> bool {
+        if self.feedback.loss <= 0.0 {
+            return false;
+        }
+        let mut x = self.drop_state;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.drop_state = x;
+        ((x >> 11) as f64 / (1u64 << 53) as f64) < self.feedback.loss
+    }
+
     /// Polls str0m until it waits; sends its datagrams. None once closed.
     async fn drain(&mut self) -> Option<Instant> {
         loop {
@@ -541,7 +412,10 @@ impl Client {
                 Ok(Output::Transmit(t)) => {
                     let subscriber = matches!(self.role, Role::Subscriber);
                     if subscriber && is_rtcp(&t.contents) {
-                        continue;
+                        if !self.feedback.on {
+                            continue;
+                        }
+                        self.counters.rtcp_sent.fetch_add(1, Ordering::Relaxed);
                     }
                     self.link.send(&t.contents, t.destination).await;
                 }
@@ -555,9 +429,18 @@ impl Client {
         match e {
             Event::Connected => self.counters.connected.store(true, Ordering::Relaxed),
             Event::RtpPacket(p) => {
-                if let Some(sent) = read_stamp(&p.payload) {
+                if std::mem::take(&mut self.sample_next)
+                    && let Some(sent) = read_stamp(&p.payload)
+                {
                     self.latencies.push(sent, self.rx_ns);
                 }
+            }
+            // Every video frame this publisher sends starts a keyframe (its
+            // payload header says so): the request is answered already.
+            Event::KeyframeRequest(_) => {
+                self.counters
+                    .keyframe_requests
+                    .fetch_add(1, Ordering::Relaxed);
             }
             Event::MediaAdded(m)
                 if m.direction.is_sending()
@@ -734,31 +617,6 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tcp_frames_are_reassembled_across_reads() {
-        let mut f = Framer::default();
-        let mut out = [0u8; 16];
-        f.data.extend_from_slice(&[0, 3, 1, 2]);
-        assert_eq!(f.pop(&mut out), None, "half a frame");
-        f.data.extend_from_slice(&[3, 0, 1, 9]);
-        assert_eq!(f.pop(&mut out), Some(3));
-        assert_eq!(&out[..3], &[1, 2, 3]);
-        assert_eq!(f.pop(&mut out), Some(1));
-        assert_eq!(out[0], 9);
-        assert_eq!(f.pop(&mut out), None);
-    }
-
-    #[test]
-    fn the_passive_tcp_candidate_is_found_in_an_answer() {
-        let sdp = "v=0\r\na=candidate:1 1 udp 2130706175 198.18.0.2 50000 typ host\r\n\
-                   a=candidate:2 1 tcp 1509949695 198.18.0.2 50010 typ host tcptype passive\r\n";
-        assert_eq!(tcp_candidate(sdp), "198.18.0.2:50010".parse().ok());
-        assert_eq!(
-            tcp_candidate("a=candidate:1 1 udp 1 1.2.3.4 5 typ host"),
-            None
-        );
-    }
 
     #[test]
     fn tracks_loss_across_wraparound() {

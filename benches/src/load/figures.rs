@@ -54,12 +54,24 @@ pub struct Step {
     /// The load generator's own CPU seconds (if near 2 × seconds on 2 cores,
     /// the load generator, not the server, limited the step).
     pub loadgen_cpu_seconds: f64,
+    /// The load generator, not the server, may have limited the step: it
+    /// used more CPU than the server while the two kept the machine's cores
+    /// nearly busy.
+    pub loadgen_limited: bool,
     /// 1 - received / (sent × subscribers).
     pub loss_ratio: f64,
     /// One-way latency, publisher to subscriber.
     pub latency_ms: Latency,
     #[serde(skip)]
     pub(crate) latency_samples_us: Vec<u32>,
+}
+
+impl Step {
+    /// See [`Step::loadgen_limited`].
+    pub fn loadgen_limited(server_cpu: f64, loadgen_cpu: f64, seconds: f64) -> bool {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        loadgen_cpu > server_cpu && server_cpu + loadgen_cpu >= 0.85 * cores * seconds
+    }
 }
 
 /// Readings taken over the whole run.

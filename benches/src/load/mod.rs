@@ -17,6 +17,7 @@ pub mod client;
 pub mod figures;
 pub mod host;
 pub mod janus;
+mod link;
 pub mod reflector;
 pub mod report;
 pub mod run;
@@ -34,11 +35,14 @@ pub struct Plan {
     pub step_seconds: f64,
     /// Video bitrate per publisher, bits per second (150 packets/s).
     pub video_bitrate: u64,
-    /// One packet in this many is decrypted for its send time.
+    /// One packet in this many is a latency sample (without feedback, the
+    /// only one decrypted).
     pub latency_sample: u64,
     /// Clients reach Chorus over ICE-TCP instead of UDP (the other systems
     /// are always reached over UDP).
     pub tcp: bool,
+    /// How subscribers answer (browser-like RTCP, or none).
+    pub feedback: client::Feedback,
 }
 
 impl Plan {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::client::{self, ClientHandle, Counters, Latencies, Role, Transport};
+use super::client::{self, ClientHandle, Counters, Feedback, Latencies, Role, Transport};
 use super::figures::{Latency, Measured, Step};
 use super::{Plan, chorus, host, janus, opus_frames, reflector};
 
@@ -91,8 +91,15 @@ pub async fn measure(
                     counters.push(c);
                 }
                 System::Chorus(base) => {
-                    let c =
-                        publisher(client_ip, &frames, video_bytes, &latencies, transport).await?;
+                    let c = publisher(
+                        client_ip,
+                        &frames,
+                        video_bytes,
+                        &latencies,
+                        transport,
+                        plan.feedback,
+                    )
+                    .await?;
                     let s =
                         chorus::join(&http, base, &pname, room_id.as_deref(), c.clone()).await?;
                     room_id.get_or_insert(s.room.clone());
@@ -102,8 +109,15 @@ pub async fn measure(
                     held.clients.push(c);
                 }
                 System::Janus(base) => {
-                    let c = publisher(client_ip, &frames, video_bytes, &latencies, Transport::Udp)
-                        .await?;
+                    let c = publisher(
+                        client_ip,
+                        &frames,
+                        video_bytes,
+                        &latencies,
+                        Transport::Udp,
+                        plan.feedback,
+                    )
+                    .await?;
                     let mut s = janus::Session::open(&http, base).await?;
                     let id = s.publish(janus_room(r), &pname, &c).await?;
                     c.wait_connected(Duration::from_secs(15)).await?;
@@ -225,6 +239,7 @@ async fn publisher(
     video_bytes: usize,
     latencies: &Arc<Latencies>,
     transport: Transport,
+    feedback: Feedback,
 ) -> Result<ClientHandle, String> {
     client::spawn(
         Role::Publisher {
@@ -235,6 +250,7 @@ async fn publisher(
         1,
         latencies.clone(),
         transport,
+        feedback,
     )
     .await
     .map_err(|e| e.to_string())
@@ -278,6 +294,7 @@ async fn subscribe(
         plan.latency_sample,
         latencies,
         transport,
+        plan.feedback,
     )
     .await
     .map_err(|e| e.to_string())?;
@@ -377,6 +394,7 @@ async fn measure_step(
             0.0
         },
         loadgen_cpu_seconds: self_cpu,
+        loadgen_limited: Step::loadgen_limited(cpu, self_cpu, seconds),
         loss_ratio: loss,
         latency_ms: Latency::from_sorted_us(&samples),
         latency_samples_us: samples,
