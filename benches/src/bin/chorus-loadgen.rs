@@ -72,6 +72,10 @@ struct Cli {
     /// reports or NACKs): the load before browser-like subscribers.
     #[arg(long)]
     no_feedback: bool,
+    /// After the listed steps the ramp goes on until a step loses more than
+    /// 1%, the load generator limits one, or this many subscribers.
+    #[arg(long, default_value_t = 2000)]
+    max_subscribers: usize,
     /// Share of packets subscribers drop on purpose, to NACK (0 to 1).
     #[arg(long, default_value_t = 0.0)]
     loss: f64,
@@ -138,6 +142,12 @@ fn real_main(mut cli: Cli) -> Result<(), String> {
         feedback: Feedback {
             on: !cli.no_feedback,
             loss: cli.loss.clamp(0.0, 1.0),
+        },
+        // The smoke run stays as short as listed.
+        max_subscribers: if cli.smoke {
+            cli.steps.iter().copied().max().unwrap_or(0)
+        } else {
+            cli.max_subscribers
         },
     };
     let started = Instant::now();

@@ -43,6 +43,10 @@ pub struct Plan {
     pub tcp: bool,
     /// How subscribers answer (browser-like RTCP, or none).
     pub feedback: client::Feedback,
+    /// After the listed steps the ramp goes on, by the last step's
+    /// increment, until a step loses more than 1%, the load generator
+    /// limits one, or this many subscribers.
+    pub max_subscribers: usize,
 }
 
 impl Plan {
@@ -55,6 +59,23 @@ impl Plan {
     pub fn video_payload_bytes(&self) -> usize {
         let bytes = self.video_bitrate / 8 / Self::VIDEO_PPS;
         (bytes as usize).clamp(STAMP_LEN + 16, 1150)
+    }
+
+    /// The subscribers of the step after `done` (the steps measured so
+    /// far, the listed ones all done), or None when the ramp ends there.
+    pub fn next_step(&self, done: &[figures::Step]) -> Option<usize> {
+        let last = done.last()?;
+        if last.loss_ratio > 0.01
+            || last.loadgen_limited
+            || last.subscribers >= self.max_subscribers
+        {
+            return None;
+        }
+        let before = done.len().checked_sub(2).and_then(|i| done.get(i));
+        let step = before.map_or(last.subscribers, |b| {
+            last.subscribers.saturating_sub(b.subscribers)
+        });
+        Some((last.subscribers + step.max(1)).min(self.max_subscribers))
     }
 
     /// Subscribers per room at a step (spread evenly, the first rooms get
@@ -173,6 +194,51 @@ mod tests {
             "a tone, not silence"
         );
         assert_eq!(read_stamp(&[1, 2, 3]), None);
+    }
+
+    #[test]
+    fn the_ramp_goes_on_until_a_step_loses_or_the_generator_limits_it() {
+        let plan = Plan {
+            rooms: 1,
+            publishers: 1,
+            steps: vec![100, 200],
+            step_seconds: 1.0,
+            video_bitrate: 1_200_000,
+            latency_sample: 8,
+            tcp: false,
+            feedback: client::Feedback {
+                on: true,
+                loss: 0.0,
+            },
+            max_subscribers: 450,
+        };
+        let step = |subscribers: usize, loss_ratio: f64, loadgen_limited: bool| figures::Step {
+            subscribers,
+            video_down_tracks: subscribers,
+            seconds: 1.0,
+            forwarded_pps: 0.0,
+            cpu_seconds: 0.0,
+            packets_per_cpu_second: 0.0,
+            loadgen_cpu_seconds: 0.0,
+            loadgen_limited,
+            loss_ratio,
+            latency_ms: figures::Latency::default(),
+            latency_samples_us: Vec::new(),
+        };
+        let done = vec![step(100, 0.0, false), step(200, 0.0, false)];
+        assert_eq!(plan.next_step(&done), Some(300), "by the last increment");
+        let done = vec![step(200, 0.0, false), step(400, 0.0, false)];
+        assert_eq!(plan.next_step(&done), Some(450), "up to the cap");
+        let done = vec![step(400, 0.0, false), step(450, 0.0, false)];
+        assert_eq!(plan.next_step(&done), None);
+        let done = vec![step(100, 0.0, false), step(200, 0.02, false)];
+        assert_eq!(plan.next_step(&done), None, "lost more than 1%");
+        let done = vec![step(100, 0.0, false), step(200, 0.0, true)];
+        assert_eq!(
+            plan.next_step(&done),
+            None,
+            "the load generator was the limit"
+        );
     }
 
     #[test]

@@ -315,16 +315,21 @@ impl Report {
                 })
                 .collect()
         };
-        let max_subs = self.plan.steps.iter().copied().max().unwrap_or(1) as f64;
+        // The ramp goes past the listed steps until each system loses.
+        let mut ramp: Vec<usize> = systems
+            .iter()
+            .flat_map(|(_, s, _)| s.steps.iter().map(|st| st.subscribers))
+            .collect();
+        ramp.sort_unstable();
+        ramp.dedup();
+        let max_subs = ramp.last().copied().unwrap_or(1) as f64;
         // Each subscriber gets every publisher of its room.
         let offered = self.plan.publishers as f64 * (Plan::VIDEO_PPS + Plan::AUDIO_PPS) as f64;
         let mut pps = per_step(&|st| st.forwarded_pps);
         pps.push((
             "offered".into(),
             RGBColor(0xbb, 0xbb, 0xbb),
-            self.plan
-                .steps
-                .iter()
+            ramp.iter()
                 .map(|s| (*s as f64, *s as f64 * offered))
                 .collect(),
             false,

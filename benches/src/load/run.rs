@@ -140,12 +140,14 @@ pub async fn measure(
     );
     bar.set_prefix(name.to_string());
     let mut subscribers: Vec<Vec<Arc<Counters>>> = vec![Vec::new(); plan.rooms];
-    let mut steps = Vec::new();
-    for (i, &total) in plan.steps.iter().enumerate() {
+    let mut steps: Vec<Step> = Vec::new();
+    let mut totals = plan.steps.clone();
+    let mut i = 0;
+    while let Some(&total) = totals.get(i) {
         bar.set_message(format!(
             "step {}/{}: joining {total} subscribers",
             i + 1,
-            plan.steps.len()
+            totals.len()
         ));
         // Join the new subscribers, a few at a time.
         let mut jobs = Vec::new();
@@ -212,6 +214,14 @@ pub async fn measure(
         )
         .await;
         steps.push(step);
+        // Past the listed steps the ramp goes on until the system loses.
+        if i + 1 == totals.len()
+            && let Some(next) = plan.next_step(&steps)
+        {
+            totals.push(next);
+            bar.inc_length(plan.step_seconds.ceil() as u64);
+        }
+        i += 1;
     }
     bar.finish_and_clear();
     let measured = Measured {
