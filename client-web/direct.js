@@ -17,6 +17,8 @@ import { waitForIce } from './negotiation.js';
 
 /** A direct connection not up by then is given up: the call stays on the media node. */
 const CONNECT_MS = 5000;
+/** A direct connection down this long hands the call back to the media node. */
+const DOWN_MS = 2000;
 /** Back to the media node: how long to wait for its media before switching anyway. */
 const RETURN_MS = 5000;
 /** ... and to keep sending directly for the other side, at most. */
@@ -70,8 +72,12 @@ export class DirectLink {
     });
     pc.addEventListener('connectionstatechange', () => {
       if (pc !== this.pc) return;
-      if (pc.connectionState === 'connected') this.activate();
-      if (pc.connectionState === 'failed') this.giveUp();
+      const st = pc.connectionState;
+      clearTimeout(this.downTimer);
+      if (st === 'connected') this.activate();
+      if (st === 'failed') this.lost();
+      // A direct path that stays down: the media node takes the call back.
+      if (st === 'disconnected') this.downTimer = setTimeout(() => this.lost(), DOWN_MS);
     });
     this.pc = pc;
     return pc;
@@ -185,6 +191,19 @@ export class DirectLink {
     this.session.onChange('connection');
   }
 
+  /** The direct connection failed or stayed down: back to the media node at once. */
+  lost() {
+    if (this.state === 'trying') {
+      this.giveUp();
+      return;
+    }
+    if (this.state !== 'active' && this.state !== 'returning') return;
+    this.pauseMediaNode(false);
+    this.close();
+    this.timings.lost = Date.now();
+    if (!this.session.closed) this.session.syncReceivers();
+  }
+
   /** Playing over the direct connection now. */
   active() {
     return this.state === 'active' || this.state === 'returning';
@@ -258,6 +277,7 @@ export class DirectLink {
   close() {
     clearTimeout(this.timer);
     clearTimeout(this.closeTimer);
+    clearTimeout(this.downTimer);
     this.state = 'off';
     if (this.pc) this.pc.close();
     this.pc = null;

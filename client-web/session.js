@@ -180,6 +180,8 @@ export class CallSession {
     this.pc = pc;
     this.audioTx = audioTx;
     this.videoTx = videoTx;
+    // A new connection to the media node while the call goes direct sends nothing.
+    if (this.direct && this.direct.state === 'active') this.direct.pauseMediaNode(true);
     this.queue = Promise.resolve();
   }
 

@@ -1,7 +1,8 @@
 // Direct 1:1 calls: two browsers connect to each other and the media node
 // forwards none of the call's packets; a third person joining moves both
-// back to the media node without a visible break; "Protect IP address in
-// calls" keeps a call on the media node.
+// back to the media node without a visible break, and so does a direct
+// path that goes down; "Protect IP address in calls" keeps a call on the
+// media node.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -64,6 +65,29 @@ test('a 1:1 call goes browser to browser, and back through the media node when a
   assert.ok(gap < 1000, `Ada's video stood still for ${Math.round(gap)} ms`);
   assert.ok(await metric(env.server, FORWARDED) > before + 100, 'the media node forwards the group call');
   for (const p of [ada, bo, cy]) await p.context.close();
+});
+
+test('a direct connection that goes down hands the call back to the media node', async () => {
+  const ann = await openPerson(env.browser, env.server.url, 'Ana', { direct: true });
+  const ben = await openPerson(env.browser, env.server.url, 'Bob', { direct: true });
+  const [a, b] = [ann.page, ben.page];
+  await onlineUser(a, 'Bob').getByTestId('call-video').click();
+  await b.getByTestId('accept-call').click();
+  for (const page of [a, b]) await until('the call to go direct', async () => (await direct(page)) === 'true');
+  await expectMedia(a, ['Bob']);
+  // Bob's side of the direct path is gone (as when his network changes):
+  // his page goes back to the media node, and Ana's notices the path is
+  // down and follows.
+  await b.evaluate(() => window.chorus.session.direct.lost());
+  for (const page of [a, b]) {
+    await until('the call to leave the direct path', async () => (await direct(page)) === 'false', { timeout: 20000 });
+  }
+  const before = await metric(env.server, FORWARDED);
+  await expectMedia(a, ['Bob']);
+  await expectMedia(b, ['Ana']);
+  assert.ok(await metric(env.server, FORWARDED) > before + 50, 'the media node carries the call again');
+  await ann.context.close();
+  await ben.context.close();
 });
 
 test('"Protect IP address in calls" keeps a 1:1 call on the media node', async () => {
