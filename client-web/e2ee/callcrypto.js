@@ -188,12 +188,7 @@ export class CallCrypto {
   }
 
   tapped() {
-    this.statsId += 1;
-    const id = this.statsId;
-    return new Promise((resolve) => {
-      this.statsWaiting.set(id, resolve);
-      this.worker.postMessage({ type: 'tapped', id });
-    });
+    return this.ask('tapped');
   }
 
   /** Test hook: frames that do not decrypt go to the decoder as they are. */
@@ -203,11 +198,16 @@ export class CallCrypto {
 
   /** The worker's counts: frames encrypted, decrypted, failed, and the time spent. */
   stats() {
+    return this.ask('stats');
+  }
+
+  /** Asks the worker (`stats` or `tapped`); resolves with its reply (null once closed). */
+  ask(type) {
     this.statsId += 1;
     const id = this.statsId;
     return new Promise((resolve) => {
       this.statsWaiting.set(id, resolve);
-      this.worker.postMessage({ type: 'stats', id });
+      this.worker.postMessage({ type, id });
     });
   }
 

@@ -30,14 +30,19 @@ function watchFrames(page, name) {
   }, name);
 }
 
+/** `a` video-calls the person `callee`, `b` accepts, and both go direct. */
+async function directCall(a, b, callee) {
+  await onlineUser(a, callee).getByTestId('call-video').click();
+  await b.getByTestId('accept-call').click();
+  for (const page of [a, b]) await until('the call to go direct', async () => (await direct(page)) === 'true');
+}
+
 test('a 1:1 call goes browser to browser, and back through the media node when a third joins', async () => {
   const ada = await openPerson(env.browser, env.server.url, 'Ada', { direct: true });
   const bo = await openPerson(env.browser, env.server.url, 'Bo', { direct: true });
   const cy = await openPerson(env.browser, env.server.url, 'Cy', { direct: true });
   const [a, b] = [ada.page, bo.page];
-  await onlineUser(a, 'Bo').getByTestId('call-video').click();
-  await b.getByTestId('accept-call').click();
-  for (const page of [a, b]) await until('the call to go direct', async () => (await direct(page)) === 'true');
+  await directCall(a, b, 'Bo');
   await expectMedia(a, ['Bo']);
   await expectMedia(b, ['Ada']);
   // Encrypted all the same, and nothing through the media node.
@@ -71,9 +76,7 @@ test('a direct connection that goes down hands the call back to the media node',
   const ann = await openPerson(env.browser, env.server.url, 'Ana', { direct: true });
   const ben = await openPerson(env.browser, env.server.url, 'Bob', { direct: true });
   const [a, b] = [ann.page, ben.page];
-  await onlineUser(a, 'Bob').getByTestId('call-video').click();
-  await b.getByTestId('accept-call').click();
-  for (const page of [a, b]) await until('the call to go direct', async () => (await direct(page)) === 'true');
+  await directCall(a, b, 'Bob');
   await expectMedia(a, ['Bob']);
   // Bob's side of the direct path is gone (as when his network changes):
   // his page goes back to the media node, and Ana's notices the path is
