@@ -102,6 +102,12 @@ pub(crate) fn render(
         "Simulcast layer switches made for subscribers",
         media.layer_switches,
     );
+    counter(
+        &mut registry,
+        "media_rtc_timeouts",
+        "Timer passes over participant connections",
+        media.rtc_timeouts,
+    );
     per_worker(&mut registry, workers);
     if let Some(tcp) = tcp {
         gauge(
@@ -351,6 +357,7 @@ mod tests {
                         panics: 1,
                         packets_forwarded: 40,
                         layer_switches: 3,
+                        rtc_timeouts: 7,
                         ..MediaStats::default()
                     },
                     ..WorkerStats::default()
@@ -403,7 +410,8 @@ mod tests {
         );
         assert!(text.contains("chorus_media_panics_total 1"), "{text}");
         assert!(
-            text.contains("chorus_media_layer_switches_total 3"),
+            text.contains("chorus_media_layer_switches_total 3")
+                && text.contains("chorus_media_rtc_timeouts_total 7"),
             "{text}"
         );
         assert!(

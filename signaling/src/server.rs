@@ -418,10 +418,18 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// The WebSocket read buffer and write batching threshold of each signaling
+/// connection; a larger message is assembled over several reads.
+const WS_BUFFER_BYTES: usize = 8 * 1024;
+
 async fn ws_upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
     let max = state.limits.max_message_bytes;
+    // Signaling messages are small: buffers of a few KiB (the default is
+    // 128 KiB each way) keep a signed-in user's connection cheap.
     ws.max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(WS_BUFFER_BYTES)
+        .write_buffer_size(WS_BUFFER_BYTES)
         .on_upgrade(move |socket| {
             let id = ConnId(state.next_conn.fetch_add(1, Ordering::Relaxed));
             let (sink, stream) = socket.split();

@@ -36,6 +36,9 @@ impl Latency {
     }
 }
 
+/// Most loss a step may have and still count as carried.
+pub const LOSS_LIMIT: f64 = 0.01;
+
 /// One step of the ramp.
 #[derive(Debug, Clone, Serialize)]
 pub struct Step {
@@ -60,6 +63,15 @@ pub struct Step {
     pub loadgen_limited: bool,
     /// 1 - received / (sent × subscribers).
     pub loss_ratio: f64,
+    /// Packets the publishers sent / what the plan says they send (200 a
+    /// second each). Below 0.99 the step did not carry its load: the
+    /// machine, shared by server and load generator, could not keep up.
+    pub sent_ratio: f64,
+    /// Server RSS growth from before the first client to the end of the
+    /// step, bytes.
+    pub rss_growth_bytes: u64,
+    /// Participants (publishers and subscribers) during the step.
+    pub participants: usize,
     /// One-way latency, publisher to subscriber.
     pub latency_ms: Latency,
     #[serde(skip)]
@@ -67,6 +79,12 @@ pub struct Step {
 }
 
 impl Step {
+    /// The step carried its load: loss at most [`LOSS_LIMIT`] and the
+    /// publishers sent (nearly) all they should have.
+    pub fn carried(&self) -> bool {
+        self.loss_ratio <= LOSS_LIMIT && self.sent_ratio >= 1.0 - LOSS_LIMIT
+    }
+
     /// See [`Step::loadgen_limited`].
     pub fn loadgen_limited(server_cpu: f64, loadgen_cpu: f64, seconds: f64) -> bool {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;

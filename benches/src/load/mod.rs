@@ -65,10 +65,7 @@ impl Plan {
     /// far, the listed ones all done), or None when the ramp ends there.
     pub fn next_step(&self, done: &[figures::Step]) -> Option<usize> {
         let last = done.last()?;
-        if last.loss_ratio > 0.01
-            || last.loadgen_limited
-            || last.subscribers >= self.max_subscribers
-        {
+        if !last.carried() || last.loadgen_limited || last.subscribers >= self.max_subscribers {
             return None;
         }
         let before = done.len().checked_sub(2).and_then(|i| done.get(i));
@@ -222,6 +219,9 @@ mod tests {
             loadgen_cpu_seconds: 0.0,
             loadgen_limited,
             loss_ratio,
+            sent_ratio: 1.0,
+            rss_growth_bytes: 0,
+            participants: subscribers + 2,
             latency_ms: figures::Latency::default(),
             latency_samples_us: Vec::new(),
         };
@@ -238,6 +238,14 @@ mod tests {
             plan.next_step(&done),
             None,
             "the load generator was the limit"
+        );
+        let mut behind = step(200, 0.0, false);
+        behind.sent_ratio = 0.8;
+        let done = vec![step(100, 0.0, false), behind];
+        assert_eq!(
+            plan.next_step(&done),
+            None,
+            "the publishers sent a fifth less than planned"
         );
     }
 

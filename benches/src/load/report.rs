@@ -10,7 +10,7 @@ use super::Plan;
 use super::figures::{Latency, Measured, Step};
 
 /// Loss above which a step counts as overloaded.
-pub const LOSS_LIMIT: f64 = 0.01;
+pub use super::figures::LOSS_LIMIT;
 
 /// The figures of one system.
 #[derive(Debug, Clone, Serialize)]
@@ -51,29 +51,32 @@ pub struct RcvbufErrors {
 impl SystemReport {
     /// Summarises the steps.
     pub fn new(steps: Vec<Step>, measured: Measured) -> SystemReport {
-        let ok: Vec<&Step> = steps
-            .iter()
-            .filter(|s| s.loss_ratio <= LOSS_LIMIT)
-            .collect();
+        let ok: Vec<&Step> = steps.iter().filter(|s| s.carried()).collect();
         let top = ok.last().copied().or(steps.first());
         let max_ok = ok.last().map_or(0, |s| s.subscribers);
         let half = max_ok.max(steps.first().map_or(0, |s| s.subscribers)) / 2;
         let lat_step = steps
             .iter()
-            .filter(|s| s.loss_ratio <= LOSS_LIMIT || ok.is_empty())
+            .filter(|s| s.carried() || ok.is_empty())
             .min_by_key(|s| s.subscribers.abs_diff(half));
         SystemReport {
             forwarded_pps: top.map_or(0.0, |s| s.forwarded_pps),
             cpu_seconds: steps.iter().map(|s| s.cpu_seconds).sum(),
             packets_per_cpu_second: top.map_or(0.0, |s| s.packets_per_cpu_second),
-            rss_bytes_per_participant: measured.rss_growth_bytes as f64
-                / measured.participants.max(1) as f64,
+            // At the largest step carried: an overloaded step's queues
+            // would count as memory per participant.
+            rss_bytes_per_participant: match top {
+                Some(s) if s.rss_growth_bytes > 0 => {
+                    s.rss_growth_bytes as f64 / s.participants.max(1) as f64
+                }
+                _ => measured.rss_growth_bytes as f64 / measured.participants.max(1) as f64,
+            },
             latency_ms: lat_step.map_or_else(Latency::default, |s| s.latency_ms),
             loss_ratio: lat_step.map_or(1.0, |s| s.loss_ratio),
             max_subscribers_under_1pct_loss: max_ok,
             first_subscribers_over_1pct_loss: steps
                 .iter()
-                .find(|s| s.loss_ratio > LOSS_LIMIT)
+                .find(|s| !s.carried())
                 .map(|s| s.subscribers),
             latency_step_subscribers: lat_step.map_or(0, |s| s.subscribers),
             rcvbuf_errors: RcvbufErrors {
@@ -139,7 +142,7 @@ fn ratio(a: &Option<SystemReport>, b: &Option<SystemReport>) -> Option<Ratio> {
         .collect();
     let ok: Vec<&(&Step, &Step)> = both
         .iter()
-        .filter(|(x, y)| x.loss_ratio <= LOSS_LIMIT && y.loss_ratio <= LOSS_LIMIT)
+        .filter(|(x, y)| x.carried() && y.carried())
         .collect();
     let (top_a, top_b) = **ok.last().or(both.first().as_ref())?;
     let half = top_a.subscribers / 2;
@@ -220,6 +223,32 @@ impl Report {
                 s.loss_ratio * 100.0,
                 s.max_subscribers_under_1pct_loss
             ));
+        }
+        for (name, s, _) in self.systems() {
+            if let Some(end) = s
+                .steps
+                .iter()
+                .find(|st| !st.carried() || st.loadgen_limited)
+            {
+                let mut why = Vec::new();
+                if end.loss_ratio > LOSS_LIMIT {
+                    why.push(format!("lost {:.1}%", end.loss_ratio * 100.0));
+                }
+                if end.sent_ratio < 1.0 - LOSS_LIMIT {
+                    why.push(format!(
+                        "the publishers sent {:.0}% of the plan",
+                        end.sent_ratio * 100.0
+                    ));
+                }
+                if end.loadgen_limited {
+                    why.push("the load generator may have been the limit".to_string());
+                }
+                out.push_str(&format!(
+                    "{name}: the ramp ended at {} subscribers: {}\n",
+                    end.subscribers,
+                    why.join(", ")
+                ));
+            }
         }
         for (label, r) in [
             ("chorus/janus", self.ratios.chorus_over_janus),

@@ -204,7 +204,7 @@ pub async fn measure(
         tokio::time::sleep(Duration::from_secs(1)).await;
         let step = measure_step(
             plan,
-            pid,
+            (pid, rss_before),
             &publishers,
             &subscribers,
             &latencies,
@@ -334,7 +334,7 @@ fn sum(counters: &[Vec<Arc<Counters>>], f: impl Fn(&Counters) -> u64) -> Vec<u64
 #[allow(clippy::too_many_arguments)]
 async fn measure_step(
     plan: &Plan,
-    pid: Option<u32>,
+    (pid, rss_before): (Option<u32>, u64),
     publishers: &[Vec<Arc<Counters>>],
     subscribers: &[Vec<Arc<Counters>>],
     latencies: &Latencies,
@@ -385,6 +385,9 @@ async fn measure_step(
         .map(|((a, b), subs)| (b - a) * subs.len() as u64)
         .sum();
     let received = recv1 - recv0;
+    let sent: u64 = sent0.iter().zip(&sent1).map(|(a, b)| b - a).sum();
+    let publisher_count: usize = publishers.iter().map(Vec::len).sum();
+    let planned = publisher_count as f64 * (Plan::VIDEO_PPS + Plan::AUDIO_PPS) as f64 * seconds;
     let mut samples = latencies.take();
     samples.sort_unstable();
     let loss = if expected == 0 {
@@ -406,6 +409,15 @@ async fn measure_step(
         loadgen_cpu_seconds: self_cpu,
         loadgen_limited: Step::loadgen_limited(cpu, self_cpu, seconds),
         loss_ratio: loss,
+        sent_ratio: if planned > 0.0 {
+            sent as f64 / planned
+        } else {
+            0.0
+        },
+        rss_growth_bytes: pid
+            .and_then(host::rss_bytes)
+            .map_or(0, |r| r.saturating_sub(rss_before)),
+        participants: total + publisher_count,
         latency_ms: Latency::from_sorted_us(&samples),
         latency_samples_us: samples,
     }

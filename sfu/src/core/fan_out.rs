@@ -147,6 +147,17 @@ impl Sfu {
             let Some(tx) = api.stream_tx_by_mid(out_mid, None) else {
                 continue;
             };
+            if s.stream_ready != Some(out_mid) {
+                // Forwarded packets leave as the publisher paced them: the
+                // layer allocation keeps each subscriber under its estimate,
+                // and a pacing queue would add a full pass over str0m's
+                // state per packet and its delay. Probes are still paced.
+                tx.set_unpaced(true);
+                if video {
+                    tx.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, RTX_RATIO_CAP);
+                }
+                s.stream_ready = Some(out_mid);
+            }
             let mut write = RtpWrite::new(
                 out_pt,
                 out.seq,

@@ -75,9 +75,11 @@ pub const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// The bandwidth estimate toward a new subscriber, before any feedback.
 pub const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(1_000);
 
-/// str0m's default resend buffer, restored empty when a layer is cut.
+/// The resend buffer of each forwarded video stream (emptied when a layer
+/// is cut). A second of video covers a NACK and its retry at a 300 ms
+/// round trip; str0m's default, 3 s, held three times the memory.
 const RTX_CACHE_PACKETS: usize = 2000;
-const RTX_CACHE_AGE: Duration = Duration::from_secs(3);
+const RTX_CACHE_AGE: Duration = Duration::from_secs(1);
 const RTX_RATIO_CAP: Option<f32> = Some(0.15);
 
 /// Reported render sizes are capped at this many pixels per side.
@@ -328,6 +330,7 @@ impl Sfu {
                 let Some(p) = sfu.participants.get_mut(&id) else {
                     return;
                 };
+                sfu.stats.rtc_timeouts += 1;
                 if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
                     warn!(participant = %id, "timeout handling failed: {e}");
                 }

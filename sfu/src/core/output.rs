@@ -236,6 +236,9 @@ pub struct Stats {
     pub panics: u64,
     /// Simulcast layer switches made for subscribers.
     pub layer_switches: u64,
+    /// Timer passes over a participant's connection (a whole pass over
+    /// its str0m state each), apart from those a received datagram runs.
+    pub rtc_timeouts: u64,
 }
 
 impl Stats {
@@ -250,6 +253,7 @@ impl Stats {
             dropped_malformed: self.dropped_malformed + other.dropped_malformed,
             panics: self.panics + other.panics,
             layer_switches: self.layer_switches + other.layer_switches,
+            rtc_timeouts: self.rtc_timeouts + other.rtc_timeouts,
         }
     }
 }

@@ -57,6 +57,9 @@ pub(super) struct Subscription {
     pub(super) paused: bool,
     /// The last packet sent ended a frame.
     pub(super) at_frame_end: bool,
+    /// The m-line whose send stream was set up for forwarding (resend
+    /// buffer, no pacing queue).
+    pub(super) stream_ready: Option<Mid>,
 }
 
 /// An m-line of a subscriber's connection whose subscription ended, kept
@@ -104,6 +107,7 @@ impl Subscription {
             size: None,
             paused: false,
             at_frame_end: true,
+            stream_ready: None,
         }
     }
 
