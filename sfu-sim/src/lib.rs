@@ -131,6 +131,9 @@ pub struct World {
     /// Deliver the SFU's datagrams to the clients (benchmarks turn it off to
     /// measure the SFU alone).
     pub deliver: bool,
+    /// Wall-clock time spent inside the core's calls (receive, timeout,
+    /// poll), for benchmarks that run the clients too.
+    pub sfu_busy: Duration,
 }
 
 impl Default for World {
@@ -152,6 +155,7 @@ impl World {
             now,
             events: Vec::new(),
             deliver: true,
+            sfu_busy: Duration::ZERO,
         }
     }
 
@@ -241,7 +245,10 @@ impl World {
     pub fn drain_sfu(&mut self) -> Vec<Event> {
         let mut out = Vec::new();
         loop {
-            match self.sfu.poll_output() {
+            let started = std::time::Instant::now();
+            let output = self.sfu.poll_output();
+            self.sfu_busy += started.elapsed();
+            match output {
                 Output::Transmit(_) if !self.deliver => {}
                 Output::Transmit(t) => {
                     let mut newest = self.clients.iter_mut().rev();
@@ -314,8 +321,10 @@ impl World {
                 match c.rtc.poll_output().expect("client poll") {
                     RtcOutput::Transmit(t) => {
                         if !c.unplugged {
+                            let started = std::time::Instant::now();
                             self.sfu
                                 .handle_receive(self.now, Transport::Udp, c.addr, &t.contents);
+                            self.sfu_busy += started.elapsed();
                         }
                     }
                     RtcOutput::Event(e) => c.events.push((self.now, e)),
@@ -362,7 +371,9 @@ impl World {
                 }
             }
             self.now = next.max(self.now + Duration::from_micros(100));
+            let started = std::time::Instant::now();
             self.sfu.handle_timeout(self.now);
+            self.sfu_busy += started.elapsed();
             for c in &mut self.clients {
                 if self.now >= c.timeout && c.rtc.is_alive() {
                     c.rtc

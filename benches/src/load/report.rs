@@ -236,7 +236,7 @@ impl Report {
                 }
                 if end.sent_ratio < 1.0 - LOSS_LIMIT {
                     why.push(format!(
-                        "the publishers sent {:.0}% of the plan",
+                        "the publishers sent {:.1}% of the plan",
                         end.sent_ratio * 100.0
                     ));
                 }

@@ -128,11 +128,115 @@ impl Receiver {
 }
 
 /// Datagrams queued for sending; [`Sender::flush`] writes them in batches.
+/// On Linux, consecutive datagrams to one destination that have one size
+/// (the last may be shorter) leave in one `sendmsg` with UDP segmentation
+/// offload (`UDP_SEGMENT`): the kernel runs its stack once for the group.
 #[derive(Default)]
 pub struct Sender {
     queue: Vec<(SocketAddr, Vec<u8>)>,
     #[cfg(target_os = "linux")]
     headers: Option<nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>>,
+    /// Message headers with room for a segment size.
+    #[cfg(target_os = "linux")]
+    gso_headers: Option<nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>>,
+    /// Segmentation offload failed once on this socket: not tried again.
+    #[cfg(target_os = "linux")]
+    no_gso: bool,
+}
+
+/// Most datagrams in one segmentation-offload send (the kernel's limit).
+#[cfg(target_os = "linux")]
+const GSO_MAX_SEGMENTS: usize = 64;
+
+/// Most bytes in one segmentation-offload send (a UDP payload's limit).
+#[cfg(target_os = "linux")]
+const GSO_MAX_BYTES: usize = 65_000;
+
+/// How many datagrams from the front of `queue` form one segmentation
+/// group: same destination, all the size of the first but the last, which
+/// may be shorter.
+#[cfg(target_os = "linux")]
+fn gso_run(queue: &[(SocketAddr, Vec<u8>)]) -> usize {
+    let Some((dest, first)) = queue.first() else {
+        return 0;
+    };
+    let size = first.len();
+    let mut n = 0;
+    let mut bytes = 0;
+    for (d, data) in queue {
+        if d != dest
+            || data.len() > size
+            || n == GSO_MAX_SEGMENTS
+            || bytes + data.len() > GSO_MAX_BYTES
+        {
+            break;
+        }
+        n += 1;
+        bytes += data.len();
+        if data.len() < size {
+            break;
+        }
+    }
+    n
+}
+
+/// The messages of one `sendmmsg`: each a segmentation group or a single
+/// datagram, as (index into the queue, datagrams).
+#[cfg(target_os = "linux")]
+#[derive(Debug)]
+struct Plan {
+    messages: [(usize, usize); BATCH],
+    count: usize,
+    /// The segment size every message of the call is sent with (the
+    /// kernel sends a datagram no longer than it as it is).
+    segment: Option<u16>,
+}
+
+#[cfg(target_os = "linux")]
+impl Plan {
+    fn datagrams(&self) -> usize {
+        self.messages.iter().take(self.count).map(|(_, n)| n).sum()
+    }
+}
+
+/// Plans the next `sendmmsg` from the front of `queue`: up to [`BATCH`]
+/// messages; with `gso`, groups of one segment size (one size per call)
+/// and the single datagrams no longer than it.
+#[cfg(target_os = "linux")]
+fn plan_messages(queue: &[(SocketAddr, Vec<u8>)], gso: bool) -> Plan {
+    let mut plan = Plan {
+        messages: [(0, 0); BATCH],
+        count: 0,
+        segment: None,
+    };
+    let mut longest_single = 0;
+    let mut i = 0;
+    while let (Some(rest), Some(slot)) = (queue.get(i..), plan.messages.get_mut(plan.count)) {
+        let Some((_, first)) = rest.first() else {
+            break;
+        };
+        let len = first.len();
+        let run = if gso { gso_run(rest) } else { 1 };
+        if run > 1 {
+            let Ok(size) = u16::try_from(len) else {
+                break;
+            };
+            match plan.segment {
+                None if longest_single <= len => plan.segment = Some(size),
+                Some(s) if s == size => {}
+                _ => break,
+            }
+        } else {
+            if plan.segment.is_some_and(|s| len > usize::from(s)) {
+                break;
+            }
+            longest_single = longest_single.max(len);
+        }
+        *slot = (i, run);
+        plan.count += 1;
+        i += run;
+    }
+    plan
 }
 
 /// What a flush did.
@@ -203,36 +307,59 @@ impl Sender {
         use std::io::IoSlice;
         use std::os::fd::AsRawFd;
 
-        use nix::sys::socket::{ControlMessage, MsgFlags, SockaddrStorage, sendmmsg};
+        use nix::errno::Errno;
+        use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
 
-        let batch = self.queue.get(start..).unwrap_or(&[]);
-        let batch = batch.get(..BATCH).unwrap_or(batch);
-        if batch.is_empty() {
+        let rest = self.queue.get(start..).unwrap_or(&[]);
+        let plan = plan_messages(rest, !self.no_gso);
+        let planned = plan.messages.get(..plan.count).unwrap_or(&[]);
+        if planned.is_empty() {
             return Ok(0);
         }
-        let mut slices: [[IoSlice<'_>; 1]; BATCH] = [[IoSlice::new(&[])]; BATCH];
-        let mut addrs: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
-        for (i, (dest, data)) in batch.iter().enumerate() {
-            if let (Some(s), Some(a)) = (slices.get_mut(i), addrs.get_mut(i)) {
-                *s = [IoSlice::new(data)];
-                *a = Some(SockaddrStorage::from(*dest));
+        let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(plan.datagrams());
+        let mut addrs: Vec<Option<SockaddrStorage>> = Vec::with_capacity(planned.len());
+        for &(at, n) in planned {
+            let group = rest.get(at..at + n).unwrap_or(&[]);
+            iov.extend(group.iter().map(|(_, d)| IoSlice::new(d)));
+            addrs.push(group.first().map(|(dest, _)| SockaddrStorage::from(*dest)));
+        }
+        let mut messages: Vec<&[IoSlice<'_>]> = Vec::with_capacity(planned.len());
+        let mut from = 0;
+        for &(_, n) in planned {
+            messages.push(iov.get(from..from + n).unwrap_or(&[]));
+            from += n;
+        }
+        let flags = MsgFlags::MSG_DONTWAIT;
+        let sent = match plan.segment {
+            None => {
+                let headers = self
+                    .headers
+                    .get_or_insert_with(|| MultiHeaders::preallocate(BATCH, None));
+                let cmsgs: [ControlMessage<'_>; 0] = [];
+                sendmmsg(socket.as_raw_fd(), headers, &messages, &addrs, cmsgs, flags)
+                    .map(|r| r.count())
+            }
+            Some(segment) => {
+                let headers = self.gso_headers.get_or_insert_with(|| {
+                    MultiHeaders::preallocate(BATCH, Some(nix::cmsg_space!(u16)))
+                });
+                let cmsgs = [ControlMessage::UdpGsoSegments(&segment)];
+                match sendmmsg(socket.as_raw_fd(), headers, &messages, &addrs, cmsgs, flags) {
+                    Err(
+                        e @ (Errno::EIO | Errno::EINVAL | Errno::ENOPROTOOPT | Errno::EOPNOTSUPP),
+                    ) => {
+                        // No offload on this path (a device without it, an
+                        // old kernel): plain batches from now on.
+                        tracing::debug!("udp segmentation offload off: {e}");
+                        self.no_gso = true;
+                        return Ok(0);
+                    }
+                    r => r.map(|r| r.count()),
+                }
             }
         }
-        let headers = self
-            .headers
-            .get_or_insert_with(|| nix::sys::socket::MultiHeaders::preallocate(BATCH, None));
-        let cmsgs: [ControlMessage<'_>; 0] = [];
-        let sent = sendmmsg(
-            socket.as_raw_fd(),
-            headers,
-            slices.iter().take(batch.len()),
-            &addrs[..batch.len()],
-            cmsgs,
-            MsgFlags::MSG_DONTWAIT,
-        )
-        .map_err(io::Error::from)?
-        .count();
-        Ok(sent)
+        .map_err(io::Error::from)?;
+        Ok(planned.iter().take(sent).map(|(_, n)| n).sum())
     }
 
     #[cfg(not(target_os = "linux"))]
@@ -248,14 +375,15 @@ impl Sender {
 mod tests {
     use super::*;
 
+    async fn bind() -> UdpSocket {
+        UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind a test socket")
+    }
+
     #[tokio::test]
     async fn batches_round_trip() {
-        let a = UdpSocket::bind("127.0.0.1:0")
-            .await
-            .expect("bind a test socket");
-        let b = UdpSocket::bind("127.0.0.1:0")
-            .await
-            .expect("bind a test socket");
+        let (a, b) = (bind().await, bind().await);
         let to = b.local_addr().expect("a bound socket has an address");
         let mut sender = Sender::default();
         // More than one batch, of different sizes.
@@ -278,6 +406,101 @@ mod tests {
         }
         for (i, d) in got.iter().enumerate() {
             assert_eq!(d, &vec![i as u8; 10 + i]);
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn groups_consecutive_datagrams_of_one_size_to_one_destination() {
+        let a: SocketAddr = "127.0.0.1:1000".parse().expect("an address");
+        let b: SocketAddr = "127.0.0.1:2000".parse().expect("an address");
+        let q = |v: &[(SocketAddr, usize)]| -> Vec<(SocketAddr, Vec<u8>)> {
+            v.iter().map(|(d, n)| (*d, vec![0; *n])).collect()
+        };
+        assert_eq!(
+            gso_run(&q(&[(a, 1000), (a, 1000), (a, 1000), (b, 1000)])),
+            3
+        );
+        assert_eq!(gso_run(&q(&[(a, 1000), (a, 1000), (a, 600), (a, 1000)])), 3);
+        assert_eq!(
+            gso_run(&q(&[(a, 600), (a, 1000)])),
+            1,
+            "a larger one ends it"
+        );
+        assert_eq!(gso_run(&q(&[(a, 100), (b, 100)])), 1);
+        assert_eq!(gso_run(&q(&[(a, 1200); 70])), 54, "65,000 bytes at most");
+        assert_eq!(gso_run(&q(&[(a, 100); 70])), GSO_MAX_SEGMENTS);
+        assert_eq!(gso_run(&[]), 0);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn plans_one_segment_size_per_call_with_the_shorter_singles() {
+        let a: SocketAddr = "127.0.0.1:1000".parse().expect("an address");
+        let b: SocketAddr = "127.0.0.1:2000".parse().expect("an address");
+        let q: Vec<(SocketAddr, Vec<u8>)> = [
+            (a, 120),
+            (a, 1000),
+            (a, 1000),
+            (a, 1000),
+            (b, 130),
+            (b, 1000),
+            (b, 1000),
+            (b, 600),
+            (a, 1100),
+            (a, 1100),
+        ]
+        .iter()
+        .map(|(d, n)| (*d, vec![0; *n]))
+        .collect();
+        let plan = plan_messages(&q, true);
+        assert_eq!(plan.segment, Some(1000));
+        assert_eq!(
+            &plan.messages[..plan.count],
+            &[(0, 1), (1, 3), (4, 1), (5, 3)]
+        );
+        assert_eq!(plan.datagrams(), 8);
+        let plan = plan_messages(&q[8..], true);
+        assert_eq!(plan.segment, Some(1100));
+        assert_eq!(&plan.messages[..plan.count], &[(0, 2)]);
+        let plan = plan_messages(&q, false);
+        assert_eq!(plan.segment, None);
+        assert_eq!(plan.count, q.len(), "one datagram per message");
+    }
+
+    /// Groups that go out with segmentation offload arrive as the separate
+    /// datagrams they were, in order, among single ones.
+    #[tokio::test]
+    async fn segmented_groups_arrive_as_separate_datagrams() {
+        let (a, b, c) = (bind().await, bind().await, bind().await);
+        let to_b = b.local_addr().expect("bound");
+        let to_c = c.local_addr().expect("bound");
+        let mut sender = Sender::default();
+        let mut want_b = Vec::new();
+        let mut want_c = Vec::new();
+        for tick in 0..20u8 {
+            // An audio packet, three video packets (the last shorter), then
+            // the same to another destination.
+            for (to, want) in [(to_b, &mut want_b), (to_c, &mut want_c)] {
+                for (k, len) in [120usize, 1000, 1000, 700].into_iter().enumerate() {
+                    let d = vec![tick.wrapping_mul(4).wrapping_add(k as u8); len];
+                    want.push(d.clone());
+                    sender.push(to, d);
+                }
+            }
+        }
+        let flushed = sender.flush(&a).await;
+        assert_eq!(flushed.datagrams, 160);
+        assert_eq!(flushed.errors, 0);
+        assert!(!sender.no_gso, "loopback takes segmentation offload");
+        for (socket, want) in [(&b, &want_b), (&c, &want_c)] {
+            let mut receiver = Receiver::default();
+            let mut got = Vec::new();
+            while got.len() < want.len() {
+                let r = receiver.recv(socket).await.expect("loopback receive");
+                got.extend(r.iter().map(|(_, d)| d.to_vec()));
+            }
+            assert_eq!(&got, want);
         }
     }
 }
