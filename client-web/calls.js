@@ -6,7 +6,7 @@
 
 import { state, metrics, now, inCall, busyHere, redraw, showError, clearError } from './state.js';
 import {
-  signaling, send, sendSoon, sendIfResumed, flushAfterResume, dropAfterResume, expectingStaleErrors,
+  signaling, send, sendSoon, sendQuietly, sendIfResumed, flushAfterResume, dropAfterResume, expectingStaleErrors,
 } from './connection.js';
 import { saveName, forgetToken, saveE2ee, saveProtectIp } from './identity.js';
 import { RESUME_GRACE_MS } from './signaling.js';
@@ -458,6 +458,9 @@ export function handleMessage(msg) {
         redraw('call');
       }
       break;
+    case 'call_sync':
+      onCallSync(msg);
+      break;
     case 'media_answer':
     case 'media_offer':
       if (c) c.session.handle(msg);
@@ -561,6 +564,27 @@ function onCallEnded(msg) {
     state.notice = { status, detail: texts.endDetail(msg, peer, 'callee') };
     state.screen = 'lobby';
     redraw();
+  }
+}
+
+/**
+ * The server's view of our call after a resume or a change of the
+ * cluster's coordinator (which may have lost its last moments): a call or
+ * ring it does not know ends here; one it has us in that we left is hung up.
+ */
+function onCallSync(msg) {
+  const mine = (state.call && state.call.session.roomId)
+    || (state.outgoing && state.outgoing.roomId)
+    || (state.incoming && state.incoming.room_id)
+    || (state.connecting && state.connecting.roomId)
+    || null;
+  if (mine && mine !== msg.room_id) {
+    onCallEnded({ type: 'call_ended', room_id: mine, reason: 'disconnected' });
+    if (state.notice) state.notice.detail = texts.CALL_LOST_BY_SERVER;
+    redraw();
+  }
+  if (msg.room_id && msg.room_id !== mine && !state.pending) {
+    sendQuietly({ type: 'hangup', room_id: msg.room_id });
   }
 }
 

@@ -51,6 +51,11 @@ export function sendSoon(msg) {
   return true;
 }
 
+/** Sends `msg` now, for a call that may have ended meanwhile: its "no such call" error is quiet. */
+export function sendQuietly(msg) {
+  if (signaling.send(msg)) quietUntil = Date.now() + QUIET_AFTER_RESUME_MS;
+}
+
 /** Sends `msg` should the session ever resume (a server may keep it longer than the default grace). */
 export function sendIfResumed(msg) {
   afterResume.push(msg);

@@ -70,6 +70,7 @@ export const REPLACED = 'Chorus is open in another tab or window, so this one wa
 export const LOST_CONNECTION = 'Lost the connection to the server';
 export const SIGNED_IN_ELSEWHERE = 'You signed in somewhere else';
 export const LEFT_PAGE = 'You left the page';
+export const CALL_LOST_BY_SERVER = 'The server lost this call while one of its nodes restarted. Call again.';
 export const ENDED_WHILE_AWAY = 'The call ended while the connection to the server was interrupted.';
 export const NAME_MISSING = 'Type a name first.';
 export const COPY_FAILED = 'Could not copy: select the link and copy it yourself.';

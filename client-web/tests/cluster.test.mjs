@@ -280,7 +280,8 @@ function framesOf(frames, track, from, to) {
  * Ada and Bo open the load balancer's URL; Ada rings Bo, Bo accepts; both
  * decode the other's video and hear their audio.
  */
-async function callThroughCluster(cluster, browser) {
+/** Ada and Bo open the load balancer's URL and see each other online. */
+async function openPair(browser, cluster) {
   const people = {};
   for (const name of ['Ada', 'Bo']) {
     const seen = {};
@@ -292,6 +293,11 @@ async function callThroughCluster(cluster, browser) {
   const b = people.Bo.page;
   await onlineUser(a, 'Bo').waitFor();
   await onlineUser(b, 'Ada').waitFor();
+  return { people, a, b };
+}
+
+async function callThroughCluster(cluster, browser) {
+  const { people, a, b } = await openPair(browser, cluster);
   await onlineUser(a, 'Bo').getByTestId('call-video').click();
   const incoming = b.getByTestId('incoming-call');
   await incoming.waitFor();
@@ -491,6 +497,68 @@ test('the node carrying a call is killed: the call comes back on another node on
   await a.getByTestId('hangup').click();
   await b.getByTestId('new-group-call').waitFor();
   assert.equal(await b.getByTestId('call-status').textContent(), 'ended');
+});
+
+/** Where a page's call stands: the room it rings out, rings in or talks in, or the lobby. */
+function callView(page) {
+  return page.evaluate(() => {
+    const s = window.chorus.state;
+    if (s.outgoing) return { ringing: 'out', room: s.outgoing.roomId };
+    if (s.incoming) return { ringing: 'in', room: s.incoming.room_id };
+    if (s.call || s.connecting) return { ringing: 'talking', room: s.call ? s.call.roomId : s.connecting.roomId };
+    return { ringing: null, room: null, conn: s.conn };
+  });
+}
+
+test('the coordinator dies while a call rings: both pages agree on the ring afterwards', async () => {
+  const cluster = await startCluster();
+  const browser = await launchBrowser();
+  opened('browser', () => browser.close());
+  const { people, a, b } = await openPair(browser, cluster);
+  const coordinator = await cluster.coordinator();
+  await onlineUser(a, 'Bo').getByTestId('call-audio').click();
+  // Killed as soon as Ada's page hears its call ring: the coordinator
+  // stores its state every 100 ms, so it has most likely not stored the
+  // ring (a test passes either way; the figures say which it was).
+  await until('Ada\'s call to ring', () => people.Ada.seen.signaling.received.some((m) => m.type === 'ringing'), { interval: 1 });
+  coordinator.proc.kill('SIGKILL');
+  const killedAt = Date.now();
+  await until('another node to coordinate', async () => {
+    const c = await cluster.coordinator();
+    return c && c.id !== coordinator.id;
+  }, { timeout: 20000 });
+  // Both pages online again and agreeing: the same ring, or no call.
+  const agreed = await until('both pages to agree on the ring', async () => {
+    const [va, vb] = await Promise.all([callView(a), callView(b)]);
+    const synced = [people.Ada, people.Bo].every((p) => p.seen.signaling.received.some((m) => m.type === 'call_sync'));
+    const online = (await Promise.all([a, b].map((p) => p.evaluate(() => window.chorus.state.conn)))).every((c) => c === 'online');
+    if (!synced || !online) return null;
+    if (va.ringing === 'out' && vb.ringing === 'in' && va.room === vb.room) return 'still ringing';
+    if (va.ringing === null && vb.ringing === null) return 'ended';
+    return null;
+  }, { timeout: 30000, interval: 100 });
+  const syncs = (p) => p.seen.signaling.received.filter((m) => m.type === 'call_sync').map((m) => m.room_id);
+  console.log(`cluster figures ${JSON.stringify({ test: 'coordinator-dies-ringing', outcome: agreed, agreed_after_ms: Date.now() - killedAt, call_sync: { Ada: syncs(people.Ada), Bo: syncs(people.Bo) } })}`);
+  if (agreed === 'still ringing') {
+    // The ring survived: declining reaches the caller.
+    await b.getByTestId('decline-call').click();
+    await until('Ada to see the call declined', async () => (await callView(a)).ringing === null, { timeout: 15000 });
+    assert.equal(await a.getByTestId('call-status').textContent(), 'declined');
+  } else {
+    await screenshot(a, 'cluster-ring-lost-caller');
+    await screenshot(b, 'cluster-ring-lost-callee');
+    for (const p of [a, b]) {
+      assert.equal(await p.getByTestId('call-status').textContent(), 'ended');
+      assert.match(await p.locator('.notice-detail').textContent(), /server lost this call/);
+    }
+  }
+  // Calls work again: Ada rings Bo, Bo answers.
+  await onlineUser(a, 'Bo').getByTestId('call-audio').click();
+  await b.getByTestId('incoming-call').waitFor();
+  await b.getByTestId('accept-call').click();
+  await remoteTile(a, 'Bo').waitFor();
+  await a.getByTestId('hangup').click();
+  await b.getByTestId('new-group-call').waitFor();
 });
 
 test('rolling restart: SIGTERM moves the call first, the video stands still only for the switch, the node exits', async () => {

@@ -365,6 +365,65 @@ test('in the lobby: a dropped connection resumes, and the others keep seeing the
   await bo.page.getByTestId('incoming-call').waitFor({ state: 'detached' });
 });
 
+test('a resumed page is set right by call_sync: a lost call_ended ends its ring, a lost hang-up is sent again', async () => {
+  server = await startServer();
+  // Ada's WebSocket goes through a route that loses the messages named in
+  // `lose` (as a cluster coordinator that dies may lose its last moments).
+  const lose = { toPage: null, fromPage: null, lost: [] };
+  const ada = await person('Ada', {
+    onPage: (p) => p.routeWebSocket(/\/ws$/, (ws) => {
+      const upstream = ws.connectToServer();
+      ws.onMessage((m) => {
+        if (JSON.parse(m).type === lose.fromPage) lose.lost.push(JSON.parse(m));
+        else upstream.send(m);
+      });
+      upstream.onMessage((m) => {
+        if (JSON.parse(m).type === lose.toPage) lose.lost.push(JSON.parse(m));
+        else ws.send(m);
+      });
+    }),
+  });
+  const bo = await person('Bo');
+  const a = ada.page;
+  const b = bo.page;
+  await onlineUser(b, 'Ada').waitFor();
+  const resumed = async (n) => {
+    await a.evaluate(() => window.chorus.dropConnection({ offlineMs: 300 }));
+    await until('Ada to resume', () => a.evaluate((k) => window.chorus.state.conn === 'online' && window.chorus.signaling.resumes === k, n));
+  };
+
+  // Bo rings Ada and cancels; the call_ended to Ada is lost: she rings on.
+  lose.toPage = 'call_ended';
+  await onlineUser(b, 'Ada').getByTestId('call-audio').click();
+  await a.getByTestId('incoming-call').waitFor();
+  await b.getByTestId('cancel-call').click();
+  await until('the call_ended to Ada to be lost', () => lose.lost.length === 1);
+  assert.equal(await a.getByTestId('incoming-call').count(), 1);
+  lose.toPage = null;
+  // After a resume the server's call_sync names no call: the ring ends.
+  await resumed(1);
+  await a.getByTestId('incoming-call').waitFor({ state: 'detached', timeout: 5000 });
+  assert.equal(await a.getByTestId('call-status').textContent(), 'ended');
+
+  // Ada calls Bo; her hang-up is lost: Bo stays in the call alone.
+  await onlineUser(a, 'Bo').getByTestId('call-audio').click();
+  await b.getByTestId('accept-call').click();
+  await remoteTile(a, 'Bo').waitFor();
+  lose.fromPage = 'hangup';
+  await a.getByTestId('hangup').click();
+  await a.getByTestId('new-group-call').waitFor();
+  await until('the hang-up to be lost', () => lose.lost.length === 2);
+  assert.equal(await b.getByTestId('hangup').count(), 1, 'Bo is still in the call');
+  lose.fromPage = null;
+  // After a resume the server names the call Ada left: she hangs it up
+  // again, quietly, and Bo's call ends.
+  await resumed(2);
+  await b.getByTestId('new-group-call').waitFor({ timeout: 5000 });
+  assert.equal(await b.getByTestId('call-status').textContent(), 'ended');
+  await screenshot(a, 'resumed-after-lost-hangup');
+  assert.equal(await a.getByTestId('error-banner').isVisible(), false, 'no error shown to Ada');
+});
+
 test('back after the grace period: a fresh session, the call is over on both sides', async () => {
   server = await startServer(['--reconnect-grace', '2']);
   const ada = await person('Ada');

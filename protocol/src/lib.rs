@@ -455,6 +455,15 @@ pub enum ServerMsg {
         /// Their new state.
         participant: Participant,
     },
+    /// The server's view of your call, after every resume and after the
+    /// cluster's coordinator changed (its node died or was restarted, and
+    /// what happened just before may be lost): the room you are in,
+    /// calling from or rung into, or none. End any call or ring you have
+    /// in another room as disconnected; hang up this one if you have none.
+    CallSync {
+        /// The room, if any.
+        room_id: Option<String>,
+    },
     /// A 1:1 call became a group call.
     RoomChanged {
         /// The room.

@@ -35,6 +35,10 @@ pub(super) struct Online {
     presence_sent: Option<Vec<PresenceUser>>,
     /// The session is ending: nothing more reaches it.
     ending: bool,
+    /// The hub was restored from a snapshot, which may have missed what
+    /// this user was told last: they get `call_sync` when connected.
+    #[serde(skip)]
+    pub(super) needs_sync: bool,
 }
 
 impl Hub {
@@ -73,6 +77,7 @@ impl Hub {
             buffer: Vec::new(),
             presence_sent: None,
             ending: false,
+            needs_sync: false,
         };
         fx.push(Effect::Send(conn, welcome(&user, &online, false, ice)));
         self.conns.insert(conn, user.clone());
@@ -108,6 +113,9 @@ impl Hub {
         let buffered = std::mem::take(&mut o.buffer);
         let mut fx = vec![Effect::Send(conn, welcome(&user, o, true, ice))];
         fx.extend(buffered.into_iter().map(|m| Effect::Send(conn, m)));
+        // What was buffered may not be all: a coordinator that died took
+        // what it had not stored yet.
+        o.needs_sync = true;
         if old != conn && self.conns.remove(&old).is_some() {
             fx.insert(0, Effect::Close(old));
         }
@@ -219,6 +227,7 @@ impl Hub {
     /// Sends each connected user the list of everyone else online, if it
     /// changed since they last got it.
     pub(super) fn flush_presence(&mut self, fx: &mut Vec<Effect>) {
+        self.flush_sync(fx);
         if !std::mem::take(&mut self.presence_changed) {
             return;
         }
@@ -247,6 +256,18 @@ impl Hub {
             }
             o.presence_sent = Some(users.clone());
             fx.push(Effect::Send(o.conn, ServerMsg::Presence { users }));
+        }
+    }
+
+    /// Tells each connected user flagged by a restore which room the hub
+    /// has them in (see [`ServerMsg::CallSync`]).
+    fn flush_sync(&mut self, fx: &mut Vec<Effect>) {
+        for o in self.online.values_mut() {
+            if o.needs_sync && o.suspended.is_none() && !o.ending {
+                o.needs_sync = false;
+                let room_id = o.room.as_ref().map(ToString::to_string);
+                fx.push(Effect::Send(o.conn, ServerMsg::CallSync { room_id }));
+            }
         }
     }
 }

@@ -59,6 +59,10 @@ impl Hub {
         let s: Snapshot = with_anchor(now, || serde_json::from_str(json))?;
         let mut hub = Hub::with_rng(config, StdRng::from_os_rng());
         hub.online = s.online;
+        // The snapshot may be older than what the users were told last.
+        for o in hub.online.values_mut() {
+            o.needs_sync = true;
+        }
         hub.conns = s.conns;
         hub.rooms = s.rooms;
         hub.participants = s.participants.into_iter().collect();

@@ -78,6 +78,14 @@ fn to(fx: &[Effect], conn: u64) -> Vec<ServerMsg> {
 }
 
 /// The messages to `conn`, presence lists left out.
+/// The resume token in the `welcome` to `conn`.
+fn resume_token(fx: &[Effect], conn: u64) -> String {
+    match to(fx, conn).first() {
+        Some(ServerMsg::Welcome { resume_token, .. }) => resume_token.clone(),
+        other => panic!("no welcome: {other:?}"),
+    }
+}
+
 fn to_but_presence(fx: &[Effect], conn: u64) -> Vec<ServerMsg> {
     to(fx, conn)
         .into_iter()

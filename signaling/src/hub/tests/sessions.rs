@@ -23,13 +23,6 @@ fn listed(id: &str, busy: bool) -> PresenceUser {
 }
 
 /// The resume token of the `welcome` to `conn`.
-fn resume_token(fx: &[Effect], conn: u64) -> String {
-    match to(fx, conn).first() {
-        Some(ServerMsg::Welcome { resume_token, .. }) => resume_token.clone(),
-        other => panic!("no welcome: {other:?}"),
-    }
-}
-
 #[test]
 fn presence_lists_everyone_else_once_per_change() {
     let t0 = Instant::now();
@@ -236,7 +229,7 @@ fn messages_for_a_dropped_connection_are_kept_then_delivered() {
     let fx = h.handle_resume(ConnId(4), identity("c"), &token, IceConfig::default());
     let got = to_but_presence(&fx, 4);
     assert!(
-        matches!(got.as_slice(), [ServerMsg::Welcome { resumed: true, .. }, ServerMsg::ParticipantJoined { participant, .. }] if participant.id == "b"),
+        matches!(got.as_slice(), [ServerMsg::Welcome { resumed: true, .. }, ServerMsg::ParticipantJoined { participant, .. }, ServerMsg::CallSync { room_id: Some(r) }] if participant.id == "b" && *r == room),
         "{got:?}"
     );
 }

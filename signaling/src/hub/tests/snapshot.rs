@@ -42,6 +42,17 @@ fn a_restored_hub_continues_calls_rings_and_deadlines() {
     let later = ring_at + Duration::from_secs(2);
     let mut r = Hub::restore(HubConfig::default(), &json, later).expect("restore");
     assert_eq!(r.counts(), h.counts());
+    // Everyone connected is told the room the restored hub has them in.
+    let fx = r.handle_tick(later);
+    for conn in [1, 2, 3] {
+        assert_eq!(
+            to_but_presence(&fx, conn),
+            vec![ServerMsg::CallSync {
+                room_id: Some(room.clone())
+            }],
+            "{conn}"
+        );
+    }
     // c's ring has the time it had left: missed 30 s after its start here.
     let before_end = later + HubConfig::default().ring_timeout - Duration::from_millis(10);
     assert_eq!(
@@ -95,5 +106,52 @@ fn a_restored_hub_continues_calls_rings_and_deadlines() {
         r.participants.keys().all(|p| p.0 > 2),
         "{:?}",
         r.participants
+    );
+}
+
+/// A coordinator's last moments may be missing from its snapshot: a ring
+/// that started after it is unknown to the hub that takes over. The callee
+/// (connected) and the caller (resuming) are told they are in no call, so
+/// neither rings on forever.
+#[test]
+fn a_restored_hub_tells_each_user_the_call_it_knows() {
+    let t0 = Instant::now();
+    let mut h = online(&[(1, "a"), (2, "b")]);
+    let token = resume_token(&login(&mut h, 3, "c"), 3);
+    let json = h.snapshot(t0).expect("snapshot");
+    let fx = h.handle_message(
+        ConnId(3),
+        ClientMsg::Call {
+            e2ee: None,
+            to: "a".into(),
+            media: CallMedia::Audio,
+        },
+        t0,
+    );
+    assert!(room_of(&fx, 1).is_some(), "{fx:?}");
+
+    // The node of c and of the coordinator died; another restores the
+    // snapshot from before the ring, and c's connection is lost with it.
+    let later = t0 + Duration::from_secs(1);
+    let mut r = Hub::restore(HubConfig::default(), &json, later).expect("restore");
+    let mut fx = r.handle_connection_lost(ConnId(3), later);
+    fx.extend(r.handle_tick(later));
+    assert_eq!(
+        to_but_presence(&fx, 1),
+        vec![ServerMsg::CallSync { room_id: None }]
+    );
+    // Told once.
+    assert!(to_but_presence(&r.handle_tick(later), 1).is_empty());
+    let fx = r.handle_resume(ConnId(4), identity("c"), &token, IceConfig::default());
+    let got = to_but_presence(&fx, 4);
+    assert!(
+        matches!(
+            got.as_slice(),
+            [
+                ServerMsg::Welcome { resumed: true, .. },
+                ServerMsg::CallSync { room_id: None }
+            ]
+        ),
+        "{got:?}"
     );
 }
