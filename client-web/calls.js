@@ -17,6 +17,7 @@ import { DirectLink } from './direct.js';
 import { deviceIdentitySync } from './e2ee/device.js';
 import { iceConfigFrom } from './mediapath.js';
 import * as ring from './ringtone.js';
+import * as chat from './chat.js';
 import * as texts from './texts.js';
 
 /** How long "Cy declined" and the like stay in the call header. */
@@ -458,6 +459,9 @@ export function handleMessage(msg) {
         redraw('call');
       }
       break;
+    case 'chat':
+      if (c) chat.receive(c, msg, () => redraw('call'));
+      break;
     case 'call_sync':
       onCallSync(msg);
       break;
@@ -613,6 +617,7 @@ async function onRoomJoined(msg) {
       withhold: state.e2eeWithhold,
     })
     : null;
+  if (crypto) crypto.onKey = () => state.call && state.call.crypto === crypto && chat.retry(state.call, () => redraw('call'));
   if (crypto && state.e2eeTap) crypto.tapKeyframes(state.e2eeTap);
   const session = new CallSession({
     crypto,
@@ -689,6 +694,10 @@ function serverError(msg) {
     // connection was down (and its call_ended went missing).
     state.pending = null;
     endCall({ status: 'ended', detail: texts.ENDED_WHILE_AWAY });
+    return;
+  }
+  if (state.call && chat.isChatError(code)) {
+    chat.refused(state.call, text, () => redraw('call'));
     return;
   }
   if (state.call && MEDIA_ERRORS.includes(code)) state.call.session.refused(code);

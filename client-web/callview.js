@@ -9,6 +9,7 @@ import { h, icon, avatar, formatDuration } from './ui.js';
 import { state, metrics, now, showError } from './state.js';
 import { hangUp, invite, toggleMic, toggleCamera } from './calls.js';
 import { buildSecurity, renderSecurity } from './securityview.js';
+import { buildChat, renderChat } from './chat.js';
 import {
   COPY_FAILED, DIRECT_PATH, DIRECT_EXPLAINED, MEDIA_CONNECTING, MEDIA_RECONNECTING, MEDIA_FAILED, TILE_RECONNECTING, connectionDetail, connectionExplained,
 } from './texts.js';
@@ -44,6 +45,7 @@ function buildCallView(c) {
   v.hangup = h('button', { class: 'round control danger', 'data-testid': 'hangup', 'aria-label': 'Hang up', title: 'Hang up', onclick: hangUp }, icon('hangup'));
   v.sheet = h('div', { class: 'sheet', hidden: true, role: 'dialog', 'aria-label': 'Add someone to the call' });
   v.security = buildSecurity(() => toggleCodes(c));
+  v.chat = buildChat(c, renderCall);
   v.root = h('section', { class: 'call' },
     h('header', { class: 'call-head' },
       h('div', { class: 'call-heading' }, v.title, h('div', { class: 'call-meta' }, v.kind, v.timer, v.conn, v.path)),
@@ -51,9 +53,10 @@ function buildCallView(c) {
       v.security.changed,
       v.share,
       v.invites),
-    h('div', { class: 'stage' }, v.grid, v.waiting, v.self, v.sound),
-    h('footer', { class: 'controls' }, v.mic, v.cam, v.add, v.hangup),
+    h('div', { class: 'stage' }, v.grid, v.waiting, v.self, v.sound, v.chat.burst),
+    h('footer', { class: 'controls' }, v.mic, v.cam, v.add, v.chat.toggle, v.hangup),
     v.sheet,
+    v.chat.panel,
     v.security.codes);
   c.timer = setInterval(() => {
     v.timer.textContent = formatDuration(Date.now() - c.session.joinedAt);
@@ -153,6 +156,7 @@ export function renderCall() {
   renderControls(c);
   renderSheet(c);
   renderSecurity(c, v.security, () => toggleCodes(c));
+  renderChat(c, v.chat);
   v.sound.hidden = !state.soundBlocked;
 }
 

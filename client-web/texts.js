@@ -21,6 +21,7 @@ export const ERROR_TEXT = {
   invalid_sdp: 'The media server refused this browser\'s media setup.',
   media_error: 'The media server could not handle that request.',
   replaced: 'Chorus is open in another tab or window.',
+  chat_too_long: 'A message is at most 1000 characters: shorten it and send it again.',
   rate_limited: 'That was too many requests in a short time: wait a moment and try again.',
   room_full: 'That call is full.',
   too_many_rooms: 'The server has no room for another call right now: try again later.',
@@ -70,6 +71,9 @@ export const REPLACED = 'Chorus is open in another tab or window, so this one wa
 export const LOST_CONNECTION = 'Lost the connection to the server';
 export const SIGNED_IN_ELSEWHERE = 'You signed in somewhere else';
 export const LEFT_PAGE = 'You left the page';
+export const CHAT_TOO_LONG = 'A message is at most 1000 characters: shorten it and send it again.';
+export const CHAT_WAITING_KEY = '🔒 Waiting for the key to read this message…';
+export const CHAT_UNREADABLE = '🔒 This message could not be decrypted.';
 export const CALL_LOST_BY_SERVER = 'The server lost this call while one of its nodes restarted. Call again.';
 export const ENDED_WHILE_AWAY = 'The call ended while the connection to the server was interrupted.';
 export const NAME_MISSING = 'Type a name first.';

@@ -4,6 +4,7 @@
 // `e2ee_key` messages, and each member's security code (code.js).
 
 import { randomMaterial, randomTag, ratchet, importPublic, pairKey, wrapKey, unwrapKey } from './keys.js';
+import { sealChat, openChat } from './chat.js';
 import { securityCode } from './code.js';
 import { noteIdentityKey } from './device.js';
 
@@ -91,6 +92,8 @@ export class CallCrypto {
       key: p.identity_key,
       pair: importPublic(p.identity_key).then((pub) => pairKey(this.identity.privateKey, pub, this.roomId)),
       received: false,
+      /** The keys it sent, newest last (chat messages name theirs). */
+      keys: [],
       changed: noteIdentityKey(p.id, p.identity_key),
       code: null,
     };
@@ -152,11 +155,27 @@ export class CallCrypto {
     this.run(async () => {
       const key = await unwrapKey(await peer.pair, msg.data, { roomId: this.roomId, from: msg.from, to: this.me });
       this.worker.postMessage({ type: 'receive-key', from: msg.from, ...key });
+      peer.keys = [...peer.keys.slice(-3), key];
+      if (this.onKey) this.onKey(msg.from);
       if (!peer.received) {
         peer.received = true;
         this.onChange();
       }
     });
+  }
+
+  /** A chat message (`{text}` or `{reaction}`) sealed with this participant's current key. */
+  seal(body) {
+    return sealChat(this.key, body, { roomId: this.roomId, from: this.me });
+  }
+
+  /**
+   * Opens a member's sealed chat message: `{text}` or `{reaction}`, or null
+   * while their key has not come (try again when it does: `onKey`).
+   */
+  open(from, sealed) {
+    const keys = from === this.me ? [this.key] : (this.peers.get(from) || { keys: [] }).keys;
+    return openChat(keys, sealed, { roomId: this.roomId, from });
   }
 
   /** True when everything sent is encrypted and every other member's key is here. */

@@ -1,5 +1,5 @@
 // The key schedule of end-to-end encrypted calls, in Node's WebCrypto:
-// who can open which frame, wrapped keys, and security codes.
+// who can open which frame, wrapped keys, security codes and chat messages.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,6 +9,7 @@ import {
 import { seal, open, trailerOf, clearBytes, TRAILER_BYTES } from '../e2ee/frame.js';
 import { KeyRing } from '../e2ee/ring.js';
 import { securityCode, fingerprintDigits } from '../e2ee/code.js';
+import { sealChat, openChat } from '../e2ee/chat.js';
 
 const payload = (n) => Uint8Array.from({ length: n }, (_, i) => (i * 7 + 3) & 0xff).buffer;
 
@@ -123,4 +124,24 @@ test('the security code is the same on both sides, differs for anyone else and c
   const replaced = await securityCode({ id: 'ada', key: ada.public }, { id: 'bo', key: bo2.public });
   assert.notEqual(replaced, atAda);
   assert.equal(replaced.includes(await fingerprintDigits('ada', ada.public)), true, 'Ada\'s half stays');
+});
+
+test('a sealed chat message opens with the sender\'s key, or one it ratcheted to, only in its room and from its sender', async () => {
+  const key = { tag: randomTag(), index: 3, material: randomMaterial() };
+  const ends = { roomId: 'room-1', from: 'u-ada' };
+  const sealed = await sealChat(key, { text: 'hello, ünïcode 👋' }, ends);
+  assert.ok(!atob(sealed).includes('hello'));
+  assert.deepEqual(await openChat([key], sealed, ends), { text: 'hello, ünïcode 👋' });
+  // A key the sender moved to when someone joined: the receiver ratchets.
+  const next = { tag: key.tag, index: 5, material: await ratchet(await ratchet(key.material)) };
+  const later = await sealChat(next, { reaction: '👍' }, ends);
+  assert.deepEqual(await openChat([key], later, ends), { reaction: '👍' });
+  // Without the sender's key (a newcomer holding only the new one, or
+  // another sender's): not yet.
+  assert.equal(await openChat([next], sealed, ends), null);
+  assert.equal(await openChat([{ ...key, tag: key.tag ^ 1 }], sealed, ends), null);
+  // Another room or another sender: refused.
+  await assert.rejects(openChat([key], sealed, { roomId: 'room-2', from: 'u-ada' }));
+  await assert.rejects(openChat([key], sealed, { roomId: 'room-1', from: 'u-bo' }));
+  await assert.rejects(openChat([key], 'AAAA', ends));
 });

@@ -104,6 +104,16 @@ pub const MAX_IDENTITY_KEY_LEN: usize = 256;
 /// The most bytes of an `e2ee_key` message's `data`.
 pub const MAX_E2EE_DATA_LEN: usize = 4096;
 
+/// The most characters of a chat message's `text`.
+pub const MAX_CHAT_CHARS: usize = 1000;
+
+/// The most bytes of a chat message's `sealed` (a text of
+/// [`MAX_CHAT_CHARS`], encrypted, fits).
+pub const MAX_CHAT_SEALED_LEN: usize = 6000;
+
+/// The reactions a chat message may carry.
+pub const REACTIONS: [&str; 6] = ["👍", "❤️", "😂", "😮", "👏", "🎉"];
+
 /// A 1:1 call that rang, or a group call joined by its id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -277,6 +287,23 @@ pub enum ClientMsg {
         width: u32,
         /// Height.
         height: u32,
+    },
+    /// A chat message or a reaction for everyone in your room: exactly one
+    /// of `text`, `reaction` and (in an end-to-end encrypted room, where
+    /// nothing else is accepted) `sealed`.
+    Chat {
+        /// Your room.
+        room_id: String,
+        /// At most [`MAX_CHAT_CHARS`] characters, not blank.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        /// One of [`REACTIONS`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reaction: Option<String>,
+        /// The text or reaction, encrypted by the client; at most
+        /// [`MAX_CHAT_SEALED_LEN`] bytes. The server only routes it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sealed: Option<String>,
     },
     /// An opaque message for one other member of the room (in end-to-end
     /// encrypted calls: a media key, wrapped with a key only the two of
@@ -487,6 +514,25 @@ pub enum ServerMsg {
         /// Every track you will receive, by mid.
         tracks: Vec<Track>,
     },
+    /// A chat message or reaction in your room, to every member (its
+    /// sender included), in the order the server took them.
+    Chat {
+        /// The room.
+        room_id: String,
+        /// The room's count of chat messages: 1, 2, 3, …
+        seq: u64,
+        /// Who sent it.
+        from: User,
+        /// As sent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        /// As sent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reaction: Option<String>,
+        /// As sent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sealed: Option<String>,
+    },
     /// Another member's `e2ee_key` message for you.
     E2eeKey {
         /// The room.
@@ -565,8 +611,12 @@ pub enum ErrorCode {
     /// in a moment (calls already running go on).
     Unavailable,
     /// The call is end-to-end encrypted and this client cannot encrypt (it
-    /// sent no `identity_key`).
+    /// sent no `identity_key`), or a chat message in such a call was not
+    /// `sealed`.
     E2eeRequired,
+    /// A chat message over [`MAX_CHAT_CHARS`] characters (or `sealed` over
+    /// [`MAX_CHAT_SEALED_LEN`] bytes).
+    ChatTooLong,
     /// The callee or invitee's client cannot take an end-to-end encrypted
     /// call.
     E2eeUnsupported,
@@ -609,6 +659,7 @@ pub const CLIENT_TYPES: &[&str] = &[
     "video_size",
     "e2ee_key",
     "direct_signal",
+    "chat",
 ];
 
 #[cfg(test)]

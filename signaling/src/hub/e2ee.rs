@@ -49,11 +49,7 @@ impl Hub {
             }
             _ => {}
         }
-        let r = self
-            .rooms
-            .get(room)
-            .filter(|r| r.member(user).is_some())
-            .ok_or(HubError::NotInRoom)?;
+        let r = self.room_of_member(room, user)?;
         if to == user || r.member(to).is_none() {
             return Err(HubError::NotInRoom);
         }

@@ -47,6 +47,15 @@ pub enum HubError {
     E2eeUnsupported,
     /// An `e2ee_key` message over the size limit.
     E2eeDataTooLarge,
+    /// A chat message over the size limit.
+    ChatTooLong,
+    /// A chat message that is blank, names no or several kinds, or an
+    /// unknown reaction.
+    BadChat,
+    /// A plain chat message in an end-to-end encrypted room.
+    ChatNotSealed,
+    /// Too many chat messages in a short time.
+    ChattingTooFast,
 }
 
 impl HubError {
@@ -64,7 +73,10 @@ impl HubError {
             HubError::RoomFull => ErrorCode::RoomFull,
             HubError::TooManyRooms => ErrorCode::TooManyRooms,
             HubError::Draining => ErrorCode::Draining,
-            HubError::RingingTooOften => ErrorCode::RateLimited,
+            HubError::RingingTooOften | HubError::ChattingTooFast => ErrorCode::RateLimited,
+            HubError::ChatTooLong => ErrorCode::ChatTooLong,
+            HubError::BadChat => ErrorCode::BadMessage,
+            HubError::ChatNotSealed => ErrorCode::E2eeRequired,
             HubError::SdpTooLarge => ErrorCode::SdpTooLarge,
             HubError::BadMid | HubError::E2eeDataTooLarge => ErrorCode::BadMessage,
             HubError::E2eeRequired => ErrorCode::E2eeRequired,
@@ -98,6 +110,14 @@ impl HubError {
                 "their app cannot take end-to-end encrypted calls; call without encryption instead"
             }
             HubError::E2eeDataTooLarge => "an e2ee_key message is at most 4096 bytes",
+            HubError::ChatTooLong => "a chat message is at most 1000 characters",
+            HubError::BadChat => {
+                "a chat message has one of text (not blank), reaction (one of the six) or sealed"
+            }
+            HubError::ChatNotSealed => {
+                "this call is end-to-end encrypted: chat messages must be encrypted too"
+            }
+            HubError::ChattingTooFast => "too many chat messages; wait a moment",
         }
     }
 }

@@ -9,6 +9,7 @@
 //! so the whole call flow is unit-tested in virtual time. `task` runs it:
 //! the one task that owns the hub and carries out its effects.
 
+mod chat;
 mod e2ee;
 mod error;
 mod ids;
@@ -243,6 +244,19 @@ impl Hub {
             ClientMsg::E2eeKey { room_id, to, data } => {
                 let what = e2ee::ToMember::E2eeKey(data);
                 self.pass_to_member(user, &room_id.into(), &to.into(), what, &mut fx)
+            }
+            ClientMsg::Chat {
+                room_id,
+                text,
+                reaction,
+                sealed,
+            } => {
+                let body = chat::ChatBody {
+                    text,
+                    reaction,
+                    sealed,
+                };
+                self.chat(user, &room_id.into(), body, now, &mut fx)
             }
             ClientMsg::DirectSignal { room_id, to, data } => {
                 let what = e2ee::ToMember::DirectSignal(data);

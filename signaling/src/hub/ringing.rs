@@ -78,11 +78,7 @@ impl Hub {
         now: Instant,
         fx: &mut Vec<Effect>,
     ) -> Result<(), HubError> {
-        let r = self
-            .rooms
-            .get(room)
-            .filter(|r| r.member(inviter).is_some())
-            .ok_or(HubError::NotInRoom)?;
+        let r = self.room_of_member(room, inviter)?;
         r.check_seat(self.config.max_room_participants)?;
         let e2ee = r.e2ee;
         let participants = self.participant_list(room, None);

@@ -52,6 +52,9 @@ pub(super) struct Room {
     /// it.
     #[serde(default)]
     pub(super) e2ee: bool,
+    /// Chat messages sent in the room so far.
+    #[serde(default)]
+    pub(super) chat_seq: u64,
 }
 
 impl Room {
@@ -63,6 +66,7 @@ impl Room {
             rings: Vec::new(),
             active_speaker: None,
             e2ee,
+            chat_seq: 0,
         }
     }
 
@@ -491,6 +495,14 @@ impl Hub {
         }
         self.set_room(user, None);
         true
+    }
+
+    /// The room `user` is a member of.
+    pub(super) fn room_of_member(&self, room: &RoomKey, user: &UserId) -> Result<&Room, HubError> {
+        self.rooms
+            .get(room)
+            .filter(|r| r.member(user).is_some())
+            .ok_or(HubError::NotInRoom)
     }
 
     pub(super) fn members_except(&self, room: &RoomKey, user: &UserId) -> Vec<UserId> {

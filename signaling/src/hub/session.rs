@@ -39,6 +39,10 @@ pub(super) struct Online {
     /// this user was told last: they get `call_sync` when connected.
     #[serde(skip)]
     pub(super) needs_sync: bool,
+    /// When this user's recent chat messages went (a new coordinator
+    /// starts counting afresh).
+    #[serde(skip)]
+    pub(super) chatted: VecDeque<Instant>,
 }
 
 impl Hub {
@@ -78,6 +82,7 @@ impl Hub {
             presence_sent: None,
             ending: false,
             needs_sync: false,
+            chatted: VecDeque::new(),
         };
         fx.push(Effect::Send(conn, welcome(&user, &online, false, ice)));
         self.conns.insert(conn, user.clone());
