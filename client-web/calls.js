@@ -18,6 +18,7 @@ import { deviceIdentitySync } from './e2ee/device.js';
 import { iceConfigFrom } from './mediapath.js';
 import * as ring from './ringtone.js';
 import * as chat from './chat.js';
+import * as callLog from './calllog.js';
 import * as texts from './texts.js';
 
 /** How long "Cy declined" and the like stay in the call header. */
@@ -458,6 +459,10 @@ export function handleMessage(msg) {
         if (msg.kind === 'group') showRoomPath(msg.room_id);
         redraw('call');
       }
+      break;
+    case 'call_log':
+      callLog.receive(msg);
+      if (state.screen === 'lobby') redraw('lobby');
       break;
     case 'chat':
       if (c) chat.receive(c, msg, () => redraw('call'));

@@ -10,6 +10,7 @@ import {
   startCall, cancelCall, acceptCall, declineCall, newGroupCall, changeName, submitName, signOut, setE2ee, setProtectIp,
 } from './calls.js';
 import { canEncrypt } from './e2ee/device.js';
+import { buildCallLog, renderCallLog } from './calllog.js';
 import * as ring from './ringtone.js';
 import { NAME_MISSING } from './texts.js';
 
@@ -130,6 +131,7 @@ function buildLobby() {
   v.empty = h('div', { class: 'empty' }, v.emptyTitle, v.emptyHelp);
   v.e2ee = h('input', { type: 'checkbox', 'data-testid': 'e2ee-option', onchange: () => setE2ee(v.e2ee.checked) });
   v.e2eeLabel = h('label', { class: 'option' }, v.e2ee, h('span', {}, 'Encrypt my calls end to end'));
+  v.log = buildCallLog(startCall, () => renderLobby());
   v.protectIp = h('input', { type: 'checkbox', 'data-testid': 'protect-ip', onchange: () => setProtectIp(v.protectIp.checked) });
   v.protectIpLabel = h('label', {
     class: 'option', title: 'Calls with one other person go through the server, so they never see your IP address (a little more delay)',
@@ -140,6 +142,7 @@ function buildLobby() {
       h('div', {}, v.hello, h('p', { class: 'muted' }, 'Call someone who is online, or start a group call.')),
       v.group),
     h('div', { class: 'card people-card' }, h('h2', {}, 'Online now', v.count), v.list, v.empty),
+    v.log.root,
     v.e2eeLabel,
     v.protectIpLabel);
   return v;
@@ -211,6 +214,7 @@ export function renderLobby() {
   v.empty.hidden = state.users.length > 0;
   v.emptyTitle.textContent = online ? 'Nobody else is online yet.' : state.conn === 'replaced' ? 'Signed out here.' : 'Connecting…';
   v.emptyHelp.hidden = !online;
+  renderCallLog(v.log, online);
 }
 
 let outgoingStatusEl = null;

@@ -9,6 +9,7 @@ export const state = {
   me: null,
   conn: 'idle', // the signaling connection: idle | connecting | online | lost | replaced | failed
   users: [],
+  callLog: [], // call_log entries, newest first (calllog.js)
   screen: 'name', // name | lobby | outgoing | connecting | call
   incoming: null, // incoming_call message
   outgoing: null, // { to, media, roomId, status }

@@ -145,6 +145,42 @@ pub struct Track {
     pub kind: TrackKind,
 }
 
+/// How a call in the call log went for its user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallLogKind {
+    /// Rung, not answered (missed, cancelled by the caller, while busy or
+    /// offline).
+    Missed,
+    /// Someone called you (answered, or declined: `reason`).
+    Incoming,
+    /// You called someone.
+    Outgoing,
+}
+
+/// One call in a user's call log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallLogEntry {
+    /// The call's room id (one entry per call and user).
+    pub id: String,
+    /// Missed, incoming or outgoing.
+    pub kind: CallLogKind,
+    /// The other person (`name` empty when the server never saw them
+    /// online).
+    pub peer: User,
+    /// Voice or video.
+    pub media: CallMedia,
+    /// Why it never started (declined, busy, missed, …); absent for a call
+    /// that was answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<EndReason>,
+    /// How long it lasted once answered, in milliseconds (0 if it never
+    /// was).
+    pub duration_ms: u64,
+    /// When it ended, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
 /// Why a call ended, as one side sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -513,6 +549,14 @@ pub enum ServerMsg {
         sdp: String,
         /// Every track you will receive, by mid.
         tracks: Vec<Track>,
+    },
+    /// Your recent calls, newest first: all of them (`complete`, after
+    /// every `welcome`), or one that just ended.
+    CallLog {
+        /// The entries.
+        entries: Vec<CallLogEntry>,
+        /// The whole log (replace yours) or new entries (add them).
+        complete: bool,
     },
     /// A chat message or reaction in your room, to every member (its
     /// sender included), in the order the server took them.

@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::auth::{TokenError, Tokens};
+use crate::calllog::CallLogStore;
 use crate::hub::ConnId;
 use crate::hub::task::{Closure, HubHandle, HubInput, Outgoing};
 use crate::protocol::{ClientMsg, ErrorCode, MAX_IDENTITY_KEY_LEN, ServerMsg, parse_client_msg};
@@ -64,6 +65,8 @@ pub(crate) struct Settings {
     pub(crate) auth_timeout: Duration,
     /// TURN servers and policy, whose credentials are minted at sign-in.
     pub(crate) ice: Arc<IceSettings>,
+    /// Each user's recent calls: theirs follow every `welcome`.
+    pub(crate) call_log: Arc<CallLogStore>,
 }
 
 /// Serves one connection until it ends, then tells the hub how it ended.
@@ -91,11 +94,20 @@ pub(crate) async fn serve<S, R>(
         ice: settings.ice,
         bucket: RateLimit::new(settings.messages_per_second, now),
         signed_in: false,
+        user: None,
+        call_log: settings.call_log,
     };
     let ending = loop {
         let next = tokio::select! {
             out = out_rx.recv() => match out {
-                Some(Outgoing::Msg(m)) => c.send(&m).await,
+                Some(Outgoing::Msg(m)) => {
+                    let next = c.send(&m).await;
+                    if matches!(m, ServerMsg::Welcome { .. }) && matches!(next, Next::Continue) {
+                        c.send_call_log().await
+                    } else {
+                        next
+                    }
+                }
                 Some(Outgoing::Close) => Next::End(Ending::ServerCloses(close_code::NORMAL)),
                 Some(Outgoing::Restart) => Next::End(Ending::ServerCloses(close_code::RESTART)),
                 // The hub task stopped: the server is going away.
@@ -166,6 +178,9 @@ struct Connection<S> {
     ice: Arc<IceSettings>,
     bucket: RateLimit,
     signed_in: bool,
+    /// Who signed in.
+    user: Option<String>,
+    call_log: Arc<CallLogStore>,
 }
 
 /// Go on, or end the connection this way.
@@ -239,6 +254,7 @@ impl<S: Sink<Message> + Unpin> Connection<S> {
             Ok(mut identity) => {
                 identity.identity_key = identity_key;
                 self.signed_in = true;
+                self.user = Some(identity.user_id.to_string());
                 let ice = self
                     .ice
                     .for_user(identity.user_id.as_str(), SystemTime::now());
@@ -253,6 +269,19 @@ impl<S: Sink<Message> + Unpin> Connection<S> {
                     .await
             }
         }
+    }
+
+    /// The signed-in user's whole call log.
+    async fn send_call_log(&mut self) -> Next {
+        let Some(user) = &self.user else {
+            return Next::Continue;
+        };
+        let entries = self.call_log.list(user).await;
+        self.send(&ServerMsg::CallLog {
+            entries,
+            complete: true,
+        })
+        .await
     }
 
     fn to_hub(&self, input: HubInput) -> Next {

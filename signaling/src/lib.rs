@@ -17,6 +17,7 @@
 
 pub mod acme;
 pub mod auth;
+mod calllog;
 pub mod cluster;
 pub mod config;
 mod connection;

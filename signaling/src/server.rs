@@ -23,10 +23,11 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::auth::{Tokens, clean_name};
+use crate::calllog::CallLogStore;
 use crate::cluster::ClusterNode;
 use crate::config::{Config, Limits, Tls};
 use crate::connection::{self, AUTH_TIMEOUT, ReadError, Settings};
-use crate::hub::task::{HubHandle, HubInput};
+use crate::hub::task::{HubHandle, HubInput, TaskOptions};
 use crate::hub::{ConnId, Counts, Hub, HubConfig};
 use crate::media_plane::MediaPlane;
 use crate::turn::IceSettings;
@@ -46,6 +47,8 @@ struct AppState {
     cluster: Option<Arc<ClusterNode>>,
     /// Reads `/api/cluster` (the cluster secret).
     cluster_secret: Option<Arc<str>>,
+    /// Each user's recent calls.
+    call_log: Arc<CallLogStore>,
 }
 
 /// A running server.
@@ -98,11 +101,17 @@ impl Server {
             max_sdp_bytes: l.max_sdp_bytes,
         };
         let udp_addr = node.udp_addr();
-        let (hub, cluster) = match &config.cluster {
+        let (hub, cluster, call_log) = match &config.cluster {
             None => {
                 let media: Arc<dyn MediaPlane> = Arc::new(node.clone());
-                let hub = HubHandle::spawn(Hub::new(hub_config), media, media_events);
-                (hub, None)
+                let call_log = Arc::new(CallLogStore::memory());
+                let options = TaskOptions {
+                    call_log: Some(call_log.clone()),
+                    ..TaskOptions::default()
+                };
+                let (hub, _) =
+                    HubHandle::spawn_with(Hub::new(hub_config), media, media_events, options);
+                (hub, None, call_log)
             }
             Some(settings) => {
                 let (member, hub) = ClusterNode::start(
@@ -114,7 +123,8 @@ impl Server {
                 )
                 .await
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
-                (hub, Some(Arc::new(member)))
+                let call_log = Arc::new(member.call_log_store());
+                (hub, Some(Arc::new(member)), call_log)
             }
         };
         let media: Arc<dyn MediaPlane> = Arc::new(node);
@@ -131,6 +141,7 @@ impl Server {
             ice: Arc::new(config.ice.clone()),
             cluster: cluster.clone(),
             cluster_secret: config.cluster.as_ref().map(|c| c.secret.as_str().into()),
+            call_log,
         };
         let app = app(state);
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
@@ -439,6 +450,7 @@ async fn ws_upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Resp
                 messages_per_second: state.limits.messages_per_second,
                 auth_timeout: AUTH_TIMEOUT,
                 ice: state.ice,
+                call_log: state.call_log,
             };
             connection::serve(id, sink, stream, state.hub, settings)
         })
@@ -464,6 +476,7 @@ mod tests {
             ice: Arc::default(),
             cluster: None,
             cluster_secret: None,
+            call_log: Arc::new(CallLogStore::memory()),
         })
     }
 

@@ -278,8 +278,8 @@ async fn bad_input_gets_errors_and_the_socket_stays_usable() -> Result<(), Error
             ErrorCode::RoomNotFound,
         ),
         (
-            r#"{"type":"call","to":"nobody","media":"audio"}"#,
-            ErrorCode::UserNotFound,
+            r#"{"type":"invite","room_id":"nope","to":"nobody"}"#,
+            ErrorCode::NotInRoom,
         ),
     ];
     for (text, code) in cases {

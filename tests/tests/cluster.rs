@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chorus_signaling::protocol::{CallMedia, ClientMsg, EndReason, ErrorCode, ServerMsg};
+use chorus_signaling::protocol::{
+    CallLogKind, CallMedia, ClientMsg, EndReason, ErrorCode, ServerMsg,
+};
 use chorus_tests::cluster::{NodeProcess, Redis, cluster_status, node, node_config, wait_nodes};
 use chorus_tests::peer::Peer;
 use chorus_tests::scenario::{accept, call_accepted, join_room, publish_pair, ring, tone_peer};
@@ -139,6 +141,38 @@ async fn presence_ringing_and_busy_work_across_nodes() -> Result<(), Error> {
     assert!(!e.is_empty());
     let ada_id = ada.user_id.clone();
     bo2.recv_until(T, |m| online(m, &ada_id)).await?;
+
+    // A call to someone offline ends "unavailable" and waits in their call
+    // log, in Redis: Zed, who has not signed in yet, finds Ada's missed
+    // call when he does, on node 2.
+    let (zed_token, zed_id) = n2.token("Zed").await?;
+    ada.send(&ClientMsg::Call {
+        e2ee: None,
+        to: zed_id.clone(),
+        media: CallMedia::Audio,
+    })?;
+    call_ended(&mut ada, EndReason::Unavailable).await?;
+    let key = format!("chorus:calllog:{zed_id}");
+    chorus_tests::eventually::eventually(
+        T,
+        "Zed's missed call to be stored",
+        || redis.cli(&["LLEN", &key]).unwrap_or_default(),
+        |n| n.trim() == "1",
+    )
+    .await?;
+    let (mut zed, _) = sign_in_at(&n2.ws_url(), &zed_token, None).await?;
+    let log = zed
+        .recv_until(T, |m| {
+            matches!(m, ServerMsg::CallLog { complete: true, .. })
+        })
+        .await?;
+    let ServerMsg::CallLog { entries, .. } = log else {
+        unreachable!()
+    };
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].kind, CallLogKind::Missed);
+    assert_eq!(entries[0].peer.id, ada_id);
+    assert_eq!(entries[0].reason, Some(EndReason::Unavailable));
 
     // Ada (node 1) starts a group call and invites Cy (node 3): Cy
     // declines the first invite and accepts the second.

@@ -15,6 +15,7 @@ use super::bus::Bus;
 use super::election::HUB_KEY;
 use super::placement::ClusterMedia;
 use super::registry::{self, SharedView, now_ms};
+use crate::calllog::CallLogStore;
 use crate::hub::task::{HubHandle, HubInput, Outlet, TaskOptions};
 use crate::hub::{ConnId, Hub, HubConfig, RoomKey};
 
@@ -78,6 +79,7 @@ impl Coordinator {
         let media = ClusterMedia::new(me, local, bus.clone(), view, rooms, participants);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (snap_tx, snap_rx) = watch::channel(Arc::new(String::new()));
+        let call_log = Some(Arc::new(CallLogStore::Redis(bus.conn())));
         let store = tokio::spawn(store_snapshots(bus, snap_rx));
         let (hub, task) = HubHandle::spawn_with(
             hub,
@@ -86,6 +88,7 @@ impl Coordinator {
             TaskOptions {
                 outlet: Some(outlet),
                 snapshots: Some(snap_tx),
+                call_log,
             },
         );
         Coordinator {

@@ -108,6 +108,11 @@ pub struct ClusterNode {
 }
 
 impl ClusterNode {
+    /// The cluster's call logs (in Redis).
+    pub(crate) fn call_log_store(&self) -> crate::calllog::CallLogStore {
+        crate::calllog::CallLogStore::Redis(self.shared.bus.conn())
+    }
+
     /// Joins the cluster: connects to Redis (waiting up to 10 s for it),
     /// starts the heartbeat, the election and the switchboard. The handle
     /// is where this node's connections send their messages.

@@ -42,6 +42,7 @@ async fn open() -> Client {
         messages_per_second: 20,
         auth_timeout: AUTH_TIMEOUT,
         ice: Arc::default(),
+        call_log: Arc::new(crate::calllog::CallLogStore::memory()),
     };
     let task = tokio::spawn(serve(ID, sink, stream, handle, settings));
     let outgoing = match hub.recv().await {

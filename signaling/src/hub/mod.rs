@@ -9,6 +9,7 @@
 //! so the whole call flow is unit-tested in virtual time. `task` runs it:
 //! the one task that owns the hub and carries out its effects.
 
+mod calllog;
 mod chat;
 mod e2ee;
 mod error;
@@ -71,6 +72,19 @@ pub enum Effect {
     Close(ConnId),
     /// Tell the media plane.
     Media(Command),
+    /// Add `entry` to `user`'s call log, stamped now (`at_ms`, and, for an
+    /// answered call, `duration_ms` since `since`), and send it to `conn`
+    /// when the user is connected.
+    CallLog {
+        /// Whose log.
+        user: UserId,
+        /// Their connection, if it is up.
+        conn: Option<ConnId>,
+        /// The entry, unstamped.
+        entry: crate::protocol::CallLogEntry,
+        /// When the answered call started.
+        since: Option<Instant>,
+    },
 }
 
 /// Tunables.
@@ -213,7 +227,7 @@ impl Hub {
             ClientMsg::Call { to, media, e2ee } => {
                 self.call(user, &to.into(), media, e2ee, now, &mut fx)
             }
-            ClientMsg::Accept { room_id } => self.accept(user, &room_id.into(), &mut fx),
+            ClientMsg::Accept { room_id } => self.accept(user, &room_id.into(), now, &mut fx),
             ClientMsg::Decline { room_id } => self.decline(user, &room_id.into(), &mut fx),
             ClientMsg::Cancel { room_id } => self.cancel(user, &room_id.into(), &mut fx),
             ClientMsg::Hangup { room_id } => {

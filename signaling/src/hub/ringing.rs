@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::room::{Ring, Room, call_ended};
 use super::{Effect, Hub, HubError, RoomKey, UserId};
-use crate::protocol::{CallMedia, EndReason, Participant, RoomKind, ServerMsg};
+use crate::protocol::{CallLogKind, CallMedia, EndReason, Participant, RoomKind, ServerMsg};
 
 impl Room {
     /// Takes the ring of `callee` out of the room.
@@ -37,8 +37,24 @@ impl Hub {
         if self.busy(caller) {
             return Err(HubError::AlreadyInCall);
         }
-        let callee_user = self.user(callee).ok_or(HubError::UserOffline)?;
         let caller_user = self.user(caller).ok_or(HubError::NotSignedIn)?;
+        let Some(callee_user) = self.user(callee) else {
+            // Not online: nobody rings, but they find the missed call in
+            // their log when they next sign in.
+            self.may_ring(caller, now)?;
+            let room = self.new_room_key();
+            self.send_to(caller, call_ended(&room, EndReason::Unavailable, None), fx);
+            self.log_ring(
+                &room,
+                caller,
+                callee,
+                media,
+                EndReason::Unavailable,
+                true,
+                fx,
+            );
+            return Ok(());
+        };
         let e2ee = self.e2ee_for(caller, e2ee)?;
         if e2ee && !self.encrypts(callee) {
             return Err(HubError::E2eeUnsupported);
@@ -53,6 +69,7 @@ impl Hub {
                 call_ended(&room, EndReason::Busy, Some(callee_user)),
                 fx,
             );
+            self.log_ring(&room, caller, callee, media, EndReason::Busy, true, fx);
             return Ok(());
         }
         let room = self.open_room(Room::new(RoomKind::Call, media, e2ee));
@@ -106,6 +123,7 @@ impl Hub {
         &mut self,
         callee: &UserId,
         room: &RoomKey,
+        now: Instant,
         fx: &mut Vec<Effect>,
     ) -> Result<(), HubError> {
         let encrypts = self.encrypts(callee);
@@ -118,11 +136,14 @@ impl Hub {
             // A fresh 1:1 call: caller and callee join together.
             self.seat(&ring.caller, room);
             self.seat(callee, room);
+            self.start_talk(room, &ring.caller, callee, CallLogKind::Outgoing, now);
+            self.start_talk(room, callee, &ring.caller, CallLogKind::Incoming, now);
             for user in [&ring.caller, callee] {
                 self.send_joined(user, room, fx);
             }
         } else {
             self.admit(callee, room, fx);
+            self.start_talk(room, callee, &ring.caller, CallLogKind::Incoming, now);
         }
         Ok(())
     }
@@ -175,6 +196,8 @@ impl Hub {
         let r = self.rooms.get_mut(room).ok_or(HubError::RoomNotFound)?;
         let ring = r.take_ring(callee)?;
         let fresh = r.members.is_empty();
+        let media = r.media;
+        self.log_ring(room, &ring.caller, callee, media, reason, fresh, fx);
         let msg = call_ended(room, reason, by.and_then(|u| self.user(u)));
         self.send_to(callee, msg.clone(), fx);
         self.set_room(callee, None);

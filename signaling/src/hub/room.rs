@@ -26,6 +26,9 @@ pub(super) struct Member {
     /// when every moving member's new one is).
     #[serde(default)]
     pub(super) moved_connected: bool,
+    /// An answered call or invite, logged when they leave.
+    #[serde(default)]
+    pub(super) talk: Option<super::calllog::Talk>,
 }
 
 /// Someone being rung into a room (see `ringing`).
@@ -352,6 +355,7 @@ impl Hub {
             video,
             moving_from: None,
             moved_connected: false,
+            talk: None,
         });
         self.participants
             .insert(participant, (user.clone(), room.clone()));
@@ -444,6 +448,19 @@ impl Hub {
             return;
         };
         let members: Vec<UserId> = r.members.iter().map(|m| m.user.clone()).collect();
+        let fresh = members.is_empty();
+        let rings: Vec<(UserId, UserId)> = r
+            .rings
+            .iter()
+            .map(|g| (g.caller.clone(), g.callee.clone()))
+            .collect();
+        let media = r.media;
+        for (caller, callee) in &rings {
+            self.log_ring(room, caller, callee, media, reason, fresh, fx);
+        }
+        let Some(r) = self.rooms.get(room) else {
+            return;
+        };
         let mut users: Vec<UserId> = Vec::new();
         let rung = r.rings.iter().flat_map(|g| [&g.caller, &g.callee]);
         for user in members.iter().chain(rung) {
@@ -489,9 +506,13 @@ impl Hub {
             return false;
         };
         let m = r.members.remove(i);
+        let media = r.media;
         for participant in std::iter::once(m.participant).chain(m.moving_from) {
             self.participants.remove(&participant);
             fx.push(Effect::Media(Command::Leave { participant }));
+        }
+        if let Some(talk) = m.talk {
+            self.log_talk(room, user, media, talk, fx);
         }
         self.set_room(user, None);
         true

@@ -206,6 +206,14 @@ impl Hub {
         }
     }
 
+    /// The user's connection, if it is up.
+    pub(super) fn live_conn(&self, user: &UserId) -> Option<ConnId> {
+        self.online
+            .get(user)
+            .filter(|o| o.suspended.is_none() && !o.ending)
+            .map(|o| o.conn)
+    }
+
     /// The user as others see them, if online.
     pub(super) fn user(&self, user: &UserId) -> Option<User> {
         self.online.get(user).map(|o| User {

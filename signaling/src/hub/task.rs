@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::warn;
 
 use super::{ConnId, Counts, Effect, Hub, Identity, RoomKey};
+use crate::calllog::{CallLogStore, now_ms};
 use crate::media_plane::{MediaEvents, MediaPlane};
 use crate::protocol::{ClientMsg, IceConfig, ServerMsg};
 
@@ -94,6 +95,9 @@ pub(crate) struct TaskOptions {
     /// The hub's state after changes, at most every
     /// [`SNAPSHOT_INTERVAL`] (a cluster coordinator stores it).
     pub(crate) snapshots: Option<watch::Sender<Arc<String>>>,
+    /// Where call log entries are kept (none: they only reach the
+    /// connection).
+    pub(crate) call_log: Option<Arc<CallLogStore>>,
 }
 
 /// The shortest time between two snapshots of the hub's state.
@@ -101,6 +105,7 @@ pub(crate) const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(100);
 
 impl HubHandle {
     /// Starts the hub task.
+    #[cfg(test)]
     pub(crate) fn spawn(hub: Hub, media: Arc<dyn MediaPlane>, events: MediaEvents) -> HubHandle {
         Self::spawn_with(hub, media, events, TaskOptions::default()).0
     }
@@ -208,28 +213,47 @@ async fn run(
             changed = false;
             next_snapshot = now() + SNAPSHOT_INTERVAL;
         }
+        let deliver = |conns: &HashMap<ConnId, mpsc::UnboundedSender<Outgoing>>,
+                       conn: ConnId,
+                       out: Outgoing| match conns.get(&conn) {
+            Some(tx) => {
+                let _ = tx.send(out);
+            }
+            None => {
+                if let Some(outlet) = &options.outlet {
+                    outlet.deliver(conn, out);
+                }
+            }
+        };
         for effect in effects {
             match effect {
-                Effect::Send(conn, msg) => match conns.get(&conn) {
-                    Some(tx) => {
-                        let _ = tx.send(Outgoing::Msg(msg));
+                Effect::Send(conn, msg) => deliver(&conns, conn, Outgoing::Msg(msg)),
+                Effect::Close(conn) => {
+                    deliver(&conns, conn, Outgoing::Close);
+                    conns.remove(&conn);
+                }
+                Effect::CallLog {
+                    user,
+                    conn,
+                    mut entry,
+                    since,
+                } => {
+                    entry.at_ms = now_ms();
+                    entry.duration_ms = since.map_or(0, |t| {
+                        u64::try_from(now().saturating_duration_since(t).as_millis())
+                            .unwrap_or(u64::MAX)
+                    });
+                    if let Some(conn) = conn {
+                        let msg = ServerMsg::CallLog {
+                            entries: vec![entry.clone()],
+                            complete: false,
+                        };
+                        deliver(&conns, conn, Outgoing::Msg(msg));
                     }
-                    None => {
-                        if let Some(outlet) = &options.outlet {
-                            outlet.deliver(conn, Outgoing::Msg(msg));
-                        }
+                    if let Some(store) = options.call_log.clone() {
+                        tokio::spawn(async move { store.push(user.as_str(), &entry).await });
                     }
-                },
-                Effect::Close(conn) => match conns.remove(&conn) {
-                    Some(tx) => {
-                        let _ = tx.send(Outgoing::Close);
-                    }
-                    None => {
-                        if let Some(outlet) = &options.outlet {
-                            outlet.deliver(conn, Outgoing::Close);
-                        }
-                    }
-                },
+                }
                 Effect::Media(cmd) => {
                     if let Err(e) = media.send(cmd) {
                         warn!("media command dropped: {e}");
@@ -374,10 +398,14 @@ mod tests {
         }
     }
 
+    /// The next `call_ended` (the call log's entry may come first).
     async fn call_ended(rx: &mut mpsc::UnboundedReceiver<Outgoing>) -> EndReason {
-        match next(rx).await {
-            ServerMsg::CallEnded { reason, .. } => reason,
-            other => panic!("{other:?}"),
+        loop {
+            match next(rx).await {
+                ServerMsg::CallEnded { reason, .. } => return reason,
+                ServerMsg::CallLog { .. } => {}
+                other => panic!("{other:?}"),
+            }
         }
     }
 

@@ -529,6 +529,18 @@ impl Driver {
                         );
                     }
                 }
+                Effect::CallLog {
+                    user, conn, entry, ..
+                } => {
+                    // Only ever to the user's own live connection, about
+                    // someone else.
+                    if let Some(conn) = conn {
+                        let owner = self.user_of_live_conn(*conn).map(|u| USERS[u]);
+                        prop_assert_eq!(owner, Some(user.as_str()), "call log to {:?}", conn);
+                    }
+                    prop_assert_ne!(entry.peer.id.as_str(), user.as_str());
+                    *self.reached.entry("call_log").or_default() += 1;
+                }
                 Effect::Close(conn) => {
                     prop_assert!(
                         !self.dead.contains(conn) || Some(*conn) == replaced,
@@ -783,6 +795,7 @@ fn hub_sequences_reach_deep_states() {
         "participant_joined",
         "participant_left",
         "room_changed",
+        "call_log",
         "media_offer",
         "media_answer",
         "call_ended",

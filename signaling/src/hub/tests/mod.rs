@@ -1,6 +1,7 @@
 //! The call flow in virtual time: each test drives a [`Hub`] with inputs and
 //! checks the effects, exactly.
 
+mod calllog;
 mod chat;
 mod e2ee;
 mod media;
