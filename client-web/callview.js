@@ -11,7 +11,7 @@ import { hangUp, invite, toggleMic, toggleCamera } from './calls.js';
 import { buildSecurity, renderSecurity } from './securityview.js';
 import { buildChat, renderChat } from './chat.js';
 import {
-  COPY_FAILED, DIRECT_PATH, DIRECT_EXPLAINED, MEDIA_CONNECTING, MEDIA_RECONNECTING, MEDIA_FAILED, TILE_RECONNECTING, connectionDetail, connectionExplained,
+  COPY_FAILED, QUALITY_YOURS_POOR, qualityTheirsPoor, DIRECT_PATH, DIRECT_EXPLAINED, MEDIA_CONNECTING, MEDIA_RECONNECTING, MEDIA_FAILED, TILE_RECONNECTING, connectionDetail, connectionExplained,
 } from './texts.js';
 
 /** Tile size reports wait for layout to settle this long. */
@@ -37,7 +37,9 @@ function buildCallView(c) {
   v.localVideo.muted = true;
   v.localAvatar = avatar(state.me ? state.me.id : 'me', state.me ? state.me.name : 'Me', 'avatar medium');
   v.localMuted = h('span', { class: 'muted-badge', hidden: true, title: 'Your microphone is off' }, icon('micOff', 'icon small'), h('span', { class: 'sr-only' }, 'muted'));
-  v.self = h('div', { class: 'self', 'data-testid': 'local-tile' }, v.localVideo, v.localAvatar, v.localMuted, h('span', { class: 'self-label' }, 'You'));
+  v.selfQuality = qualityBadge('quality-self');
+  v.self = h('div', { class: 'self', 'data-testid': 'local-tile' }, v.localVideo, v.localAvatar, v.localMuted, h('span', { class: 'self-label' }, v.selfQuality, 'You'));
+  v.qualityNote = h('p', { class: 'quality-note', 'data-testid': 'quality-note', role: 'status', hidden: true });
   v.sound = h('button', { class: 'chip sound', 'data-testid': 'enable-sound', hidden: true, onclick: enableSound }, icon('volume', 'icon small'), h('span', {}, 'Tap to turn on sound'));
   v.mic = h('button', { class: 'round control', 'data-testid': 'toggle-mic', onclick: () => toggleMic() });
   v.cam = h('button', { class: 'round control', 'data-testid': 'toggle-camera', onclick: () => toggleCamera() });
@@ -52,7 +54,8 @@ function buildCallView(c) {
       h('div', { class: 'call-privacy' }, v.security.lock, v.security.waiting, v.security.plain),
       v.security.changed,
       v.share,
-      v.invites),
+      v.invites,
+      v.qualityNote),
     h('div', { class: 'stage' }, v.grid, v.waiting, v.self, v.sound, v.chat.burst),
     h('footer', { class: 'controls' }, v.mic, v.cam, v.add, v.chat.toggle, v.hangup),
     v.sheet,
@@ -189,6 +192,14 @@ function renderLocal(c) {
   v.self.dataset.video = track ? 'on' : 'off';
   v.self.dataset.speaking = c.session.localSpeaking ? 'true' : 'false';
   v.localMuted.hidden = !local || c.session.localState().audio;
+  const mine = c.session.quality.level;
+  setQuality(v.selfQuality, mine, 'Your connection');
+  // Which side is weak: this page's link first, else whoever's is poor.
+  const poor = [...c.session.participants.values()].filter((p) => p.quality === 'poor').map((p) => p.name);
+  const note = mine === 'poor' ? QUALITY_YOURS_POOR : poor.length ? qualityTheirsPoor(poor) : '';
+  v.qualityNote.hidden = !note;
+  v.qualityNote.textContent = note;
+  v.qualityNote.dataset.side = mine === 'poor' ? 'self' : poor.length ? 'other' : '';
 }
 
 function renderControls(c) {
@@ -275,8 +286,9 @@ function createTile(p) {
   t.muted = h('span', { class: 'muted-badge', 'data-testid': 'remote-muted', title: 'Microphone off', hidden: true }, icon('micOff', 'icon small'), h('span', { class: 'sr-only' }, 'muted'));
   t.poor = h('span', { class: 'poor-connection', 'data-testid': 'poor-connection', role: 'status', hidden: true }, 'Poor connection');
   t.reconnecting = h('span', { class: 'poor-connection', 'data-testid': 'tile-reconnecting', role: 'status', hidden: true }, TILE_RECONNECTING);
+  t.quality = qualityBadge('quality');
   t.root = h('div', { class: 'tile', 'data-testid': 'remote-tile', 'data-participant-id': p.id },
-    t.video, h('div', { class: 'tile-avatar' }, t.avatar), t.poor, t.reconnecting, h('div', { class: 'tile-label' }, t.muted, t.name));
+    t.video, h('div', { class: 'tile-avatar' }, t.avatar), t.poor, t.reconnecting, h('div', { class: 'tile-label' }, t.quality, t.muted, t.name));
   t.video.addEventListener('resize', () => markFrames(t));
   watchTileSize(t);
   return t;
@@ -346,6 +358,22 @@ function updateTile(c, t, p) {
   t.poor.hidden = interrupted || !(p.videoPaused && p.video);
   t.root.dataset.poor = t.poor.hidden ? 'false' : 'true';
   t.root.dataset.speaking = p.speaking ? 'true' : 'false';
+  setQuality(t.quality, p.quality, `${p.name}'s connection`);
+  t.quality.dataset.name = p.name;
+}
+
+/** Three bars: how good a connection is (`data-level`). */
+function qualityBadge(testid) {
+  return h('span', { class: 'quality', 'data-testid': testid, 'data-level': 'good', role: 'img' },
+    h('i', {}), h('i', {}), h('i', {}));
+}
+
+function setQuality(el, level, whose) {
+  const l = level || 'good';
+  el.dataset.level = l;
+  const text = `${whose} is ${l}`;
+  el.setAttribute('aria-label', text);
+  el.title = text;
 }
 
 /** Only the speaking rings: they change several times a second. */

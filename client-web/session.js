@@ -31,6 +31,7 @@ import { selectedPath, announcedPorts, hasTurn } from './mediapath.js';
 import { addPublishing, waitForIce, pinReceiveCodecs } from './negotiation.js';
 import { MediaMove } from './mediamove.js';
 import { readLevels, receiveStats } from './levels.js';
+import { QualityMeter } from './quality.js';
 
 /** The topic of problems with the media connection itself: they go away once it connects. */
 export const CONNECTION_PROBLEM = 'media-connection';
@@ -72,6 +73,8 @@ export class CallSession {
     this.kind = o.kind;
     this.media = o.media;
     this.send = o.send;
+    /** This page's connection quality (quality.js), sent when it changes. */
+    this.quality = new QualityMeter();
     this.online = o.online || (() => true);
     this.onChange = o.onChange;
     this.onProblem = o.onProblem;
@@ -602,6 +605,7 @@ export class CallSession {
       name: p.name,
       audio: p.audio,
       video: p.video,
+      quality: p.quality || (old && old.quality) || 'good',
     };
     this.participants.set(p.id, next);
     return next;
@@ -741,6 +745,11 @@ export class CallSession {
     }
     if (this.closed || pc !== this.pc) return;
     readLevels(this, levels);
+    const level = this.quality.sample(levels, Date.now());
+    if (level) {
+      this.send({ type: 'quality', room_id: this.roomId, level });
+      this.onChange('quality');
+    }
     const path = selectedPath(report);
     const now = Date.now();
     const moved = path?.path !== this.path?.path;

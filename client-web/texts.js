@@ -71,6 +71,10 @@ export const REPLACED = 'Chorus is open in another tab or window, so this one wa
 export const LOST_CONNECTION = 'Lost the connection to the server';
 export const SIGNED_IN_ELSEWHERE = 'You signed in somewhere else';
 export const LEFT_PAGE = 'You left the page';
+export const QUALITY_YOURS_POOR = 'Your connection is poor: the call may break up. Try moving closer to the Wi-Fi, or turn your camera off.';
+export function qualityTheirsPoor(names) {
+  return `${names.join(' and ')}'s connection is poor: they may break up. Yours is fine.`;
+}
 export const CHAT_TOO_LONG = 'A message is at most 1000 characters: shorten it and send it again.';
 export const CHAT_WAITING_KEY = '🔒 Waiting for the key to read this message…';
 export const CHAT_UNREADABLE = '🔒 This message could not be decrypted.';

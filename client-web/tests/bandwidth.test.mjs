@@ -320,6 +320,36 @@ test('a link too slow for any video: audio goes on, the last frame stays with "P
   }
 });
 
+test('a lossy link: the page behind it says its connection is poor, the other names who is weak; both good again after', async () => {
+  const call = await callThroughRelay('Ada4', 'Bo4');
+  const a = call.ada.page;
+  const b = call.bo.page;
+  const level = (page, testid, name) => page.locator(name ? `[data-testid="${testid}"][data-name="${name}"]` : `[data-testid="${testid}"]`).getAttribute('data-level');
+  try {
+    await until('good on both sides at first', async () => (await level(b, 'quality-self')) === 'good' && (await level(a, 'quality', 'Bo4')) === 'good');
+    // A fifth of what goes to Bo is lost.
+    await call.relay.cmd('down loss=0.2');
+    const lossyAt = Date.now();
+    await until('Bo to see that his connection is poor', async () => (await level(b, 'quality-self')) === 'poor', { timeout: 20000 });
+    const selfAfter = Date.now() - lossyAt;
+    await until('Ada to see that Bo\'s is poor', async () => (await level(a, 'quality', 'Bo4')) === 'poor', { timeout: 20000 });
+    const otherAfter = Date.now() - lossyAt;
+    assert.match(await b.getByTestId('quality-note').textContent(), /^Your connection is poor/);
+    assert.match(await a.getByTestId('quality-note').textContent(), /^Bo4's connection is poor.*Yours is fine/);
+    assert.equal(await level(a, 'quality-self'), 'good', 'Ada\'s own link is fine');
+    await screenshot(b, 'quality-poor-self');
+    await screenshot(a, 'quality-poor-other');
+    await call.relay.cmd('down clear');
+    const clearAt = Date.now();
+    await until('both to show good again', async () => (await level(b, 'quality-self')) === 'good' && (await level(a, 'quality', 'Bo4')) === 'good', { timeout: 20000 });
+    const goodAfter = Date.now() - clearAt;
+    assert.equal(await a.getByTestId('quality-note').isVisible(), false);
+    console.log(`connection quality: 20% loss toward Bo; his badge poor after ${selfAfter} ms, Ada's view of him after ${otherAfter} ms; good on both ${goodAfter} ms after the loss ended`);
+  } finally {
+    await hangUpRelayed(call);
+  }
+});
+
 test('media blocked at first: the banner says so, and the problem goes when media gets through', async () => {
   // Nothing reaches Bo until the connection has failed: a network that
   // blocks UDP for a while.

@@ -96,6 +96,23 @@ pub struct Participant {
     /// absent for clients that cannot encrypt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_key: Option<String>,
+    /// How good their connection is, as their client last said (absent:
+    /// not said yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<Quality>,
+}
+
+/// How good a participant's connection to the media node is, from the
+/// loss, jitter and round trip their client measures both ways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quality {
+    /// Nothing to notice.
+    Good,
+    /// Noticeable: some loss or delay.
+    Fair,
+    /// Breaking up.
+    Poor,
 }
 
 /// The most bytes of an `identity_key` (a P-256 public key, base64).
@@ -323,6 +340,14 @@ pub enum ClientMsg {
         width: u32,
         /// Height.
         height: u32,
+    },
+    /// How good your connection is now, when it changed: the others see
+    /// it in `participant_updated`.
+    Quality {
+        /// Your room.
+        room_id: String,
+        /// As your client measures it.
+        level: Quality,
     },
     /// A chat message or a reaction for everyone in your room: exactly one
     /// of `text`, `reaction` and (in an end-to-end encrypted room, where
@@ -704,6 +729,7 @@ pub const CLIENT_TYPES: &[&str] = &[
     "e2ee_key",
     "direct_signal",
     "chat",
+    "quality",
 ];
 
 #[cfg(test)]

@@ -259,6 +259,9 @@ impl Hub {
                 let what = e2ee::ToMember::E2eeKey(data);
                 self.pass_to_member(user, &room_id.into(), &to.into(), what, &mut fx)
             }
+            ClientMsg::Quality { room_id, level } => {
+                self.quality(user, &room_id.into(), level, &mut fx)
+            }
             ClientMsg::Chat {
                 room_id,
                 text,

@@ -80,6 +80,7 @@ impl Hub {
             audio: true,
             video: media == CallMedia::Video,
             identity_key: self.identity_key(caller),
+            quality: None,
         }];
         self.ring(&room, caller, callee, participants, now, fx);
         Ok(())

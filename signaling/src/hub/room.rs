@@ -9,7 +9,9 @@ use chorus_sfu::{Command, ParticipantId, RemoveReason};
 use rand::distr::{Alphanumeric, SampleString};
 
 use super::{Effect, Hub, HubError, RoomKey, UserId};
-use crate::protocol::{CallMedia, EndReason, LeaveReason, Participant, RoomKind, ServerMsg, User};
+use crate::protocol::{
+    CallMedia, EndReason, LeaveReason, Participant, Quality, RoomKind, ServerMsg, User,
+};
 
 /// One member of a room: a user with a media participant on the media node.
 #[derive(Serialize, Deserialize)]
@@ -29,6 +31,9 @@ pub(super) struct Member {
     /// An answered call or invite, logged when they leave.
     #[serde(default)]
     pub(super) talk: Option<super::calllog::Talk>,
+    /// Their connection, as their client last said.
+    #[serde(default)]
+    quality: Option<Quality>,
 }
 
 /// Someone being rung into a room (see `ringing`).
@@ -253,13 +258,43 @@ impl Hub {
         video: bool,
         fx: &mut Vec<Effect>,
     ) -> Result<(), HubError> {
-        let m = self
-            .rooms
-            .get_mut(room)
-            .and_then(|r| r.members.iter_mut().find(|m| m.user == *user))
-            .ok_or(HubError::NotInRoom)?;
+        let m = self.member_mut(room, user)?;
         m.audio = audio;
         m.video = video;
+        self.announce(room, user, fx)
+    }
+
+    /// `user`'s membership of `room`.
+    fn member_mut(&mut self, room: &RoomKey, user: &UserId) -> Result<&mut Member, HubError> {
+        self.rooms
+            .get_mut(room)
+            .and_then(|r| r.members.iter_mut().find(|m| m.user == *user))
+            .ok_or(HubError::NotInRoom)
+    }
+
+    /// `quality` from `user`: the others see it.
+    pub(super) fn quality(
+        &mut self,
+        user: &UserId,
+        room: &RoomKey,
+        level: Quality,
+        fx: &mut Vec<Effect>,
+    ) -> Result<(), HubError> {
+        let m = self.member_mut(room, user)?;
+        if m.quality == Some(level) {
+            return Ok(());
+        }
+        m.quality = Some(level);
+        self.announce(room, user, fx)
+    }
+
+    /// Tells the others in `room` how `user` is now.
+    fn announce(
+        &mut self,
+        room: &RoomKey,
+        user: &UserId,
+        fx: &mut Vec<Effect>,
+    ) -> Result<(), HubError> {
         let participant = self.participant(room, user).ok_or(HubError::NotInRoom)?;
         for other in self.members_except(room, user) {
             self.send_to(
@@ -356,6 +391,7 @@ impl Hub {
             moving_from: None,
             moved_connected: false,
             talk: None,
+            quality: None,
         });
         self.participants
             .insert(participant, (user.clone(), room.clone()));
@@ -569,6 +605,7 @@ impl Hub {
             audio: m.audio,
             video: m.video,
             identity_key: identity.and_then(|i| i.identity_key.clone()),
+            quality: m.quality,
         }
     }
 }

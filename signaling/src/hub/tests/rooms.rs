@@ -269,3 +269,45 @@ fn media_state_reaches_the_others() {
             if participant.id == "b" && !participant.audio && participant.video
     ));
 }
+
+#[test]
+fn a_members_connection_quality_reaches_the_others_once_per_change() {
+    let t0 = Instant::now();
+    let mut h = online(&[(1, "a"), (2, "b"), (3, "c"), (4, "d")]);
+    let room = group_room(&mut h, &[2, 3], t0);
+    let poor = ClientMsg::Quality {
+        room_id: room.clone(),
+        level: crate::protocol::Quality::Poor,
+    };
+    let fx = h.handle_message(ConnId(2), poor.clone(), t0);
+    for conn in [1, 3] {
+        assert!(
+            to(&fx, conn).iter().any(|m| matches!(m, ServerMsg::ParticipantUpdated { participant, .. }
+                if participant.id == "b" && participant.quality == Some(crate::protocol::Quality::Poor))),
+            "{conn}: {fx:?}"
+        );
+    }
+    assert!(to(&fx, 2).is_empty() && to(&fx, 4).is_empty(), "{fx:?}");
+    // The same level again says nothing new.
+    assert!(h.handle_message(ConnId(2), poor.clone(), t0).is_empty());
+    // A newcomer learns it with the others.
+    let fx = h.handle_message(
+        ConnId(4),
+        ClientMsg::JoinRoom {
+            room_id: room.clone(),
+        },
+        t0,
+    );
+    assert!(to(&fx, 4).iter().any(|m| matches!(m, ServerMsg::RoomJoined { participants, .. }
+        if participants.iter().any(|p| p.id == "b" && p.quality == Some(crate::protocol::Quality::Poor)))));
+    // Not from outside the room.
+    let fx = h.handle_message(
+        ConnId(4),
+        ClientMsg::Quality {
+            room_id: "nope".into(),
+            level: crate::protocol::Quality::Good,
+        },
+        t0,
+    );
+    assert_eq!(errors(&fx, 4), vec![ErrorCode::NotInRoom]);
+}
