@@ -4,7 +4,9 @@
 // incoming_call → accept | decline. In a call, the CallSession (session.js)
 // owns the media; this module owns who is in the call and why it ended.
 
-import { state, metrics, now, inCall, busyHere, redraw, showError, clearError } from './state.js';
+import {
+  state, metrics, now, inCall, busyHere, redraw, showError, clearError, resetCallMetrics,
+} from './state.js';
 import {
   signaling, send, sendSoon, sendQuietly, sendIfResumed, flushAfterResume, dropAfterResume, expectingStaleErrors,
 } from './connection.js';
@@ -105,6 +107,7 @@ function showRoomPath(roomId) {
 export function startCall(user, media) {
   if (state.call || state.outgoing || state.connecting) return;
   ring.unlockAudio();
+  resetCallMetrics();
   metrics.callClickAt = now();
   state.notice = null;
   state.cancelNextRinging = false;
@@ -139,11 +142,13 @@ export function cancelCall() {
 export function acceptCall() {
   const inc = state.incoming;
   if (!inc) return;
+  resetCallMetrics();
   metrics.acceptClickAt = now();
   ring.stopRing();
   ring.unlockAudio();
   state.notice = null;
-  openMedia(inc.media === 'video');
+  // Opened while it rang (onIncoming); again if that failed or was let go.
+  if (!state.media) openMedia(inc.media === 'video');
   if (!send({ type: 'accept', room_id: inc.room_id })) {
     releaseMedia();
     return;
@@ -160,6 +165,7 @@ export function declineCall() {
   if (!inc) return;
   sendSoon({ type: 'decline', room_id: inc.room_id });
   state.incoming = null;
+  releaseMedia();
   ring.stopRing();
   state.notice = { status: 'declined', detail: texts.declinedCall(inc.from.name) };
   redraw();
@@ -528,6 +534,9 @@ function onIncoming(msg) {
   if (state.call || state.outgoing || state.connecting) return;
   state.incoming = msg;
   ring.startRing('incoming');
+  // The camera and microphone open while it rings, so an answer starts at
+  // once (as the caller's did when they called); let go unless answered.
+  openMedia(msg.media === 'video');
   redraw();
 }
 
@@ -536,6 +545,7 @@ function onCallEnded(msg) {
   if (state.incoming && state.incoming.room_id === msg.room_id) {
     const inc = state.incoming;
     state.incoming = null;
+    releaseMedia();
     ring.stopRing();
     state.notice = { status, detail: texts.endDetail(msg, inc.from.name, 'callee') };
     redraw();

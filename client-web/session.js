@@ -28,7 +28,7 @@
 import { openCamera, cameraError } from './localmedia.js';
 import { mediaUnreachable, mediaProblem, cameraProblem } from './texts.js';
 import { selectedPath, announcedPorts, hasTurn } from './mediapath.js';
-import { addPublishing, waitForIce, pinReceiveCodecs } from './negotiation.js';
+import { addPublishing, pinReceiveCodecs } from './negotiation.js';
 import { MediaMove } from './mediamove.js';
 import { readLevels, receiveStats } from './levels.js';
 import { QualityMeter } from './quality.js';
@@ -299,7 +299,9 @@ export class CallSession {
     if (this.linkOffers > 0) pinReceiveCodecs(pc);
     const offer = await pc.createOffer(iceRestart ? { iceRestart: true } : {});
     await pc.setLocalDescription(offer);
-    await waitForIce(pc);
+    // No wait for our candidates: the media node is ICE-lite and learns our
+    // address from our connectivity checks (a peer-reflexive candidate),
+    // through TURN or over TCP alike; gathering would only delay the call.
     if (this.closed) return;
     if (pc !== this.pc) {
       // The media moved meanwhile: this connection only plays on, as it was.
@@ -477,7 +479,6 @@ export class CallSession {
         await pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
         const answer = await pc.createAnswer();
         await pc.setLocalDescription(answer);
-        await waitForIce(pc);
         // Moved meanwhile: the new connection gets offers of its own.
         if (this.closed || pc !== this.pc) return;
         // Unsent (connection down): the offer made after the resume repairs it.

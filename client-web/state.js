@@ -36,6 +36,14 @@ export const state = {
   ice: { iceServers: [], iceTransportPolicy: 'all' },
 };
 
+/** A new call's timings start from nothing. */
+export function resetCallMetrics() {
+  metrics.roomJoinedAt = null;
+  metrics.mediaConnectedAt = null;
+  metrics.firstRemoteFrameAt = null;
+  metrics.firstFrames = {};
+}
+
 /** Timings for the tests: epoch milliseconds. */
 export const metrics = {
   callClickAt: null,

@@ -3,8 +3,10 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import {
-  serverAndBrowser, openPerson, until, stats, expectMedia, screenshot, onlineUser, remoteTile,
+  serverAndBrowser, openPerson, until, stats, expectMedia, screenshot, onlineUser, remoteTile, OUTPUT_DIR,
 } from './harness.mjs';
 
 const env = serverAndBrowser();
@@ -91,4 +93,59 @@ test('1:1 video call: ring, accept, media both ways, mute, camera, hang up', asy
   await onlineUser(a, 'Bo').waitFor();
   await until('Bo to be shown available again', async () => (await onlineUser(a, 'Bo').getAttribute('data-busy')) === 'false');
   await screenshot(b, 'lobby-after-call');
+});
+
+/** The middle value. */
+const median = (xs) => {
+  const s = [...xs].sort((x, y) => x - y);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+test('call start: accept → first decoded remote frame, over 10 calls (figures in test-output/call-start.json)', async () => {
+  const ada = await openPerson(env.browser, env.server.url, 'Ada5');
+  const bo = await openPerson(env.browser, env.server.url, 'Bo5');
+  const a = ada.page;
+  const b = bo.page;
+  const runs = [];
+  for (let i = 0; i < 10; i += 1) {
+    await until('Bo5 to be available', async () => (await onlineUser(a, 'Bo5').getAttribute('data-busy')) === 'false');
+    await onlineUser(a, 'Bo5').getByTestId('call-video').click();
+    await b.getByTestId('incoming-call').waitFor();
+    // A person takes a moment to answer: what can be prepared while it
+    // rings is.
+    await new Promise((r) => setTimeout(r, 700));
+    await b.getByTestId('accept-call').click();
+    const { ma, mb } = await until('both to decode the other\'s video', async () => {
+      const [xa, xb] = await Promise.all([a, b].map((p) => p.evaluate(() => window.chorus.metrics)));
+      return xa.firstRemoteFrameAt && xb.firstRemoteFrameAt ? { ma: xa, mb: xb } : null;
+    }, { interval: 50 });
+    // The callee's steps, after the accept click.
+    const tb = await b.evaluate(() => window.chorus.session.timings);
+    const after = (t) => (t ? Math.round(t - mb.acceptClickAt) : null);
+    runs.push({
+      callee_ms: Math.round(mb.firstRemoteFrameAt - mb.acceptClickAt),
+      caller_ms: Math.round(ma.firstRemoteFrameAt - mb.acceptClickAt),
+      room_joined_ms: after(mb.roomJoinedAt),
+      devices_ms: after(tb.start),
+      offer_sent_ms: after(tb.offerSent),
+      answer_ms: after(tb.answerReceived),
+      media_connected_ms: after(tb.connected),
+    });
+    await a.getByTestId('hangup').click();
+    await b.getByTestId('new-group-call').waitFor();
+  }
+  const fig = {
+    calls: runs.length,
+    callee_p50_ms: median(runs.map((r) => r.callee_ms)),
+    caller_p50_ms: median(runs.map((r) => r.caller_ms)),
+    callee_max_ms: Math.max(...runs.map((r) => r.callee_ms)),
+    media_connected_p50_ms: median(runs.map((r) => r.media_connected_ms)),
+    runs,
+  };
+  console.log(`call start figures ${JSON.stringify(fig)}`);
+  mkdirSync(OUTPUT_DIR, { recursive: true });
+  writeFileSync(path.join(OUTPUT_DIR, 'call-start.json'), `${JSON.stringify(fig, null, 2)}\n`);
+  assert.equal(runs.length, 10);
+  for (const r of runs) assert.ok(r.callee_ms > 0 && r.caller_ms > 0, JSON.stringify(r));
+  await Promise.all([ada, bo].map((p) => p.context.close()));
 });
