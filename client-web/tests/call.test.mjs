@@ -130,6 +130,7 @@ test('call start: accept → first decoded remote frame, over 10 calls (figures 
       offer_sent_ms: after(tb.offerSent),
       answer_ms: after(tb.answerReceived),
       media_connected_ms: after(tb.connected),
+      first_server_offer_ms: after(tb.firstServerOffer),
     });
     await a.getByTestId('hangup').click();
     await b.getByTestId('new-group-call').waitFor();

@@ -88,6 +88,12 @@ impl Sfu {
             let Some(sub) = self.participants.get_mut(sub_id) else {
                 continue;
             };
+            // Nothing reaches a subscriber before its connection is up, and
+            // a keyframe asked for now would come too early and hold back
+            // (through the throttle) the one asked for when it connects.
+            if !sub.connected {
+                continue;
+            }
             let Some(s) = sub
                 .subscriptions
                 .iter_mut()
