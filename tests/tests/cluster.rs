@@ -219,11 +219,9 @@ async fn presence_ringing_and_busy_work_across_nodes() -> Result<(), Error> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rooms_are_placed_on_the_least_loaded_node() -> Result<(), Error> {
     let redis = Redis::start()?;
-    let nodes = [
-        node(&redis, "n1").await?,
-        node(&redis, "n2").await?,
-        node(&redis, "n3").await?,
-    ];
+    let n1 = node(&redis, "n1").await?;
+    wait_coordinator(&redis, "n1").await?;
+    let nodes = [n1, node(&redis, "n2").await?, node(&redis, "n3").await?];
     // The coordinator (the first node) sees every node before the rooms
     // come.
     wait_nodes(nodes[0].server.http_addr, 3).await?;
@@ -303,7 +301,7 @@ struct MovingCall {
 
 async fn moving_call() -> Result<MovingCall, Error> {
     let redis = Redis::start()?;
-    let a = NodeProcess::start(&redis, "a-media", &[])?;
+    let a = start_then_coordinator(&redis, "a-media", &[], "a-media").await?;
     let b = NodeProcess::start(&redis, "b-node", &[])?;
     let c = NodeProcess::start(&redis, "c-node", &[])?;
     wait_nodes(a.addr, 3).await?;
@@ -553,6 +551,7 @@ fn away(mut redis: Redis, down: Duration) -> tokio::task::JoinHandle<Result<Redi
 async fn requests_that_need_redis_get_a_clear_error_when_it_stays_away() -> Result<(), Error> {
     let redis = Redis::start()?;
     let n1 = node(&redis, "n1").await?;
+    wait_coordinator(&redis, "n1").await?;
     let n2 = node(&redis, "n2").await?;
     wait_nodes(n1.server.http_addr, 2).await?;
     let mut ada = n1.client("Ada").await?;
@@ -624,15 +623,10 @@ async fn a_dead_coordinator_leaves_nothing_behind() -> Result<(), Error> {
     dead_node_leaves_nothing_behind(true).await
 }
 
-/// Starts the node `id` and waits until Redis names the coordinator it
-/// expects.
-async fn start_then_coordinator(
-    redis: &Redis,
-    id: &str,
-    extra: &[&str],
-    coordinator: &str,
-) -> Result<NodeProcess, Error> {
-    let node = NodeProcess::start(redis, id, extra)?;
+/// Waits until Redis names `coordinator` as the coordinator. The node
+/// started first usually is, but not always on a busy machine: its first
+/// election round may come after the next node's.
+async fn wait_coordinator(redis: &Redis, coordinator: &str) -> Result<(), Error> {
     chorus_tests::eventually::eventually(
         T,
         "the coordinator to be elected",
@@ -644,6 +638,19 @@ async fn start_then_coordinator(
         |holder| holder.trim() == coordinator,
     )
     .await?;
+    Ok(())
+}
+
+/// Starts the node `id` and waits until Redis names the coordinator it
+/// expects.
+async fn start_then_coordinator(
+    redis: &Redis,
+    id: &str,
+    extra: &[&str],
+    coordinator: &str,
+) -> Result<NodeProcess, Error> {
+    let node = NodeProcess::start(redis, id, extra)?;
+    wait_coordinator(redis, coordinator).await?;
     Ok(node)
 }
 
