@@ -100,6 +100,9 @@ pub struct Participant {
     /// not said yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<Quality>,
+    /// Sharing their screen (at most one member of a room at a time).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub screen: bool,
 }
 
 /// How good a participant's connection to the media node is, from the
@@ -151,6 +154,17 @@ pub enum TrackKind {
     Video,
 }
 
+/// What a track carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackSource {
+    /// A microphone or a camera (the track's `kind` says which).
+    #[default]
+    Device,
+    /// A shared screen (video).
+    Screen,
+}
+
 /// One forwarded track in an SFU offer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Track {
@@ -160,6 +174,9 @@ pub struct Track {
     pub participant_id: String,
     /// Audio or video.
     pub kind: TrackKind,
+    /// A device or a shared screen.
+    #[serde(default)]
+    pub source: TrackSource,
 }
 
 /// How a call in the call log went for its user.
@@ -312,6 +329,10 @@ pub enum ClientMsg {
         room_id: String,
         /// Complete SDP (ICE candidates included).
         sdp: String,
+        /// The m-line of the shared screen's video, if the offer has one
+        /// (after `share_screen`); the others get it labelled `screen`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        screen: Option<String>,
     },
     /// The client's answer to a `media_offer` from the server.
     MediaAnswer {
@@ -340,6 +361,15 @@ pub enum ClientMsg {
         width: u32,
         /// Height.
         height: u32,
+    },
+    /// Start or stop sharing your screen: the others see it in
+    /// `participant_updated`. Only one member of a room shares at a time:
+    /// `screen_taken` while someone else does.
+    ShareScreen {
+        /// Your room.
+        room_id: String,
+        /// Sharing now.
+        on: bool,
     },
     /// How good your connection is now, when it changed: the others see
     /// it in `participant_updated`.
@@ -689,6 +719,8 @@ pub enum ErrorCode {
     /// The callee or invitee's client cannot take an end-to-end encrypted
     /// call.
     E2eeUnsupported,
+    /// Someone else in the room is sharing their screen.
+    ScreenTaken,
 }
 
 /// Parses one text frame: the error says which code to answer with.
@@ -730,6 +762,7 @@ pub const CLIENT_TYPES: &[&str] = &[
     "direct_signal",
     "chat",
     "quality",
+    "share_screen",
 ];
 
 #[cfg(test)]

@@ -101,7 +101,14 @@ fn client_msg() -> impl Strategy<Value = ClientMsg> {
         Just(ClientMsg::CreateRoom { e2ee: None }),
         s().prop_map(|room_id| ClientMsg::JoinRoom { room_id }),
         (s(), s()).prop_map(|(room_id, to)| ClientMsg::Invite { room_id, to }),
-        (s(), ".{0,200}").prop_map(|(room_id, sdp)| ClientMsg::MediaOffer { room_id, sdp }),
+        (s(), ".{0,200}", proptest::option::of(s())).prop_map(|(room_id, sdp, screen)| {
+            ClientMsg::MediaOffer {
+                room_id,
+                sdp,
+                screen,
+            }
+        }),
+        (s(), any::<bool>()).prop_map(|(room_id, on)| ClientMsg::ShareScreen { room_id, on }),
         (s(), ".{0,200}").prop_map(|(room_id, sdp)| ClientMsg::MediaAnswer { room_id, sdp }),
         (s(), any::<bool>(), any::<bool>()).prop_map(|(room_id, audio, video)| {
             ClientMsg::MediaState {

@@ -178,7 +178,15 @@ impl World {
     /// Adds a client at `addr`, an address an earlier client had (a NAT
     /// binding or a relay reused): datagrams to it reach the newest.
     pub fn join_from(&mut self, room: &str, kind: Option<MediaKind>, addr: SocketAddr) -> usize {
-        self.join_with_addr(room, kind, None, addr)
+        self.join_with_addr(room, kind, None, addr, false)
+    }
+
+    /// Adds a client that publishes one video track, named a shared screen
+    /// in its offer.
+    pub fn join_screen(&mut self, room: &str) -> usize {
+        let n = self.clients.len();
+        let addr: SocketAddr = format!("10.0.1.{}:6000", n + 1).parse().expect("addr");
+        self.join_with_addr(room, Some(MediaKind::Video), None, addr, true)
     }
 
     fn join_with(
@@ -189,7 +197,7 @@ impl World {
     ) -> usize {
         let n = self.clients.len();
         let addr: SocketAddr = format!("10.0.1.{}:6000", n + 1).parse().expect("addr");
-        self.join_with_addr(room, kind, simulcast, addr)
+        self.join_with_addr(room, kind, simulcast, addr, false)
     }
 
     fn join_with_addr(
@@ -198,6 +206,7 @@ impl World {
         kind: Option<MediaKind>,
         simulcast: Option<Simulcast>,
         addr: SocketAddr,
+        screen: bool,
     ) -> usize {
         let n = self.clients.len();
         let mut rtc = Rtc::builder().build(self.now);
@@ -229,6 +238,7 @@ impl World {
             label: format!("user{n}"),
             publish: true,
             sdp: offer.to_sdp_string(),
+            screen: pub_mid.filter(|_| screen).map(|m| m.to_string()),
         });
         self.drain_sfu();
         assert!(self.clients[n].pending.is_none(), "the SFU answers");

@@ -15,7 +15,7 @@ pub mod io;
 
 pub use crate::core::{
     Command, Event, ParticipantId, RemoveReason, RoomId, Sfu, SfuError, Stats, TrackInfo,
-    TrackKind, Transport,
+    TrackKind, TrackSource, Transport,
 };
 pub use crate::io::tcp::{TcpLimits, TcpStats};
 pub use crate::io::{IoStats, MediaNode, NodeConfig, WorkerStats};

@@ -92,6 +92,7 @@ async fn offer_and_answer(g: &mut Guest, room: &str, port: u16) -> Result<Durati
     g.client.send(&ClientMsg::MediaOffer {
         room_id: room.to_string(),
         sdp: g.offer_sdp.clone(),
+        screen: None,
     })?;
     let answer = g
         .client

@@ -208,6 +208,7 @@ impl Client {
             label: label.clone(),
             publish: true,
             sdp: offer.to_sdp_string(),
+            screen: None,
         });
         let answer = loop {
             match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {

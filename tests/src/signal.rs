@@ -404,6 +404,7 @@ impl Client {
         self.send(&ClientMsg::MediaOffer {
             room_id: room.to_string(),
             sdp: offer.clone(),
+            screen: None,
         })?;
         let reply = self
             .reply(Duration::from_secs(10), |m| {

@@ -89,6 +89,7 @@ pub async fn join(
     let offer = ClientMsg::MediaOffer {
         room_id: room.clone(),
         sdp: client.offer().await?,
+        screen: None,
     };
     send(&mut ws, &offer).await?;
     // The answer comes before the server's offers.

@@ -23,6 +23,9 @@ pub enum Command {
         publish: bool,
         /// The offer.
         sdp: String,
+        /// The m-line of the offer that carries a shared screen, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        screen: Option<String>,
     },
     /// A client's answer to the media node's offer.
     Answer {

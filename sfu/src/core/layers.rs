@@ -8,7 +8,7 @@ use str0m::media::{Mid, Rid};
 use str0m::rtp::Vp8Descriptor;
 
 use super::keyframe::KeyframeThrottle;
-use super::output::TrackKind;
+use super::output::{TrackKind, TrackSource};
 
 /// How often layer bitrates are measured and allocations revisited.
 pub(crate) const TICK: Duration = Duration::from_millis(500);
@@ -36,6 +36,8 @@ pub(crate) const NOMINAL_AUDIO_BPS: u64 = 50_000;
 pub(crate) struct PublishedTrack {
     pub(crate) mid: Mid,
     pub(crate) kind: TrackKind,
+    /// A device or a shared screen.
+    pub(crate) source: TrackSource,
     /// Its encodings, lowest first (one for a track without simulcast).
     pub(crate) layers: Vec<Layer>,
 }

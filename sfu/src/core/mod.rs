@@ -55,7 +55,7 @@ use tracing::{debug, info, warn};
 pub use command::Command;
 pub use output::{
     Event, Output, ParticipantId, RemoveReason, RoomId, SfuError, Stats, TrackInfo, TrackKind,
-    Transmit, Transport,
+    TrackSource, Transmit, Transport,
 };
 
 use layers::{Layer, PublishedTrack};
@@ -193,9 +193,16 @@ impl Sfu {
                 label,
                 publish,
                 sdp,
+                screen,
                 ..
             } => self.guarded(id, |sfu| {
-                sfu.accept_offer(now, room, id, &label, publish, &sdp)
+                let offer = negotiate::ClientOffer {
+                    label: &label,
+                    may_publish: publish,
+                    sdp: &sdp,
+                    screen: screen.as_deref(),
+                };
+                sfu.accept_offer(now, room, id, offer)
             }),
             Command::Answer { sdp, .. } => self.guarded(id, |sfu| sfu.accept_answer(id, &sdp)),
             Command::Leave { .. } => {
@@ -528,10 +535,20 @@ impl Sfu {
         } else {
             rids.into_iter().map(|r| Layer::new(Some(r))).collect()
         };
-        let track = PublishedTrack { mid, kind, layers };
+        let source = if p.screen_mid == Some(mid) {
+            TrackSource::Screen
+        } else {
+            TrackSource::Device
+        };
+        let track = PublishedTrack {
+            mid,
+            kind,
+            source,
+            layers,
+        };
         let label = p.label.clone();
         let room = p.room.clone();
-        debug!(participant = %id, %mid, ?kind, "track published");
+        debug!(participant = %id, %mid, ?kind, ?source, "track published");
         let members = self.rooms.get(&room).cloned().unwrap_or_default();
         for other in members.into_iter().filter(|o| *o != id) {
             if let Some(o) = self.participants.get_mut(&other) {
@@ -622,6 +639,7 @@ mod tests {
             label: participant.to_string(),
             publish: true,
             sdp: sdp.to_string(),
+            screen: None,
         }
     }
 

@@ -16,7 +16,7 @@
 use std::time::Instant;
 
 use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::media::Direction;
+use str0m::media::{Direction, Mid};
 use str0m::net::TcpType;
 use str0m::{Candidate, Rtc};
 use tracing::info;
@@ -26,9 +26,21 @@ use super::subscription::{Negotiation, Subscription};
 use super::{INITIAL_ESTIMATE, Sfu};
 use crate::core::output::{Event, ParticipantId, RoomId, SfuError, TrackInfo};
 
+/// The longest m-line id taken from a client (str0m's own are short).
+const MAX_MID_LEN: usize = 32;
+
 /// The header extension of transport-wide congestion control (TWCC).
 const TWCC_EXTENSION_URI: &str =
     "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+
+/// A client's offer, as [`Command::Offer`](super::Command::Offer) brings it.
+pub(super) struct ClientOffer<'a> {
+    pub(super) label: &'a str,
+    pub(super) may_publish: bool,
+    pub(super) sdp: &'a str,
+    /// The m-line of a shared screen.
+    pub(super) screen: Option<&'a str>,
+}
 
 impl Sfu {
     /// A client offer: the first one joins `room`; later ones renegotiate
@@ -38,10 +50,14 @@ impl Sfu {
         now: Instant,
         room: RoomId,
         id: ParticipantId,
-        label: &str,
-        may_publish: bool,
-        sdp: &str,
+        offer: ClientOffer<'_>,
     ) -> Result<(), SfuError> {
+        let ClientOffer {
+            label,
+            may_publish,
+            sdp,
+            screen,
+        } = offer;
         let offer =
             SdpOffer::from_sdp_string(sdp).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
         let is_new = !self.participants.contains_key(&id);
@@ -76,6 +92,11 @@ impl Sfu {
             .ok_or(SfuError::UnknownParticipant)?;
         if p.room != room {
             return Err(SfuError::WrongRoom);
+        }
+        // Named before str0m reports the m-line, so it is published as a
+        // screen; a track published once keeps what it was.
+        if let Some(mid) = screen.filter(|m| !m.is_empty() && m.len() <= MAX_MID_LEN) {
+            p.screen_mid = Some(Mid::from(mid));
         }
         // A crossing client offer replaces our outstanding one; its tracks
         // are offered again afterwards.
@@ -236,6 +257,7 @@ impl Sfu {
                     mid: mid.to_string(),
                     publisher: s.source_label.to_string(),
                     kind: s.kind,
+                    source: s.what,
                 })
             })
             .collect();

@@ -62,6 +62,17 @@ impl From<TrackKind> for MediaKind {
     }
 }
 
+/// What a published track carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum TrackSource {
+    /// A microphone or a camera.
+    #[default]
+    Device,
+    /// A shared screen: named in the client's offer (`Command::Offer`'s
+    /// `screen`).
+    Screen,
+}
+
 /// One forwarded track as a subscriber sees it in an SFU offer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrackInfo {
@@ -71,6 +82,9 @@ pub struct TrackInfo {
     pub publisher: String,
     /// Audio or video.
     pub kind: TrackKind,
+    /// A device or a shared screen.
+    #[serde(default)]
+    pub source: TrackSource,
 }
 
 /// Why a participant left the media node.

@@ -20,6 +20,8 @@ pub(super) struct Participant {
     pub(super) rtc: Rtc,
     pub(super) ufrag: String,
     pub(super) published: Vec<PublishedTrack>,
+    /// The m-line its offers named as a shared screen.
+    pub(super) screen_mid: Option<Mid>,
     pub(super) subscriptions: Vec<Subscription>,
     /// m-lines of ended subscriptions, to make inactive in the next offer
     /// (or answer).
@@ -77,6 +79,7 @@ impl Participant {
             rtc,
             ufrag,
             published: Vec::new(),
+            screen_mid: None,
             subscriptions: Vec::new(),
             retiring: Vec::new(),
             deactivating: Vec::new(),

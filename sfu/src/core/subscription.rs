@@ -13,7 +13,7 @@ use str0m::media::{Mid, Pt};
 
 use super::allocate::LayerChoice;
 use super::layers::PublishedTrack;
-use super::output::{ParticipantId, TrackKind};
+use super::output::{ParticipantId, TrackKind, TrackSource};
 use super::rewrite::Rewriter;
 
 /// RTP clock rate of Opus audio.
@@ -40,6 +40,8 @@ pub(super) struct Subscription {
     pub(super) source_mid: Mid,
     pub(super) source_label: Arc<str>,
     pub(super) kind: TrackKind,
+    /// A device or a shared screen.
+    pub(super) what: TrackSource,
     pub(super) negotiation: Negotiation,
     /// The subscriber's m-line: a new one once offered, or, from the
     /// start, an idle one this subscription took over.
@@ -98,6 +100,7 @@ impl Subscription {
             source_mid: track.mid,
             source_label: label.clone(),
             kind: track.kind,
+            what: track.source,
             negotiation: Negotiation::Wanted,
             mid: None,
             rewriter: Rewriter::new(clock_rate),
@@ -201,6 +204,7 @@ mod tests {
         let track = PublishedTrack {
             mid: Mid::from("v"),
             kind: TrackKind::Video,
+            source: TrackSource::Device,
             layers: (0..layers).map(|_| Layer::new(None)).collect(),
         };
         Subscription::new(ParticipantId(1), &Arc::from("a"), &track)

@@ -56,6 +56,8 @@ pub enum HubError {
     ChatNotSealed,
     /// Too many chat messages in a short time.
     ChattingTooFast,
+    /// Another member of the room shares their screen.
+    ScreenTaken,
 }
 
 impl HubError {
@@ -81,6 +83,7 @@ impl HubError {
             HubError::BadMid | HubError::E2eeDataTooLarge => ErrorCode::BadMessage,
             HubError::E2eeRequired => ErrorCode::E2eeRequired,
             HubError::E2eeUnsupported => ErrorCode::E2eeUnsupported,
+            HubError::ScreenTaken => ErrorCode::ScreenTaken,
         }
     }
 
@@ -118,6 +121,9 @@ impl HubError {
                 "this call is end-to-end encrypted: chat messages must be encrypted too"
             }
             HubError::ChattingTooFast => "too many chat messages; wait a moment",
+            HubError::ScreenTaken => {
+                "someone else is sharing their screen; one screen at a time can be shared"
+            }
         }
     }
 }

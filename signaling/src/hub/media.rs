@@ -6,12 +6,13 @@ use chorus_sfu::{Command, Event, ParticipantId, SfuError};
 
 use super::room::Departure;
 use super::{Effect, Hub, HubError, RoomKey, UserId};
-use crate::protocol::{ErrorCode, LayerState, ServerMsg, Track, TrackKind};
+use crate::protocol::{ErrorCode, LayerState, ServerMsg, Track, TrackKind, TrackSource};
 
 /// A session description from a client.
 pub(super) enum Sdp {
-    /// What the client publishes.
-    Offer(String),
+    /// What the client publishes, and which of its m-lines is a shared
+    /// screen.
+    Offer { sdp: String, screen: Option<String> },
     /// The answer to the media node's offer.
     Answer(String),
 }
@@ -191,7 +192,13 @@ impl Hub {
     ) -> Result<(), HubError> {
         let participant = self.participant_of(user, room)?;
         let command = match sdp {
-            Sdp::Offer(sdp) => {
+            Sdp::Offer { sdp, screen } => {
+                if screen
+                    .as_ref()
+                    .is_some_and(|m| m.is_empty() || m.len() > MAX_MID_BYTES)
+                {
+                    return Err(HubError::BadMid);
+                }
                 // Answers are bounded by the WebSocket message size only:
                 // they echo the media node's own offers, one m-line per
                 // track the subscriber receives at once (a full room's is
@@ -206,6 +213,7 @@ impl Hub {
                     label: user.to_string(),
                     publish,
                     sdp,
+                    screen,
                 }
             }
             Sdp::Answer(sdp) => Command::Answer { participant, sdp },
@@ -272,6 +280,10 @@ fn track(t: chorus_sfu::TrackInfo) -> Track {
         kind: match t.kind {
             chorus_sfu::TrackKind::Audio => TrackKind::Audio,
             chorus_sfu::TrackKind::Video => TrackKind::Video,
+        },
+        source: match t.source {
+            chorus_sfu::TrackSource::Device => TrackSource::Device,
+            chorus_sfu::TrackSource::Screen => TrackSource::Screen,
         },
     }
 }

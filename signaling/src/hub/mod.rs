@@ -238,9 +238,11 @@ impl Hub {
             ClientMsg::Invite { room_id, to } => {
                 self.invite(user, &room_id.into(), &to.into(), now, &mut fx)
             }
-            ClientMsg::MediaOffer { room_id, sdp } => {
-                self.media_sdp(user, &room_id.into(), Sdp::Offer(sdp), &mut fx)
-            }
+            ClientMsg::MediaOffer {
+                room_id,
+                sdp,
+                screen,
+            } => self.media_sdp(user, &room_id.into(), Sdp::Offer { sdp, screen }, &mut fx),
             ClientMsg::MediaAnswer { room_id, sdp } => {
                 self.media_sdp(user, &room_id.into(), Sdp::Answer(sdp), &mut fx)
             }
@@ -258,6 +260,9 @@ impl Hub {
             ClientMsg::E2eeKey { room_id, to, data } => {
                 let what = e2ee::ToMember::E2eeKey(data);
                 self.pass_to_member(user, &room_id.into(), &to.into(), what, &mut fx)
+            }
+            ClientMsg::ShareScreen { room_id, on } => {
+                self.share_screen(user, &room_id.into(), on, &mut fx)
             }
             ClientMsg::Quality { room_id, level } => {
                 self.quality(user, &room_id.into(), level, &mut fx)

@@ -81,6 +81,7 @@ impl Hub {
             video: media == CallMedia::Video,
             identity_key: self.identity_key(caller),
             quality: None,
+            screen: false,
         }];
         self.ring(&room, caller, callee, participants, now, fx);
         Ok(())

@@ -34,6 +34,9 @@ pub(super) struct Member {
     /// Their connection, as their client last said.
     #[serde(default)]
     quality: Option<Quality>,
+    /// Sharing their screen.
+    #[serde(default)]
+    screen: bool,
 }
 
 /// Someone being rung into a room (see `ringing`).
@@ -288,6 +291,29 @@ impl Hub {
         self.announce(room, user, fx)
     }
 
+    /// `share_screen` from `user`: one sharer per room; the others see it.
+    pub(super) fn share_screen(
+        &mut self,
+        user: &UserId,
+        room: &RoomKey,
+        on: bool,
+        fx: &mut Vec<Effect>,
+    ) -> Result<(), HubError> {
+        let r = self.rooms.get_mut(room).ok_or(HubError::NotInRoom)?;
+        if !r.members.iter().any(|m| m.user == *user) {
+            return Err(HubError::NotInRoom);
+        }
+        if on && r.members.iter().any(|m| m.screen && m.user != *user) {
+            return Err(HubError::ScreenTaken);
+        }
+        let m = self.member_mut(room, user)?;
+        if m.screen == on {
+            return Ok(());
+        }
+        m.screen = on;
+        self.announce(room, user, fx)
+    }
+
     /// Tells the others in `room` how `user` is now.
     fn announce(
         &mut self,
@@ -392,6 +418,7 @@ impl Hub {
             moved_connected: false,
             talk: None,
             quality: None,
+            screen: false,
         });
         self.participants
             .insert(participant, (user.clone(), room.clone()));
@@ -606,6 +633,7 @@ impl Hub {
             video: m.video,
             identity_key: identity.and_then(|i| i.identity_key.clone()),
             quality: m.quality,
+            screen: m.screen,
         }
     }
 }

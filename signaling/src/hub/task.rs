@@ -424,6 +424,7 @@ mod tests {
         let offer = ClientMsg::MediaOffer {
             room_id: room,
             sdp: "v=0".into(),
+            screen: None,
         };
         r.hub.send(HubInput::Message(ConnId(1), offer));
     }

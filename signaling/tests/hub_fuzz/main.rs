@@ -164,6 +164,7 @@ impl Driver {
             MsgSpec::MediaOffer(r, big) => ClientMsg::MediaOffer {
                 room_id: self.room(r),
                 sdp: sdp(*big),
+                screen: None,
             },
             MsgSpec::MediaAnswer(r, big) => ClientMsg::MediaAnswer {
                 room_id: self.room(r),

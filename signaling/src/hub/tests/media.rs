@@ -98,6 +98,7 @@ fn answers_offers_and_errors_reach_their_client() {
             mid: "x7".into(),
             publisher: "b".into(),
             kind: SfuTrackKind::Video,
+            source: chorus_sfu::TrackSource::Screen,
         }],
     });
     assert_eq!(
@@ -108,7 +109,8 @@ fn answers_offers_and_errors_reach_their_client() {
             tracks: vec![Track {
                 mid: "x7".into(),
                 participant_id: "b".into(),
-                kind: TrackKind::Video
+                kind: TrackKind::Video,
+                source: crate::protocol::TrackSource::Screen,
             }]
         }]
     );
@@ -265,6 +267,7 @@ fn publish_follows_the_token() {
     let offer = ClientMsg::MediaOffer {
         room_id: room,
         sdp: "v=0".into(),
+        screen: None,
     };
     let fx = h.handle_message(ConnId(1), offer, t0);
     assert!(matches!(

@@ -190,6 +190,7 @@ fn media_participant(h: &mut Hub, conn: u64, room: &str, now: Instant) -> Partic
     let offer = ClientMsg::MediaOffer {
         room_id: room.to_string(),
         sdp: "v=0".into(),
+        screen: None,
     };
     let fx = h.handle_message(ConnId(conn), offer, now);
     match fx.as_slice() {

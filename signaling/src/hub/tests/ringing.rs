@@ -22,6 +22,7 @@ fn accepted_call_joins_both_and_hangup_ends_it_for_both() {
     let offer = ClientMsg::MediaOffer {
         room_id: room.clone(),
         sdp: "v=0".into(),
+        screen: None,
     };
     let fx = h.handle_message(ConnId(1), offer, t0);
     assert!(matches!(

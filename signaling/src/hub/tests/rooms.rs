@@ -90,6 +90,7 @@ fn requests_for_rooms_one_is_not_in_are_refused() {
             ClientMsg::MediaOffer {
                 room_id: room.clone(),
                 sdp: "v=0".into(),
+                screen: None,
             },
             ErrorCode::NotInRoom,
         ),
@@ -198,6 +199,7 @@ fn room_and_server_limits_are_enforced() {
     let offer = |sdp: String| ClientMsg::MediaOffer {
         room_id: room.clone(),
         sdp,
+        screen: None,
     };
     refused(
         &mut h,
@@ -310,4 +312,97 @@ fn a_members_connection_quality_reaches_the_others_once_per_change() {
         t0,
     );
     assert_eq!(errors(&fx, 4), vec![ErrorCode::NotInRoom]);
+}
+
+#[test]
+fn one_member_at_a_time_shares_a_screen_and_the_others_see_it() {
+    let t0 = Instant::now();
+    let mut h = online(&[(1, "a"), (2, "b"), (3, "c"), (4, "d")]);
+    let room = group_room(&mut h, &[2, 3], t0);
+    let share = |on| ClientMsg::ShareScreen {
+        room_id: room.clone(),
+        on,
+    };
+    let sharing = |fx: &[Effect], conn: u64, who: &str, on: bool| {
+        to(fx, conn).iter().any(|m| {
+            matches!(m, ServerMsg::ParticipantUpdated { participant, .. }
+                if participant.id == who && participant.screen == on)
+        })
+    };
+    let fx = h.handle_message(ConnId(2), share(true), t0);
+    assert!(
+        sharing(&fx, 1, "b", true) && sharing(&fx, 3, "b", true),
+        "{fx:?}"
+    );
+    assert!(to(&fx, 2).is_empty(), "{fx:?}");
+    // A second sharer is refused, and nothing changes.
+    let fx = h.handle_message(ConnId(3), share(true), t0);
+    assert_eq!(errors(&fx, 3), vec![ErrorCode::ScreenTaken]);
+    assert_eq!(fx.len(), 1, "{fx:?}");
+    // Asking again, or stopping what one does not share, says nothing.
+    assert!(h.handle_message(ConnId(2), share(true), t0).is_empty());
+    assert!(h.handle_message(ConnId(3), share(false), t0).is_empty());
+    // A newcomer learns who shares.
+    let fx = h.handle_message(
+        ConnId(4),
+        ClientMsg::JoinRoom {
+            room_id: room.clone(),
+        },
+        t0,
+    );
+    assert!(
+        to(&fx, 4)
+            .iter()
+            .any(|m| matches!(m, ServerMsg::RoomJoined { participants, .. }
+        if participants.iter().any(|p| p.id == "b" && p.screen)))
+    );
+    // Once the sharer stops, someone else may share.
+    let fx = h.handle_message(ConnId(2), share(false), t0);
+    assert!(
+        sharing(&fx, 1, "b", false) && sharing(&fx, 4, "b", false),
+        "{fx:?}"
+    );
+    let fx = h.handle_message(ConnId(3), share(true), t0);
+    assert!(sharing(&fx, 2, "c", true), "{fx:?}");
+    // When the sharer leaves, the screen is free again.
+    h.handle_message(
+        ConnId(3),
+        ClientMsg::Hangup {
+            room_id: room.clone(),
+        },
+        t0,
+    );
+    let fx = h.handle_message(ConnId(4), share(true), t0);
+    assert!(sharing(&fx, 1, "d", true), "{fx:?}");
+    // Not from outside the room.
+    let fx = h.handle_message(
+        ConnId(3),
+        ClientMsg::ShareScreen {
+            room_id: room.clone(),
+            on: true,
+        },
+        t0,
+    );
+    assert_eq!(errors(&fx, 3), vec![ErrorCode::NotInRoom]);
+}
+
+#[test]
+fn a_screen_offer_names_its_m_line_for_the_media_node() {
+    let t0 = Instant::now();
+    let mut h = online(&[(1, "a"), (2, "b")]);
+    let room = group_room(&mut h, &[2], t0);
+    let offer = |screen: &str| ClientMsg::MediaOffer {
+        room_id: room.clone(),
+        sdp: "v=0".into(),
+        screen: Some(screen.into()),
+    };
+    let fx = h.handle_message(ConnId(2), offer("2"), t0);
+    assert!(
+        matches!(fx.as_slice(), [Effect::Media(Command::Offer { screen: Some(m), .. })] if m == "2"),
+        "{fx:?}"
+    );
+    for bad in ["", &"x".repeat(33)] {
+        let fx = h.handle_message(ConnId(2), offer(bad), t0);
+        assert_eq!(errors(&fx, 2), vec![ErrorCode::BadMessage], "{bad:?}");
+    }
 }

@@ -71,6 +71,7 @@ fn a_restored_hub_continues_calls_rings_and_deadlines() {
         ClientMsg::MediaOffer {
             room_id: room.clone(),
             sdp: "v=0".into(),
+            screen: None,
         },
         later,
     );
