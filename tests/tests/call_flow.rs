@@ -309,6 +309,7 @@ async fn bad_input_gets_errors_and_the_socket_stays_usable() -> Result<(), Error
     a.send(&ClientMsg::MediaOffer {
         room_id: room.clone(),
         sdp: "this is not SDP".into(),
+        screen: None,
     })?;
     a.expect_error(ErrorCode::InvalidSdp).await?;
     // An answer when no offer is outstanding.
