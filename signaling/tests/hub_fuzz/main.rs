@@ -225,6 +225,7 @@ impl Driver {
                         } else {
                             chorus_sfu::TrackKind::Audio
                         },
+                        source: chorus_sfu::TrackSource::Device,
                     })
                     .collect(),
             },
