@@ -20,6 +20,7 @@ import { deviceIdentitySync } from './e2ee/device.js';
 import { iceConfigFrom } from './mediapath.js';
 import * as ring from './ringtone.js';
 import * as chat from './chat.js';
+import { screenRefused } from './screenshare.js';
 import * as callLog from './calllog.js';
 import * as texts from './texts.js';
 
@@ -709,6 +710,10 @@ function serverError(msg) {
     // connection was down (and its call_ended went missing).
     state.pending = null;
     endCall({ status: 'ended', detail: texts.ENDED_WHILE_AWAY });
+    return;
+  }
+  if (state.call && code === 'screen_taken') {
+    screenRefused(state.call);
     return;
   }
   if (state.call && chat.isChatError(code)) {

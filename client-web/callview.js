@@ -10,8 +10,9 @@ import { state, metrics, now, showError } from './state.js';
 import { hangUp, invite, toggleMic, toggleCamera } from './calls.js';
 import { buildSecurity, renderSecurity } from './securityview.js';
 import { buildChat, renderChat } from './chat.js';
+import { toggleScreen, sharer } from './screenshare.js';
 import {
-  COPY_FAILED, QUALITY_YOURS_POOR, qualityTheirsPoor, DIRECT_PATH, DIRECT_EXPLAINED, MEDIA_CONNECTING, MEDIA_RECONNECTING, MEDIA_FAILED, TILE_RECONNECTING, connectionDetail, connectionExplained,
+  SCREEN_SHARING, screenOf, COPY_FAILED, QUALITY_YOURS_POOR, qualityTheirsPoor, DIRECT_PATH, DIRECT_EXPLAINED, MEDIA_CONNECTING, MEDIA_RECONNECTING, MEDIA_FAILED, TILE_RECONNECTING, connectionDetail, connectionExplained,
 } from './texts.js';
 
 /** Tile size reports wait for layout to settle this long. */
@@ -43,6 +44,8 @@ function buildCallView(c) {
   v.sound = h('button', { class: 'chip sound', 'data-testid': 'enable-sound', hidden: true, onclick: enableSound }, icon('volume', 'icon small'), h('span', {}, 'Tap to turn on sound'));
   v.mic = h('button', { class: 'round control', 'data-testid': 'toggle-mic', onclick: () => toggleMic() });
   v.cam = h('button', { class: 'round control', 'data-testid': 'toggle-camera', onclick: () => toggleCamera() });
+  v.screenBtn = h('button', { class: 'round control', 'data-testid': 'share-screen', onclick: () => toggleScreen() });
+  v.screen = buildScreenTile();
   v.add = h('button', { class: 'round control', 'data-testid': 'add-person', 'aria-label': 'Add person', title: 'Add person', onclick: () => { c.sheetOpen = !c.sheetOpen; renderCall(); } }, icon('personAdd'));
   v.hangup = h('button', { class: 'round control danger', 'data-testid': 'hangup', 'aria-label': 'Hang up', title: 'Hang up', onclick: hangUp }, icon('hangup'));
   v.sheet = h('div', { class: 'sheet', hidden: true, role: 'dialog', 'aria-label': 'Add someone to the call' });
@@ -56,8 +59,8 @@ function buildCallView(c) {
       v.share,
       v.invites,
       v.qualityNote),
-    h('div', { class: 'stage' }, v.grid, v.waiting, v.self, v.sound, v.chat.burst),
-    h('footer', { class: 'controls' }, v.mic, v.cam, v.add, v.chat.toggle, v.hangup),
+    h('div', { class: 'stage' }, v.screen.root, v.grid, v.waiting, v.self, v.sound, v.chat.burst),
+    h('footer', { class: 'controls' }, v.mic, v.cam, v.screenBtn, v.add, v.chat.toggle, v.hangup),
     v.sheet,
     v.chat.panel,
     v.security.codes);
@@ -155,6 +158,7 @@ export function renderCall() {
   v.waiting.hidden = people.length > 0;
   v.waiting.textContent = c.kind === 'group' ? 'Waiting for others to join…' : 'Waiting for the other side…';
   renderTiles(c, people);
+  renderScreen(c);
   renderLocal(c);
   renderControls(c);
   renderSheet(c);
@@ -214,6 +218,66 @@ function renderControls(c) {
   setToggle(v.cam, mine.video, camOk, mine.video ? 'video' : 'videoOff', 'Camera off',
     !camOk ? 'No camera' : mine.video ? 'Turn camera off' : 'Turn camera on');
   v.add.setAttribute('aria-expanded', c.sheetOpen ? 'true' : 'false');
+  const sharing = s.screen.sharing();
+  v.screenBtn.dataset.state = sharing ? 'on' : 'off';
+  v.screenBtn.setAttribute('aria-pressed', sharing ? 'true' : 'false');
+  v.screenBtn.setAttribute('aria-label', sharing ? 'Stop sharing your screen' : 'Share your screen');
+  v.screenBtn.title = v.screenBtn.getAttribute('aria-label');
+  v.screenBtn.disabled = !ready || !!c.screenBusy;
+  v.screenBtn.classList.toggle('active', sharing);
+  const iconName = sharing ? 'screenStop' : 'screenShare';
+  if (v.screenBtn.dataset.icon !== iconName) {
+    v.screenBtn.dataset.icon = iconName;
+    v.screenBtn.replaceChildren(icon(iconName));
+  }
+}
+
+/** The large tile of a shared screen: someone else's, or a preview of one's own. */
+function buildScreenTile() {
+  const t = { track: null };
+  t.video = h('video', { autoplay: true, playsinline: true, muted: true });
+  t.video.muted = true;
+  t.label = h('span', { class: 'tile-name' });
+  t.stop = h('button', { class: 'chip danger', 'data-testid': 'stop-sharing', onclick: () => toggleScreen() }, icon('screenStop', 'icon small'), h('span', {}, 'Stop sharing'));
+  t.root = h('div', { class: 'screen-tile', hidden: true }, t.video, h('div', { class: 'tile-label' }, t.label), t.stop);
+  t.sized = '';
+  if (typeof ResizeObserver !== 'undefined') {
+    new ResizeObserver(() => reportScreenSize(t)).observe(t.root);
+  }
+  return t;
+}
+
+function reportScreenSize(t) {
+  const c = state.call;
+  if (!c || !t.root.isConnected || !t.owner) return;
+  const r = t.root.getBoundingClientRect();
+  const dpr = window.devicePixelRatio || 1;
+  c.session.setTileSize(`${t.owner}/screen`, Math.round(r.width * dpr), Math.round(r.height * dpr));
+}
+
+function renderScreen(c) {
+  const v = c.view;
+  const t = v.screen;
+  const who = sharer(c);
+  const mine = who === 'me';
+  const track = mine ? c.session.screen.track : who ? who.screenTrack : null;
+  v.root.dataset.screen = mine ? 'self' : who ? 'remote' : 'none';
+  t.root.hidden = !who;
+  // Someone else's tile is for the tests' contract; one's own is a preview.
+  if (mine) t.root.removeAttribute('data-testid');
+  else t.root.setAttribute('data-testid', 'screen-tile');
+  t.root.dataset.name = who && !mine ? who.name : '';
+  t.label.textContent = mine ? SCREEN_SHARING : who ? screenOf(who.name) : '';
+  t.stop.hidden = !mine;
+  const owner = who && !mine ? who.id : null;
+  if (owner !== t.owner) {
+    t.owner = owner;
+    reportScreenSize(t);
+  }
+  if (track !== t.track) {
+    t.track = track;
+    t.video.srcObject = track ? new MediaStream([track]) : null;
+  }
 }
 
 /** A toggle whose pressed state means "device off" (muted, camera off); its name stays put. */

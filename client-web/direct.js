@@ -160,6 +160,11 @@ export class DirectLink {
   /** The direct connection is up: play its media, and stop sending to the media node. */
   activate() {
     if (this.state !== 'trying') return;
+    // A shared screen keeps the call on the media node (screenshare.js).
+    if (this.session.screenShared()) {
+      this.giveUp();
+      return;
+    }
     clearTimeout(this.timer);
     this.state = 'active';
     this.timings.active = Date.now();

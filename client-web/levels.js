@@ -2,8 +2,12 @@
 // who is speaking (the green ring), and per-person receive counters.
 // session.js reads a `getStats()` report every 200 ms and hands it here.
 
+import { selectedPath } from './mediapath.js';
+
 const SPEAKING_THRESHOLD = 0.04;
 const SPEAKING_HOLD_MS = 600;
+/** A new round trip is shown at most this often (a new path at once). */
+const RTT_REFRESH_MS = 1000;
 
 /**
  * Who is speaking: the audio energy each track carried since the last
@@ -86,4 +90,40 @@ export async function receiveStats(participants) {
     out[p.name] = entry;
   }
   return out;
+}
+
+/**
+ * One stats report of a call session for everything read from it: who
+ * speaks, how good the connection is, and the media's path.
+ */
+export async function readStats(session) {
+  const pc = session.pc;
+  // While the media moves, the tiles play the old connection's tracks:
+  // their levels are in its report.
+  // Over a direct connection (direct.js), in its report.
+  const direct = session.direct && session.direct.active() ? session.direct.pc : null;
+  const playing = direct || (session.move ? session.move.old.pc : pc);
+  let report;
+  let levels;
+  try {
+    report = await pc.getStats();
+    levels = playing === pc ? report : await playing.getStats();
+  } catch {
+    return; // Closed meanwhile.
+  }
+  if (session.closed || pc !== session.pc) return;
+  readLevels(session, levels);
+  const level = session.quality.sample(levels, Date.now());
+  if (level) {
+    session.send({ type: 'quality', room_id: session.roomId, level });
+    session.onChange('quality');
+  }
+  const path = selectedPath(report);
+  const now = Date.now();
+  const moved = path?.path !== session.path?.path;
+  if (moved || (path?.rttMs !== session.path?.rttMs && now - session.pathShownAt >= RTT_REFRESH_MS)) {
+    session.path = path;
+    session.pathShownAt = now;
+    session.onChange('path');
+  }
 }

@@ -27,11 +27,12 @@
 
 import { openCamera, cameraError } from './localmedia.js';
 import { mediaUnreachable, mediaProblem, cameraProblem } from './texts.js';
-import { selectedPath, announcedPorts, hasTurn } from './mediapath.js';
+import { announcedPorts, hasTurn } from './mediapath.js';
 import { addPublishing, pinReceiveCodecs } from './negotiation.js';
 import { MediaMove } from './mediamove.js';
-import { readLevels, receiveStats } from './levels.js';
+import { readStats, receiveStats } from './levels.js';
 import { QualityMeter } from './quality.js';
+import { ScreenSender } from './screenshare.js';
 
 /** The topic of problems with the media connection itself: they go away once it connects. */
 export const CONNECTION_PROBLEM = 'media-connection';
@@ -45,8 +46,6 @@ const ANSWER_TIMEOUT_MS = 10000;
 
 const wallClock = () => performance.timeOrigin + performance.now();
 const STATS_POLL_MS = 200;
-/** A new round trip is shown at most this often (a new path at once). */
-const RTT_REFRESH_MS = 1000;
 
 export class CallSession {
   /**
@@ -75,6 +74,8 @@ export class CallSession {
     this.send = o.send;
     /** This page's connection quality (quality.js), sent when it changes. */
     this.quality = new QualityMeter();
+    /** The screen this page shares (screenshare.js). */
+    this.screen = new ScreenSender(this);
     this.online = o.online || (() => true);
     this.onChange = o.onChange;
     this.onProblem = o.onProblem;
@@ -180,6 +181,7 @@ export class CallSession {
     pc.addEventListener('iceconnectionstatechange', () => this.iceStateChanged(pc));
     const { audioTx, videoTx } = addPublishing(pc, this.local);
     if (this.crypto) this.crypto.protectSenders(audioTx, videoTx);
+    this.screen.attach(pc);
     this.pc = pc;
     this.audioTx = audioTx;
     this.videoTx = videoTx;
@@ -308,7 +310,8 @@ export class CallSession {
       await pc.setLocalDescription({ type: 'rollback' }).catch(() => {});
       return;
     }
-    if (!this.send({ type: 'media_offer', room_id: this.roomId, sdp: pc.localDescription.sdp })) {
+    const screen = this.screen.mid() ?? undefined;
+    if (!this.send({ type: 'media_offer', room_id: this.roomId, sdp: pc.localDescription.sdp, screen })) {
       // The connection dropped meanwhile: undo, and offer once it is back.
       await pc.setLocalDescription({ type: 'rollback' });
       this.wantOffer = true;
@@ -501,7 +504,7 @@ export class CallSession {
   sendSizes() {
     for (const [mid, t] of this.trackMap) {
       if (t.kind !== 'video') continue;
-      const size = this.tileSizes.get(t.participant_id);
+      const size = this.tileSizes.get(t.source === 'screen' ? `${t.participant_id}/screen` : t.participant_id);
       if (!size) continue;
       const key = `${size[0]}x${size[1]}`;
       if (this.sizesSent.get(mid) === key) continue;
@@ -556,7 +559,7 @@ export class CallSession {
       const info = this.trackMap.get(String(t.mid));
       if (!info) continue;
       const entry = byPerson.get(info.participant_id) ?? {};
-      entry[info.kind] = t.receiver;
+      entry[info.source === 'screen' ? 'screen' : info.kind] = t.receiver;
       byPerson.set(info.participant_id, entry);
     }
     return byPerson;
@@ -586,6 +589,7 @@ export class CallSession {
       p.videoReceiver = r.video ?? null;
       p.audioTrack = r.audio ? r.audio.track : null;
       p.videoTrack = r.video ? r.video.track : null;
+      p.screenTrack = r.screen ? r.screen.track : null;
     }
     this.onChange('tracks');
   }
@@ -595,6 +599,7 @@ export class CallSession {
     const next = {
       audioTrack: null,
       videoTrack: null,
+      screenTrack: null,
       audioReceiver: null,
       videoReceiver: null,
       level: 0,
@@ -607,6 +612,7 @@ export class CallSession {
       audio: p.audio,
       video: p.video,
       quality: p.quality || (old && old.quality) || 'good',
+      screen: !!p.screen,
     };
     this.participants.set(p.id, next);
     return next;
@@ -626,7 +632,14 @@ export class CallSession {
 
   participantUpdated(p) {
     this.upsert(p);
+    // A screen goes through the media node: so does the rest of the call.
+    if (p.screen && this.direct) this.direct.leave();
     this.onChange('participants');
+  }
+
+  /** Someone in the call (this page included) shares a screen. */
+  screenShared() {
+    return this.screen.sharing() || [...this.participants.values()].some((p) => p.screen);
   }
 
   /** What we publish, as `media_state` says it. */
@@ -722,42 +735,9 @@ export class CallSession {
     if (this.closed || !this.pc || this.polling) return;
     this.polling = true;
     try {
-      await this.readStats();
+      await readStats(this);
     } finally {
       this.polling = false;
-    }
-  }
-
-  /** One stats report for everything read from it: who speaks, and the media's path. */
-  async readStats() {
-    const pc = this.pc;
-    // While the media moves, the tiles play the old connection's tracks:
-    // their levels are in its report.
-    // Over a direct connection (direct.js), in its report.
-    const direct = this.direct && this.direct.active() ? this.direct.pc : null;
-    const playing = direct || (this.move ? this.move.old.pc : pc);
-    let report;
-    let levels;
-    try {
-      report = await pc.getStats();
-      levels = playing === pc ? report : await playing.getStats();
-    } catch {
-      return; // Closed meanwhile.
-    }
-    if (this.closed || pc !== this.pc) return;
-    readLevels(this, levels);
-    const level = this.quality.sample(levels, Date.now());
-    if (level) {
-      this.send({ type: 'quality', room_id: this.roomId, level });
-      this.onChange('quality');
-    }
-    const path = selectedPath(report);
-    const now = Date.now();
-    const moved = path?.path !== this.path?.path;
-    if (moved || (path?.rttMs !== this.path?.rttMs && now - this.pathShownAt >= RTT_REFRESH_MS)) {
-      this.path = path;
-      this.pathShownAt = now;
-      this.onChange('path');
     }
   }
 
@@ -776,6 +756,7 @@ export class CallSession {
     if (this.pc) this.pc.close();
     if (this.direct) this.direct.close();
     if (this.crypto) this.crypto.close();
+    this.screen.stop();
     if (this.local) for (const t of this.local.stream.getTracks()) t.stop();
     if (this.local && this.local.videoTrack) this.local.videoTrack.stop();
   }

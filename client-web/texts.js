@@ -29,6 +29,7 @@ export const ERROR_TEXT = {
   draining: 'The server is restarting, so no new calls can start right now.',
   unavailable: 'The server cannot reach the rest of its cluster just now: try again in a moment.',
   e2ee_required: 'That call is end-to-end encrypted, and this browser cannot encrypt calls.',
+  screen_taken: 'Someone else is sharing their screen: one screen at a time can be shared.',
   e2ee_unsupported: 'Their app cannot take end-to-end encrypted calls. To call them anyway, turn off "Encrypt my calls end to end" in the lobby.',
 };
 
@@ -80,6 +81,11 @@ export const CHAT_WAITING_KEY = '🔒 Waiting for the key to read this message�
 export const CHAT_UNREADABLE = '🔒 This message could not be decrypted.';
 export const CALL_LOST_BY_SERVER = 'The server lost this call while one of its nodes restarted. Call again.';
 export const ENDED_WHILE_AWAY = 'The call ended while the connection to the server was interrupted.';
+export const SCREEN_TAKEN = 'Someone else is sharing their screen: one screen at a time can be shared.';
+export const screenTakenBy = (name) => `${name} is sharing their screen. One screen at a time can be shared: ask them to stop first.`;
+export const screenProblem = (why) => `Could not share your screen: ${why}`;
+export const SCREEN_SHARING = 'You are sharing your screen';
+export const screenOf = (name) => `${name}'s screen`;
 export const NAME_MISSING = 'Type a name first.';
 export const COPY_FAILED = 'Could not copy: select the link and copy it yourself.';
 
