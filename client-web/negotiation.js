@@ -32,12 +32,32 @@ export function addPublishing(pc, local) {
     return { audioTx: null, videoTx: null };
   }
   const audioTx = pc.addTransceiver(local.audioTrack ?? 'audio', { direction: 'sendonly', streams: [local.stream] });
+  preferRed(audioTx);
   const videoTx = pc.addTransceiver(local.videoTrack ?? 'video', {
     direction: 'sendonly',
     streams: [local.stream],
     sendEncodings: SIMULCAST.map((e) => ({ ...e })),
   });
   return { audioTx, videoTx };
+}
+
+/** localStorage key: `off` sends audio without redundancy (a test hook, to compare). */
+const AUDIO_RED_KEY = 'chorus.audioRed';
+
+/**
+ * Audio goes in RFC 2198 redundancy (RED): each packet carries the one
+ * before too, so one lost packet costs no audio. The browser sends RED only
+ * when it comes first among the codecs, so it is put first.
+ */
+function preferRed(tx) {
+  try {
+    const codecs = RTCRtpReceiver.getCapabilities('audio').codecs;
+    const isRed = (c) => c.mimeType.toLowerCase() === 'audio/red';
+    const off = localStorage.getItem(AUDIO_RED_KEY) === 'off';
+    tx.setCodecPreferences(off ? codecs.filter((c) => !isRed(c)) : [...codecs.filter(isRed), ...codecs.filter((c) => !isRed(c))]);
+  } catch (err) {
+    console.warn('audio redundancy not set up', err);
+  }
 }
 
 export function waitForIce(pc) {

@@ -170,10 +170,10 @@ function widthChanges(samples) {
  * tab stays for the reconnect grace) would take the new callee's ICE
  * checks, and the new call would not connect until it is gone.
  */
-async function callThroughRelay(caller, callee, { link = null, media = true } = {}) {
+async function callThroughRelay(caller, callee, { link = null, media = true, callerInit = null } = {}) {
   const relay = await startRelay();
   if (link) await relay.cmd(`down ${link}`);
-  const ada = await openPerson(browser, server.url, caller);
+  const ada = await openPerson(browser, server.url, caller, { init: callerInit });
   const bo = await openPerson(browser, server.url, callee, {
     init: viaRelay(relay.addr),
     onPage: (page) => page.exposeFunction('__relayUpstream', (node) => relay.cmd(`upstream ${node}`)),
@@ -375,4 +375,74 @@ test('media blocked at first: the banner says so, and the problem goes when medi
   } finally {
     await hangUpRelayed(call);
   }
+});
+
+/**
+ * Whether `page`'s audio goes in RED (the first payload type of the
+ * negotiated audio m-lines is red, as the answers say), and what its
+ * received audio concealed.
+ */
+function audioStats(page) {
+  return page.evaluate(async () => {
+    const pc = window.chorus.pc;
+    const report = await pc.getStats();
+    const answer = pc.currentRemoteDescription.type === 'answer' ? pc.currentRemoteDescription : pc.currentLocalDescription;
+    // Each audio m-line: is its first payload type red?
+    const redFirst = answer.sdp.split(/\r\nm=/).filter((m) => m.startsWith('audio')).map((m) => {
+      const first = m.split('\r\n')[0].split(' ')[3];
+      return new RegExp(`a=rtpmap:${first} red/48000`).test(m);
+    });
+    const out = { red: redFirst, concealed: 0, samples: 0, packetsLost: 0, packets: 0 };
+    for (const s of report.values()) {
+      if (s.kind !== 'audio') continue;
+      if (s.type === 'inbound-rtp') {
+        out.concealed = s.concealedSamples || 0;
+        out.samples = s.totalSamplesReceived || 0;
+        out.packetsLost = s.packetsLost || 0;
+        out.packets = s.packetsReceived || 0;
+      }
+    }
+    return out;
+  });
+}
+
+/**
+ * A call with 10% of what goes to Bo lost: the share of his audio that was
+ * concealed over MEASURE_MS, and the codecs in use.
+ */
+async function concealedAtLoss(caller, callee, red) {
+  const callerInit = red ? null : () => localStorage.setItem('chorus.audioRed', 'off');
+  const call = await callThroughRelay(caller, callee, { callerInit });
+  try {
+    // The first audio m-line is what a page publishes; in a 1:1 call the
+    // other one carries what it receives.
+    const sent = (await audioStats(call.ada.page)).red[0];
+    await call.relay.cmd('down loss=0.1');
+    await new Promise((r) => setTimeout(r, 1000));
+    const before = await audioStats(call.bo.page);
+    await new Promise((r) => setTimeout(r, MEASURE_MS));
+    const after = await audioStats(call.bo.page);
+    const concealed = (after.concealed - before.concealed) / Math.max(1, after.samples - before.samples);
+    return { sent, received: after.red[1], concealed, lost: after.packetsLost - before.packetsLost, packets: after.packets - before.packets };
+  } finally {
+    await hangUpRelayed(call);
+  }
+}
+
+const MEASURE_MS = 15000;
+
+test('audio redundancy (RED) at 10% loss: at most half as much audio concealed as without', async () => {
+  const without = await concealedAtLoss('Ada6', 'Bo6', false);
+  const withRed = await concealedAtLoss('Ada5', 'Bo5', true);
+  const pct = (x) => `${(100 * x).toFixed(2)}%`;
+  console.log(`10% loss toward Bo, ${MEASURE_MS / 1000} s each: concealed ${pct(withRed.concealed)} with RED, ${pct(without.concealed)} without; packets lost ${withRed.lost} of ${withRed.packets + withRed.lost} and ${without.lost} of ${without.packets + without.lost}`);
+  mkdirSync(OUTPUT_DIR, { recursive: true });
+  writeFileSync(path.join(OUTPUT_DIR, 'red.json'), JSON.stringify({ loss: 0.1, measureMs: MEASURE_MS, withRed, without }, null, 2));
+  assert.equal(withRed.sent, true, 'Ada sends RED');
+  assert.equal(withRed.received, true, 'the media node forwards RED to Bo');
+  assert.equal(without.sent, false, 'without: Ada sends Opus alone');
+  // The loss really was there both times.
+  assert.ok(without.lost > 0.05 * (without.packets + without.lost), JSON.stringify(without));
+  assert.ok(without.concealed > 0.03, `without RED some audio is concealed: ${pct(without.concealed)}`);
+  assert.ok(withRed.concealed <= without.concealed / 2, `${pct(withRed.concealed)} with RED, ${pct(without.concealed)} without`);
 });

@@ -134,6 +134,9 @@ pub struct World {
     /// Wall-clock time spent inside the core's calls (receive, timeout,
     /// poll), for benchmarks that run the clients too.
     pub sfu_busy: Duration,
+    /// Clients that join from now on negotiate audio redundancy (RED),
+    /// and send their audio in it.
+    pub red: bool,
 }
 
 impl Default for World {
@@ -156,6 +159,7 @@ impl World {
             events: Vec::new(),
             deliver: true,
             sfu_busy: Duration::ZERO,
+            red: false,
         }
     }
 
@@ -209,7 +213,7 @@ impl World {
         screen: bool,
     ) -> usize {
         let n = self.clients.len();
-        let mut rtc = Rtc::builder().build(self.now);
+        let mut rtc = Rtc::builder().enable_opus(true, self.red).build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
         let mut api = rtc.sdp_api();
         let pub_mid = match kind {

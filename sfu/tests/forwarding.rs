@@ -252,3 +252,24 @@ fn audio_levels_name_the_active_speaker() {
     // Chosen after the hold (25 frames = 500 ms), not at once.
     assert!(speakers[0].0 >= 20 && speakers[0].0 < 40, "{speakers:?}");
 }
+
+/// Audio in RFC 2198 redundancy (RED) passes through to a subscriber that
+/// negotiated it, and reaches one that did not as its primary encoding:
+/// both decode every frame intact.
+#[test]
+fn red_audio_reaches_subscribers_with_and_without_red() {
+    let mut w = World::new();
+    w.red = true;
+    let speaker = w.join("room", Some(MediaKind::Audio));
+    let with_red = w.join("room", None);
+    w.red = false;
+    let without = w.join("room", None);
+    w.run_for(Duration::from_secs(1));
+    for i in [speaker, with_red, without] {
+        assert!(w.connected(i), "client {i} connected");
+    }
+    send_frames(&mut w, &[speaker], 50);
+    let want: Vec<Vec<u8>> = (0..50).map(|f| payload(speaker, f)).collect();
+    assert_eq!(w.received(with_red), want, "through RED");
+    assert_eq!(w.received(without), want, "RED taken off");
+}

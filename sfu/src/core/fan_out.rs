@@ -6,8 +6,10 @@
 //! Video goes through the subscriber's layer rule first
 //! ([`Subscription::decide`]); what it decides is applied here.
 
-use str0m::media::KeyframeRequestKind;
-use str0m::rtp::{RtpPacket, RtpWrite};
+use std::sync::Arc;
+
+use str0m::media::{KeyframeRequestKind, Pt};
+use str0m::rtp::{RedDecoder, RtpPacket, RtpWrite};
 use tracing::debug;
 
 use super::layers;
@@ -31,9 +33,17 @@ impl Sfu {
             return;
         };
         let pt = packet.header.payload_type;
-        let Some(params) = p.rtc.codec_config().find(|c| c.pt() == pt).copied() else {
+        // Audio in RFC 2198 redundancy (RED) has the payload type str0m
+        // folds into its primary codec's parameters.
+        let Some(params) = p
+            .rtc
+            .codec_config()
+            .find(|c| c.pt() == pt || c.red() == Some(pt))
+            .copied()
+        else {
             return;
         };
+        let red = params.pt() != pt;
         let room = p.room.clone();
         if let Some(level) = packet.header.ext_vals.audio_level
             && p.may_publish
@@ -146,8 +156,17 @@ impl Sfu {
             ) else {
                 continue;
             };
-            let Some(out_pt) = subscriber_pt(s, &sub.rtc, pt, params) else {
+            let Some((out_pt, unwrap_red)) = subscriber_pt(s, &sub.rtc, pt, params, red) else {
                 continue;
+            };
+            // A subscriber without RED gets the primary encoding alone.
+            let payload = if unwrap_red {
+                match red_primary(&packet.payload, params.pt()) {
+                    Some(primary) => primary,
+                    None => continue,
+                }
+            } else {
+                packet.payload.clone()
             };
             let mut api = sub.rtc.direct_api();
             let Some(tx) = api.stream_tx_by_mid(out_mid, None) else {
@@ -164,16 +183,11 @@ impl Sfu {
                 }
                 s.stream_ready = Some(out_mid);
             }
-            let mut write = RtpWrite::new(
-                out_pt,
-                out.seq,
-                out.timestamp,
-                packet.timestamp,
-                packet.payload.clone(),
-            )
-            .marker(packet.header.marker)
-            .ext_vals(ext_vals.clone())
-            .nackable(video);
+            let mut write =
+                RtpWrite::new(out_pt, out.seq, out.timestamp, packet.timestamp, payload)
+                    .marker(packet.header.marker)
+                    .ext_vals(ext_vals.clone())
+                    .nackable(video);
             if let Some(patch) = out.vp8 {
                 write = write.vp8_patch(patch);
             }
@@ -188,19 +202,57 @@ impl Sfu {
 }
 
 /// The subscriber's payload type for the publisher's `pt` (the same codec
-/// and parameters), cached for the next packet.
+/// and parameters; `red`: `pt` is that codec in RED), cached for the next
+/// packet, and whether the RED must come off (the subscriber did not
+/// negotiate it).
 fn subscriber_pt(
     s: &mut Subscription,
     rtc: &str0m::Rtc,
-    pt: str0m::media::Pt,
+    pt: Pt,
     params: str0m::format::PayloadParams,
-) -> Option<str0m::media::Pt> {
+    red: bool,
+) -> Option<(Pt, bool)> {
     match s.pt_map {
-        Some((from, to)) if from == pt => Some(to),
+        Some((from, to, unwrap)) if from == pt => Some((to, unwrap)),
         _ => {
-            let to = rtc.codec_config().match_params(params).map(|c| c.pt())?;
-            s.pt_map = Some((pt, to));
-            Some(to)
+            let theirs = rtc.codec_config().match_params(params)?;
+            let out = match (red, theirs.red()) {
+                (true, Some(their_red)) => (their_red, false),
+                (true, None) => (theirs.pt(), true),
+                (false, _) => (theirs.pt(), false),
+            };
+            s.pt_map = Some((pt, out.0, out.1));
+            Some(out)
+        }
+    }
+}
+
+/// The primary block of a RED payload, if it is well formed and carries
+/// `primary_pt`.
+fn red_primary(payload: &[u8], primary_pt: Pt) -> Option<Arc<[u8]>> {
+    let blocks = RedDecoder::decode(payload).ok()?;
+    let primary = blocks.last().filter(|b| b.is_primary)?;
+    (primary.pt == *primary_pt).then(|| Arc::from(primary.payload))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use str0m::rtp::{RedEncoder, RedundantBlock};
+
+    #[test]
+    fn the_primary_comes_out_of_red_and_bad_red_gives_nothing() {
+        let previous = RedundantBlock {
+            pt: 111,
+            timestamp_offset: 960,
+            payload: vec![1; 30],
+        };
+        let red = RedEncoder::encode(111, &[2; 40], &[previous]);
+        assert_eq!(red_primary(&red, Pt::from(111)).as_deref(), Some(&[2u8; 40][..]));
+        // Another codec inside, or nothing that parses: dropped, no panic.
+        assert_eq!(red_primary(&red, Pt::from(96)), None);
+        for bad in [&[][..], &[0x80][..], &[0xef, 0xff, 0xff, 0xff, 0x6f][..], &red[..3]] {
+            assert_eq!(red_primary(bad, Pt::from(111)), None, "{bad:?}");
         }
     }
 }

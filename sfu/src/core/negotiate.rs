@@ -69,6 +69,9 @@ impl Sfu {
             let mut rtc = Rtc::builder()
                 .set_ice_lite(true)
                 .set_rtp_mode(true)
+                // Audio redundancy (RFC 2198) is offered and passed through:
+                // a lost packet's audio comes with the next one.
+                .enable_opus(true, true)
                 .enable_bwe(bwe)
                 .build(now);
             let candidate = Candidate::host(self.local_addr, "udp")

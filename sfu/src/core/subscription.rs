@@ -48,7 +48,8 @@ pub(super) struct Subscription {
     pub(super) mid: Option<Mid>,
     pub(super) rewriter: Rewriter,
     /// The subscriber's payload type for the publisher's last one.
-    pub(super) pt_map: Option<(Pt, Pt)>,
+    /// ... and whether its RED comes off on the way.
+    pub(super) pt_map: Option<(Pt, Pt, bool)>,
     /// The layer being sent (`None`: nothing yet, or paused).
     pub(super) current: Option<usize>,
     /// The layer chosen for this subscriber, with its hysteresis.
