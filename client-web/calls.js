@@ -21,6 +21,9 @@ import { iceConfigFrom } from './mediapath.js';
 import * as ring from './ringtone.js';
 import * as chat from './chat.js';
 import { screenRefused } from './screenshare.js';
+import {
+  prepareCall, sendPreparedOffer, takePrepared, dropPrepared, offerRefusalExpected,
+} from './prepare.js';
 import * as callLog from './calllog.js';
 import * as texts from './texts.js';
 
@@ -47,6 +50,20 @@ const MEDIA_ERRORS = ['invalid_sdp', 'media_error', 'sdp_too_large', 'rate_limit
 
 // ---------------------------------------------------------------- devices
 
+/** End-to-end encryption for a call (null when this device cannot encrypt). */
+function newCrypto(roomId) {
+  const identity = deviceIdentitySync();
+  if (!identity) return null;
+  return new CallCrypto({
+    roomId,
+    me: state.me.id,
+    identity,
+    send: (m) => signaling.send(m),
+    onChange: () => redraw('call'),
+    withhold: state.e2eeWithhold,
+  });
+}
+
 /** Opens camera and microphone ahead of the call (while it rings). */
 function openMedia(video) {
   releaseMedia();
@@ -62,6 +79,7 @@ function openMedia(video) {
 }
 
 function releaseMedia() {
+  dropPrepared();
   const entry = state.media;
   state.media = null;
   if (entry && !entry.used) {
@@ -154,6 +172,7 @@ export function acceptCall() {
     releaseMedia();
     return;
   }
+  sendPreparedOffer(inc.room_id, send);
   state.pending = 'accept';
   state.incoming = null;
   state.connecting = { title: inc.from.name, id: inc.from.id, media: inc.media, roomId: inc.room_id };
@@ -519,6 +538,8 @@ function onRinging(msg) {
   if (state.pending === 'call') state.pending = null;
   state.outgoing.roomId = msg.room_id;
   state.outgoing.status = 'ringing';
+  // The connection to the media node is made ready while it rings (prepare.js).
+  if (state.media) prepareCall(msg.room_id, state.media, () => state.ice, state.e2ee ? newCrypto(msg.room_id) : null);
   ring.startRing('outgoing');
   redraw('outgoing');
 }
@@ -538,6 +559,8 @@ function onIncoming(msg) {
   // The camera and microphone open while it rings, so an answer starts at
   // once (as the caller's did when they called); let go unless answered.
   openMedia(msg.media === 'video');
+  // ... and the connection to the media node is made ready (prepare.js).
+  prepareCall(msg.room_id, state.media, () => state.ice, msg.e2ee ? newCrypto(msg.room_id) : null);
   redraw();
 }
 
@@ -622,17 +645,9 @@ async function onRoomJoined(msg) {
   const title = msg.kind === 'group'
     ? 'Group call'
     : (out && out.to.name) || (connecting && connecting.title) || (others[0] && others[0].name) || 'Call';
-  const identity = deviceIdentitySync();
-  const crypto = msg.e2ee && identity
-    ? new CallCrypto({
-      roomId: msg.room_id,
-      me: state.me.id,
-      identity,
-      send: (m) => signaling.send(m),
-      onChange: () => redraw('call'),
-      withhold: state.e2eeWithhold,
-    })
-    : null;
+  // A call prepared while it rang comes with its connection and its keys.
+  const prepared = takePrepared(msg.room_id, !!msg.e2ee, send);
+  const crypto = prepared ? prepared.crypto : msg.e2ee ? newCrypto(msg.room_id) : null;
   if (crypto) crypto.onKey = () => state.call && state.call.crypto === crypto && chat.retry(state.call, () => redraw('call'));
   if (crypto && state.e2eeTap) crypto.tapKeyframes(state.e2eeTap);
   const session = new CallSession({
@@ -647,6 +662,7 @@ async function onRoomJoined(msg) {
     onProblem: (text, topic) => showError(text, topic),
     onProblemGone: (topic) => clearError(topic),
     iceConfig: () => state.ice,
+    prepared,
   });
   state.call = {
     session,
@@ -701,6 +717,8 @@ function onSessionChange(what) {
 function serverError(msg) {
   const code = msg.code;
   const text = texts.ERROR_TEXT[code] || msg.message || texts.UNKNOWN_ERROR;
+  // The offer sent with an accept that failed: the accept's error said it.
+  if (offerRefusalExpected(code)) return;
   if ((code === 'room_not_found' || code === 'not_in_room') && expectingStaleErrors() && !state.pending) {
     // A hangup (or cancel, decline) sent after a resume, for a call that ended meanwhile.
     return;

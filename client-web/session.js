@@ -47,6 +47,18 @@ const ANSWER_TIMEOUT_MS = 10000;
 const wallClock = () => performance.timeOrigin + performance.now();
 const STATS_POLL_MS = 200;
 
+/** A connection to the media node with the TURN servers and policy of `iceConfig()`. */
+export function newPeerConnection(iceConfig) {
+  const base = { bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' };
+  try {
+    return new RTCPeerConnection({ ...base, ...iceConfig() });
+  } catch (err) {
+    // A TURN URL this browser cannot parse: the direct ways may still work.
+    console.warn('ignoring the ICE servers', err);
+    return new RTCPeerConnection(base);
+  }
+}
+
 export class CallSession {
   /**
    * @param {object} o
@@ -62,8 +74,11 @@ export class CallSession {
    * @param {(topic: string) => void} o.onProblemGone the problem about `topic` went away
    * @param {() => {iceServers: RTCIceServer[], iceTransportPolicy: string}} [o.iceConfig]
    *   TURN servers and policy from the latest `welcome` (mediapath.js `iceConfigFrom`)
+   * @param {object} [o.prepared] the connection prepared while the call rang, its offer
+   *   sent (prepare.js)
    */
   constructor(o) {
+    this.prepared = o.prepared || null;
     /** End-to-end encryption of the call's frames (e2ee/callcrypto.js), or null. */
     this.crypto = o.crypto || null;
     /** A 1:1 call's direct connection (direct.js), set by the call flow, or null. */
@@ -161,8 +176,19 @@ export class CallSession {
   start(local) {
     this.timings.start = wallClock();
     this.local = local;
-    this.connect();
-    this.offer();
+    const early = this.prepared;
+    this.prepared = null;
+    this.connect(early);
+    if (early) {
+      // Its offer went out with the accept: the answer is on its way.
+      this.ownOffer = true;
+      this.offersSent += 1;
+      this.linkOffers += 1;
+      this.timings.offerSent = early.sentAt;
+      this.armAnswerTimer();
+    } else {
+      this.offer();
+    }
     if (this.direct) this.direct.start();
     this.statsTimer = setInterval(() => this.pollStats(), STATS_POLL_MS);
   }
@@ -171,15 +197,15 @@ export class CallSession {
    * A new connection to the media node, publishing `this.local`: it becomes
    * the current one, with its own step queue (see `enqueue`).
    */
-  connect() {
-    const pc = this.newPeerConnection();
+  connect(early = null) {
+    const pc = early ? early.pc : this.newPeerConnection();
     pc.addEventListener('track', (ev) => {
       if (this.crypto) this.crypto.protectReceiver(ev.receiver);
       if (pc === this.pc) this.syncReceivers();
     });
     pc.addEventListener('connectionstatechange', () => this.connectionChanged(pc));
     pc.addEventListener('iceconnectionstatechange', () => this.iceStateChanged(pc));
-    const { audioTx, videoTx } = addPublishing(pc, this.local);
+    const { audioTx, videoTx } = early ? early.tx : addPublishing(pc, this.local);
     if (this.crypto) this.crypto.protectSenders(audioTx, videoTx);
     this.screen.attach(pc);
     this.pc = pc;
@@ -239,14 +265,7 @@ export class CallSession {
   }
 
   newPeerConnection() {
-    const base = { bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' };
-    try {
-      return new RTCPeerConnection({ ...base, ...this.iceConfig() });
-    } catch (err) {
-      // A TURN URL this browser cannot parse: the direct ways may still work.
-      console.warn('ignoring the ICE servers', err);
-      return new RTCPeerConnection(base);
-    }
+    return newPeerConnection(this.iceConfig);
   }
 
   /**
@@ -457,6 +476,7 @@ export class CallSession {
   /** A `media_answer` or `media_offer` from the server. */
   handle(msg) {
     if (msg.type === 'media_answer') {
+      if (!this.timings.answerArrived) this.timings.answerArrived = wallClock();
       this.enqueue(async (pc) => {
         if (!this.ownOffer) return;
         this.timings.answerReceived = wallClock();
@@ -471,6 +491,7 @@ export class CallSession {
         }
       }).then(() => this.offerWhenFree());
     } else if (msg.type === 'media_offer') {
+      if (!this.timings.serverOfferArrived) this.timings.serverOfferArrived = wallClock();
       this.enqueue(async (pc) => {
         // Our own offer wins a crossing: the server answers it and offers again.
         if (this.ownOffer) {

@@ -131,6 +131,8 @@ test('call start: accept → first decoded remote frame, over 10 calls (figures 
       answer_ms: after(tb.answerReceived),
       media_connected_ms: after(tb.connected),
       first_server_offer_ms: after(tb.firstServerOffer),
+      answer_arrived_ms: after(tb.answerArrived),
+      server_offer_arrived_ms: after(tb.serverOfferArrived),
     });
     await a.getByTestId('hangup').click();
     await b.getByTestId('new-group-call').waitFor();

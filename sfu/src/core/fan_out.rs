@@ -248,10 +248,18 @@ mod tests {
             payload: vec![1; 30],
         };
         let red = RedEncoder::encode(111, &[2; 40], &[previous]);
-        assert_eq!(red_primary(&red, Pt::from(111)).as_deref(), Some(&[2u8; 40][..]));
+        assert_eq!(
+            red_primary(&red, Pt::from(111)).as_deref(),
+            Some(&[2u8; 40][..])
+        );
         // Another codec inside, or nothing that parses: dropped, no panic.
         assert_eq!(red_primary(&red, Pt::from(96)), None);
-        for bad in [&[][..], &[0x80][..], &[0xef, 0xff, 0xff, 0xff, 0x6f][..], &red[..3]] {
+        for bad in [
+            &[][..],
+            &[0x80][..],
+            &[0xef, 0xff, 0xff, 0xff, 0x6f][..],
+            &red[..3],
+        ] {
             assert_eq!(red_primary(bad, Pt::from(111)), None, "{bad:?}");
         }
     }

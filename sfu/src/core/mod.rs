@@ -519,7 +519,7 @@ impl Sfu {
 
     /// A participant started publishing a track: everyone else in the room
     /// subscribes to it.
-    fn publish(&mut self, id: ParticipantId, mid: Mid, kind: TrackKind, rids: Vec<Rid>) {
+    pub(super) fn publish(&mut self, id: ParticipantId, mid: Mid, kind: TrackKind, rids: Vec<Rid>) {
         let Some(p) = self.participants.get_mut(&id) else {
             return;
         };

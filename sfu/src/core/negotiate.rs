@@ -16,7 +16,7 @@
 use std::time::Instant;
 
 use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::media::{Direction, Mid};
+use str0m::media::{Direction, Mid, Rid, Rids};
 use str0m::net::TcpType;
 use str0m::{Candidate, Rtc};
 use tracing::info;
@@ -24,7 +24,7 @@ use tracing::info;
 use super::participant::Participant;
 use super::subscription::{Negotiation, Subscription};
 use super::{INITIAL_ESTIMATE, Sfu};
-use crate::core::output::{Event, ParticipantId, RoomId, SfuError, TrackInfo};
+use crate::core::output::{Event, ParticipantId, RoomId, SfuError, TrackInfo, TrackKind};
 
 /// The longest m-line id taken from a client (str0m's own are short).
 const MAX_MID_LEN: usize = 32;
@@ -130,12 +130,20 @@ impl Sfu {
             self.by_ufrag.remove(&old);
         }
         self.by_ufrag.insert(ufrag, id);
+        let answer = without_trickle(answer.to_sdp_string());
+        let offered = received_media(&p.rtc, &answer);
         self.events.push_back(Event::Answer {
             participant: id,
-            sdp: without_trickle(answer.to_sdp_string()),
+            sdp: answer,
         });
         if is_new {
             self.join_room(id, &room);
+        }
+        // Published now, not when str0m reports them (`MediaAdded`, held
+        // back until DTLS is up): the others are offered these tracks while
+        // this connection is still being set up.
+        for (mid, kind, rids) in offered {
+            self.publish(id, mid, kind, rids);
         }
         self.negotiate.push(id);
         self.wake(id);
@@ -292,6 +300,24 @@ fn withdraw_offer(p: &mut Participant) {
     for mid in taken_over {
         api.set_direction(mid, Direction::Inactive);
     }
+}
+
+/// The m-lines of `answer` on which the media node receives, with their
+/// kind and simulcast layers (lowest first, as the client listed them).
+fn received_media(rtc: &Rtc, answer: &str) -> Vec<(Mid, TrackKind, Vec<Rid>)> {
+    answer
+        .lines()
+        .filter_map(|l| l.trim_end().strip_prefix("a=mid:"))
+        .filter_map(|mid| rtc.media(Mid::from(mid)))
+        .filter(|m| m.direction().is_receiving())
+        .map(|m| {
+            let rids = match m.rids_rx() {
+                Rids::Specific(rids) => rids.clone(),
+                _ => Vec::new(),
+            };
+            (m.mid(), m.kind().into(), rids)
+        })
+        .collect()
 }
 
 /// Signaling carries whole descriptions, never trickled candidates: an
