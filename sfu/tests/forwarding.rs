@@ -273,3 +273,29 @@ fn red_audio_reaches_subscribers_with_and_without_red() {
     assert_eq!(w.received(with_red), want, "through RED");
     assert_eq!(w.received(without), want, "RED taken off");
 }
+
+/// A publisher's tracks are offered to the others as soon as the media node
+/// answers its offer, while its own connection is still being set up: a
+/// call's second party does not wait for the first one's ICE and DTLS.
+#[test]
+fn tracks_are_offered_before_their_publisher_connects() {
+    let mut w = World::new();
+    let viewer = w.join("room", None);
+    w.run_for(Duration::from_secs(1));
+    assert!(w.connected(viewer));
+    let speaker = w.join("room", Some(MediaKind::Audio));
+    // Only the commands' own output has been handled: no time has passed.
+    assert!(!w.connected(speaker));
+    assert_eq!(
+        w.clients[viewer]
+            .tracks
+            .iter()
+            .map(|t| t.publisher.clone())
+            .collect::<Vec<_>>(),
+        [format!("user{speaker}")]
+    );
+    w.run_for(Duration::from_secs(1));
+    send_frames(&mut w, &[speaker], 10);
+    let want: Vec<Vec<u8>> = (0..10).map(|f| payload(speaker, f)).collect();
+    assert_eq!(w.received(viewer), want);
+}

@@ -81,6 +81,9 @@ pub(crate) async fn serve<S, R>(
     R: Stream<Item = Result<Message, ReadError>> + Unpin,
 {
     let (out_tx, mut out_rx) = mpsc::unbounded_channel();
+    // For the call log, read on its own (a weak sender: when the hub drops
+    // its own, the connection still learns the server is going away).
+    let log_tx = out_tx.downgrade();
     if !hub.send(HubInput::Register(id, out_tx)) {
         return;
     }
@@ -101,12 +104,10 @@ pub(crate) async fn serve<S, R>(
         let next = tokio::select! {
             out = out_rx.recv() => match out {
                 Some(Outgoing::Msg(m)) => {
-                    let next = c.send(&m).await;
-                    if matches!(m, ServerMsg::Welcome { .. }) && matches!(next, Next::Continue) {
-                        c.send_call_log().await
-                    } else {
-                        next
+                    if matches!(m, ServerMsg::Welcome { .. }) {
+                        c.send_call_log(log_tx.clone());
                     }
+                    c.send(&m).await
                 }
                 Some(Outgoing::Close) => Next::End(Ending::ServerCloses(close_code::NORMAL)),
                 Some(Outgoing::Restart) => Next::End(Ending::ServerCloses(close_code::RESTART)),
@@ -271,17 +272,23 @@ impl<S: Sink<Message> + Unpin> Connection<S> {
         }
     }
 
-    /// The signed-in user's whole call log.
-    async fn send_call_log(&mut self) -> Next {
-        let Some(user) = &self.user else {
-            return Next::Continue;
+    /// The signed-in user's whole call log, after the `welcome` on its way:
+    /// read by a task of its own, so a slow store (Redis away, up to its
+    /// timeout) holds up nothing else on this connection.
+    fn send_call_log(&self, tx: mpsc::WeakUnboundedSender<Outgoing>) {
+        let Some(user) = self.user.clone() else {
+            return;
         };
-        let entries = self.call_log.list(user).await;
-        self.send(&ServerMsg::CallLog {
-            entries,
-            complete: true,
-        })
-        .await
+        let store = self.call_log.clone();
+        tokio::spawn(async move {
+            let entries = store.list(&user).await;
+            if let Some(tx) = tx.upgrade() {
+                let _ = tx.send(Outgoing::Msg(ServerMsg::CallLog {
+                    entries,
+                    complete: true,
+                }));
+            }
+        });
     }
 
     fn to_hub(&self, input: HubInput) -> Next {
