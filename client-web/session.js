@@ -2,7 +2,8 @@
 // a moment while the media moves to another node, see mediamove.js).
 //
 // Negotiation (docs/protocol.md, "Media negotiation"):
-// - after `room_joined` the client offers once what it publishes (see
+// - after `room_joined` (or right behind its accept, prepared while the
+//   call rang: prepare.js) the client offers once what it publishes (see
 //   negotiation.js `addPublishing`);
 // - the media node then offers what it forwards (`media_offer` with `tracks`)
 //   whenever that changes, and the client answers each offer.
