@@ -91,6 +91,8 @@ impl Sfu {
         ext_vals.transport_cc = None;
         ext_vals.abs_send_time = None;
         let mut want_keyframe = false;
+        // RED's primary block, taken out once for every subscriber without RED.
+        let mut primary: Option<Option<Arc<[u8]>>> = None;
         for sub_id in members {
             if *sub_id == id {
                 continue;
@@ -161,8 +163,8 @@ impl Sfu {
             };
             // A subscriber without RED gets the primary encoding alone.
             let payload = if unwrap_red {
-                match red_primary(&packet.payload, params.pt()) {
-                    Some(primary) => primary,
+                match primary.get_or_insert_with(|| red_primary(&packet.payload, params.pt())) {
+                    Some(primary) => primary.clone(),
                     None => continue,
                 }
             } else {

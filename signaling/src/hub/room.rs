@@ -299,17 +299,20 @@ impl Hub {
         on: bool,
         fx: &mut Vec<Effect>,
     ) -> Result<(), HubError> {
-        let r = self.rooms.get_mut(room).ok_or(HubError::NotInRoom)?;
-        if !r.members.iter().any(|m| m.user == *user) {
-            return Err(HubError::NotInRoom);
-        }
-        if on && r.members.iter().any(|m| m.screen && m.user != *user) {
-            return Err(HubError::ScreenTaken);
-        }
         let m = self.member_mut(room, user)?;
         if m.screen == on {
             return Ok(());
         }
+        // Not sharing yet: whoever shares is someone else.
+        if on
+            && self
+                .rooms
+                .get(room)
+                .is_some_and(|r| r.members.iter().any(|m| m.screen))
+        {
+            return Err(HubError::ScreenTaken);
+        }
+        let m = self.member_mut(room, user)?;
         m.screen = on;
         self.announce(room, user, fx)
     }
