@@ -17,6 +17,8 @@ import {
 
 /** Tile size reports wait for layout to settle this long. */
 const TILE_SIZE_DEBOUNCE_MS = 250;
+/** A tile's new video track with no frame by then replaces the old one anyway. */
+const SWAP_MAX_MS = 2000;
 
 const view = document.getElementById('view');
 const audioSinks = document.getElementById('audio-sinks');
@@ -343,8 +345,8 @@ function renderTiles(c, people) {
 
 function createTile(p) {
   const t = { id: p.id, videoTrack: null, audioTrack: null, hasFrames: false, audio: null };
-  t.video = h('video', { 'data-testid': 'remote-video', autoplay: true, playsinline: true, muted: true });
-  t.video.muted = true;
+  t.video = tileVideo(t);
+  t.video.dataset.testid = 'remote-video';
   t.avatar = avatar(p.id, p.name, 'avatar large', { 'data-testid': 'remote-avatar' });
   t.name = h('span', { class: 'tile-name' });
   t.muted = h('span', { class: 'muted-badge', 'data-testid': 'remote-muted', title: 'Microphone off', hidden: true }, icon('micOff', 'icon small'), h('span', { class: 'sr-only' }, 'muted'));
@@ -353,9 +355,58 @@ function createTile(p) {
   t.quality = qualityBadge('quality');
   t.root = h('div', { class: 'tile', 'data-testid': 'remote-tile', 'data-participant-id': p.id },
     t.video, h('div', { class: 'tile-avatar' }, t.avatar), t.poor, t.reconnecting, h('div', { class: 'tile-label' }, t.quality, t.muted, t.name));
-  t.video.addEventListener('resize', () => markFrames(t));
   watchTileSize(t);
   return t;
+}
+
+function tileVideo(t) {
+  const v = h('video', { autoplay: true, playsinline: true, muted: true });
+  v.muted = true;
+  v.addEventListener('resize', () => markFrames(t));
+  return v;
+}
+
+/**
+ * Puts `track` on the tile. A track that replaces one already showing
+ * frames (the call moving between a direct connection and the media node,
+ * or to another media node) plays in a second element laid over the
+ * first, clear until its first frame; the first goes then. So the picture
+ * never goes black while the new track starts.
+ */
+function showTrack(t, track) {
+  if (t.next) {
+    t.next.srcObject = null;
+    t.next.remove();
+    t.next = null;
+  }
+  const frames = !!t.video.requestVideoFrameCallback;
+  if (!track || !t.hasFrames || !frames) {
+    t.hasFrames = false;
+    t.video.srcObject = track ? new MediaStream([track]) : null;
+    if (track && frames) t.video.requestVideoFrameCallback(() => markFrames(t));
+    return;
+  }
+  const next = tileVideo(t);
+  next.classList.add('next');
+  next.srcObject = new MediaStream([track]);
+  t.video.after(next);
+  t.next = next;
+  const promote = () => {
+    if (t.next !== next) return;
+    t.next = null;
+    t.video.srcObject = null;
+    t.video.remove();
+    next.classList.remove('next');
+    next.dataset.testid = 'remote-video';
+    t.video = next;
+    if (!next.videoWidth) {
+      t.hasFrames = false;
+      next.requestVideoFrameCallback(() => markFrames(t));
+      if (state.call) renderCall();
+    }
+  };
+  next.requestVideoFrameCallback(promote);
+  setTimeout(promote, SWAP_MAX_MS);
 }
 
 /** Reports the tile's size (device pixels) so the server picks a fitting layer. */
@@ -392,11 +443,7 @@ function updateTile(c, t, p) {
   t.root.dataset.muted = p.audio ? 'false' : 'true';
   if (p.videoTrack !== t.videoTrack) {
     t.videoTrack = p.videoTrack;
-    t.hasFrames = false;
-    t.video.srcObject = p.videoTrack ? new MediaStream([p.videoTrack]) : null;
-    if (p.videoTrack && t.video.requestVideoFrameCallback) {
-      t.video.requestVideoFrameCallback(() => markFrames(t));
-    }
+    showTrack(t, p.videoTrack);
   }
   if (p.audioTrack !== t.audioTrack) {
     t.audioTrack = p.audioTrack;

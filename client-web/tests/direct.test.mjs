@@ -15,18 +15,34 @@ const FORWARDED = 'chorus_media_packets_forwarded_total';
 
 const direct = (page) => page.locator('section.call').getAttribute('data-direct');
 
-/** From now on, the longest time between two frames of `name`'s video on `page` (ms). */
+/**
+ * From now on, the longest time (ms) the picture of `name`'s tile on `page`
+ * stood still: between two frames presented by any of its video elements
+ * (a new track plays over the old one while it starts), by their
+ * presentation times. Frames presented while the page was too busy to run
+ * its callbacks count too: such an interval is split evenly among them.
+ */
 function watchFrames(page, name) {
   return page.evaluate((who) => {
-    const v = document.querySelector(`[data-testid="remote-tile"][data-name="${who}"] video`);
     const w = { last: performance.now(), max: 0 };
     window.frameGap = w;
-    const tick = (now) => {
-      w.max = Math.max(w.max, now - w.last);
-      w.last = now;
-      v.requestVideoFrameCallback(tick);
+    const armed = new WeakSet();
+    const tick = (v, seen) => (now, meta) => {
+      const frames = seen === null ? 1 : Math.max(1, meta.presentedFrames - seen);
+      const gap = (meta.presentationTime - w.last) / frames;
+      w.max = Math.max(w.max, gap);
+      w.last = Math.max(w.last, meta.presentationTime);
+      v.requestVideoFrameCallback(tick(v, meta.presentedFrames));
     };
-    v.requestVideoFrameCallback(tick);
+    const arm = () => {
+      for (const v of document.querySelectorAll(`[data-testid="remote-tile"][data-name="${who}"] video`)) {
+        if (armed.has(v)) continue;
+        armed.add(v);
+        v.requestVideoFrameCallback(tick(v, null));
+      }
+    };
+    arm();
+    setInterval(arm, 20);
   }, name);
 }
 

@@ -280,8 +280,23 @@ fn a_small_tile_gets_a_small_layer_and_the_unused_layers_are_paused() {
     c.run(Duration::from_secs(6));
     let frames = c.frames();
     let low_at = settled_on(&frames, 0, sized, c.w.now).expect("the lowest layer");
-    println!("small tile: lowest layer after {:?}", low_at - sized);
+    // The link carries the full layer: it plays on until the lowest
+    // layer's keyframe, so the picture never stands still at the switch.
+    let freeze = frames
+        .windows(2)
+        .filter(|p| p[1].at >= sized && p[0].at <= low_at)
+        .map(|p| p[1].at - p[0].at)
+        .max()
+        .unwrap_or_default();
+    println!(
+        "small tile: lowest layer after {:?}, longest freeze {freeze:?}",
+        low_at - sized
+    );
     assert!(low_at - sized <= Duration::from_secs(1));
+    assert!(
+        freeze <= FRAME * 3 / 2,
+        "the picture stood still for {freeze:?}"
+    );
     let paused = c.w.clients[c.publisher].paused_rids.clone();
     assert_eq!(paused, vec!["h".to_string(), "f".to_string()], "dynacast");
     // Enlarged to 1280x720: the full layer comes back.

@@ -139,6 +139,13 @@ impl Sfu {
             Some(e) if p.probe_capable => e.saturating_sub(audio),
             _ => u64::MAX,
         };
+        // What is sent now, and whether the estimate still carries it.
+        let sent = audio
+            + wants
+                .iter()
+                .filter_map(|(i, w)| w.layer_bps.get(p.subscriptions.get(*i)?.current?))
+                .sum::<u64>();
+        let link_short = p.probe_capable && p.estimate.is_some_and(|e| e < sent);
         let only: Vec<Want> = wants.iter().map(|(_, w)| w.clone()).collect();
         let down = allocate::allocate(budget, &only);
         let up = allocate::allocate(allocate::upgrade_budget(budget), &only);
@@ -162,6 +169,7 @@ impl Sfu {
             let Some(s) = p.subscriptions.get_mut(*i) else {
                 continue;
             };
+            s.link_short = link_short;
             let before = s.choice.target();
             let target = s.choice.decide(now, down[k], up[k], budget);
             if target != before {

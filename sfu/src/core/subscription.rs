@@ -60,6 +60,11 @@ pub(super) struct Subscription {
     pub(super) paused: bool,
     /// The last packet sent ended a frame.
     pub(super) at_frame_end: bool,
+    /// The subscriber's estimate cannot carry what it is sent now: a
+    /// layer going down stops at once. Otherwise (a smaller tile, room
+    /// for a newcomer) the current layer plays on until the lower one's
+    /// keyframe, as when going up.
+    pub(super) link_short: bool,
     /// The m-line whose send stream was set up for forwarding (resend
     /// buffer, no pacing queue).
     pub(super) stream_ready: Option<Mid>,
@@ -111,6 +116,7 @@ impl Subscription {
             size: None,
             paused: false,
             at_frame_end: true,
+            link_short: false,
             stream_ready: None,
         }
     }
@@ -151,8 +157,8 @@ impl Subscription {
     /// The layer-switching rule. A subscriber gets the packets of its
     /// current layer until a keyframe of its target layer arrives; a
     /// subscriber without a picture yet starts at the first keyframe of its
-    /// target or any lower layer; one going down or paused stops at the end
-    /// of a frame. Codecs whose keyframes the media node cannot see
+    /// target or any lower layer; one paused, or going down on a link that
+    /// cannot carry its layer, stops at the end of a frame. Codecs whose keyframes the media node cannot see
     /// (`switchable` false) start on their target layer and stay on it.
     pub(super) fn decide(&self, layer: usize, keyframe: bool, switchable: bool) -> LayerDecision {
         use LayerDecision::*;
@@ -181,12 +187,12 @@ impl Subscription {
             }
             (None, Some(t)) if layer < t && keyframe => Switch,
             (Some(c), _) if layer == c => {
-                // Going down (or pausing) is for a link that cannot carry
-                // this layer: stop at the end of the frame rather than
-                // queue more of it, and show the last frame until the
-                // lower keyframe.
-                let down = target.is_none_or(|t| t < c);
-                if down && self.at_frame_end { Cut } else { Send }
+                // Pausing, or going down on a link that cannot carry this
+                // layer: stop at the end of the frame rather than queue
+                // more of it, and show the last frame until the lower
+                // keyframe.
+                let cut = target.is_none_or(|t| t < c && self.link_short);
+                if cut && self.at_frame_end { Cut } else { Send }
             }
             _ => Drop,
         }
@@ -238,9 +244,10 @@ mod tests {
     }
 
     #[test]
-    fn a_downgrade_cuts_the_current_layer_at_a_frame_end() {
+    fn a_downgrade_on_a_short_link_cuts_the_current_layer_at_a_frame_end() {
         let mut s = video(3);
         s.current = Some(2);
+        s.link_short = true;
         target(&mut s, Some(0));
         s.at_frame_end = false;
         assert_eq!(s.decide(2, false, true), Send, "finishes its frame");
@@ -248,6 +255,19 @@ mod tests {
         assert_eq!(s.decide(2, false, true), Cut);
         target(&mut s, None);
         assert_eq!(s.decide(2, false, true), Cut, "pausing cuts too");
+    }
+
+    #[test]
+    fn a_downgrade_the_link_could_carry_keeps_the_layer_until_the_lower_keyframe() {
+        let mut s = video(3);
+        s.current = Some(2);
+        target(&mut s, Some(0));
+        assert_eq!(s.decide(2, false, true), Send, "a smaller tile: no freeze");
+        assert_eq!(s.decide(0, false, true), NeedKeyframe);
+        assert_eq!(s.decide(0, true, true), Switch);
+        target(&mut s, None);
+        s.current = Some(2);
+        assert_eq!(s.decide(2, false, true), Cut, "pausing cuts all the same");
     }
 
     #[test]
