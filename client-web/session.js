@@ -507,7 +507,10 @@ export class CallSession {
         // Moved meanwhile: the new connection gets offers of its own.
         if (this.closed || pc !== this.pc) return;
         // Unsent (connection down): the offer made after the resume repairs it.
-        if (this.send({ type: 'media_answer', room_id: this.roomId, sdp: pc.localDescription.sdp })) this.answersSent += 1;
+        if (this.send({ type: 'media_answer', room_id: this.roomId, sdp: pc.localDescription.sdp })) {
+          this.answersSent += 1;
+          if (!this.timings.serverOfferAnswered) this.timings.serverOfferAnswered = wallClock();
+        }
         else this.wantOffer = true;
         this.syncReceivers();
       });

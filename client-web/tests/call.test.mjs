@@ -133,6 +133,7 @@ test('call start: accept → first decoded remote frame, over 10 calls (figures 
       first_server_offer_ms: after(tb.firstServerOffer),
       answer_arrived_ms: after(tb.answerArrived),
       server_offer_arrived_ms: after(tb.serverOfferArrived),
+      server_offer_answered_ms: after(tb.serverOfferAnswered),
     });
     await a.getByTestId('hangup').click();
     await b.getByTestId('new-group-call').waitFor();

@@ -14,13 +14,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use chorus_sfu::{MediaNode, NodeConfig, Stats as MediaStats, WorkerStats};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::auth::{Tokens, clean_name};
 use crate::calllog::CallLogStore;
@@ -149,6 +150,14 @@ impl Server {
             Tls::Off => {
                 let listener = TcpListener::bind(config.listen).await?;
                 let http_addr = listener.local_addr()?;
+                // Signaling is small messages in bursts (an answer right
+                // behind room_joined): Nagle would hold each one after the
+                // first until the browser's delayed ACK, up to 40 ms.
+                let listener = listener.tap_io(|tcp| {
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        debug!("TCP_NODELAY not set: {e}");
+                    }
+                });
                 let task = tokio::spawn(async move {
                     let serve = axum::serve(listener, app).with_graceful_shutdown(async {
                         let _ = shutdown_rx.await;
@@ -171,7 +180,8 @@ impl Server {
                     let _ = shutdown_rx.await;
                     h.graceful_shutdown(Some(Duration::from_secs(2)));
                 });
-                let server = axum_server::from_tcp_rustls(listener, rustls)?;
+                let server = axum_server::from_tcp_rustls(listener, rustls)?
+                    .map(|tls| tls.acceptor(axum_server::accept::NoDelayAcceptor::new()));
                 let task = tokio::spawn(async move {
                     if let Err(e) = server.handle(handle).serve(app.into_make_service()).await {
                         warn!("https server stopped: {e}");
