@@ -299,21 +299,16 @@ impl Hub {
         on: bool,
         fx: &mut Vec<Effect>,
     ) -> Result<(), HubError> {
-        let m = self.member_mut(room, user)?;
-        if m.screen == on {
+        let r = self.rooms.get(room).ok_or(HubError::NotInRoom)?;
+        let sharing = r.member(user).ok_or(HubError::NotInRoom)?.screen;
+        if sharing == on {
             return Ok(());
         }
         // Not sharing yet: whoever shares is someone else.
-        if on
-            && self
-                .rooms
-                .get(room)
-                .is_some_and(|r| r.members.iter().any(|m| m.screen))
-        {
+        if on && r.members.iter().any(|m| m.screen) {
             return Err(HubError::ScreenTaken);
         }
-        let m = self.member_mut(room, user)?;
-        m.screen = on;
+        self.member_mut(room, user)?.screen = on;
         self.announce(room, user, fx)
     }
 
