@@ -98,7 +98,18 @@ impl Bwe {
         records: impl Iterator<Item = &'t crate::rtp_::TwccSendRecord>,
         now: Instant,
     ) {
-        self.bwe.update(records, now);
+        let probed = self.bwe.update(records, now);
+        // A probe measured the link: an estimate it raised is emitted at
+        // once, as libWebRTC applies a probe result to its target rate, not
+        // averaged with the window's older, lower values (which would hold
+        // it back for up to the smoother's whole window).
+        if probed {
+            if let Some(estimate) = self.bwe.last_estimate() {
+                if self.smoother.is_above_emitted(estimate) {
+                    self.smoother.restart(now, estimate);
+                }
+            }
+        }
     }
 
     pub fn poll_estimate(&mut self) -> Option<Bitrate> {
@@ -187,11 +198,16 @@ impl SendSideBandwidthEstimator {
         self.alr_detector.on_bytes_sent(bytes, now);
     }
 
-    /// Record a packet from a TWCC report.
-    pub fn update<'t>(&mut self, records: impl Iterator<Item = &'t TwccSendRecord>, now: Instant) {
+    /// Record a packet from a TWCC report. Returns whether a probe result
+    /// was applied to the estimate.
+    pub fn update<'t>(
+        &mut self,
+        records: impl Iterator<Item = &'t TwccSendRecord>,
+        now: Instant,
+    ) -> bool {
         let send_records: Vec<_> = records.collect();
         if send_records.is_empty() {
-            return;
+            return false;
         }
         let _ = self.started_at.get_or_insert(now);
 
@@ -243,7 +259,7 @@ impl SendSideBandwidthEstimator {
                 .update(&acked_packets, acked_bitrate, probe_result, now);
 
         let Some(delay_estimate) = maybe_estimate else {
-            return;
+            return false;
         };
 
         let loss = if count == 0 {
@@ -256,7 +272,7 @@ impl SendSideBandwidthEstimator {
         // During startup with no loss, use delay-based estimate directly
         if in_startup_phase(self.started_at, now) && loss <= 0.001 {
             self.loss_controller.set_bandwidth_estimate(delay_estimate);
-            return;
+            return is_probe_result;
         }
 
         // When probe succeeds, set bandwidth directly
@@ -284,6 +300,7 @@ impl SendSideBandwidthEstimator {
 
         // Feed the (possibly combined) estimate into subcomponents wanting it.
         self.propagate_estimate();
+        is_probe_result
     }
 
     pub fn poll_timeout(&self) -> (Option<Instant>, Reason) {
@@ -552,6 +569,73 @@ mod test {
                     .is_none()
             );
         }
+    }
+
+    #[test]
+    fn an_estimate_a_probe_raises_is_emitted_at_once() {
+        let start = Instant::now();
+        let mut bwe = Bwe::new(Bitrate::kbps(300));
+        let mut seq = 0u64;
+        let mut emitted = None;
+        // Media at 240 kbit/s (1200 bytes every 40 ms) for 5 s, arriving 20 ms
+        // after it is sent and reported 10 ms later: a steady estimate.
+        let mut at = start;
+        while at < start + Duration::from_secs(5) {
+            seq += 1;
+            let record = TwccSendRecord::test_new(
+                TwccPacketId::new(seq),
+                at,
+                1200,
+                at + Duration::from_millis(30),
+                Some(at + Duration::from_millis(20)),
+            );
+            let now = at + Duration::from_millis(30);
+            bwe.update(std::iter::once(&record), now);
+            bwe.handle_timeout(now, true);
+            if let Some(e) = bwe.poll_estimate() {
+                emitted = Some(e);
+            }
+            at += Duration::from_millis(40);
+        }
+        let before = emitted.expect("an estimate");
+        assert!(before < Bitrate::kbps(600), "steady estimate {before}");
+
+        // A probe cluster at 2 Mbit/s: 10 packets of 1200 bytes, 4.8 ms
+        // apart, received as they were sent.
+        let cluster: TwccClusterId = 1.into();
+        let config = ProbeClusterConfig::new(
+            cluster,
+            Bitrate::mbps(2),
+            ProbeKind::Allocation { in_alr: false },
+        );
+        assert!(bwe.start_probe(config, at));
+        let records: Vec<_> = (0..10u64)
+            .map(|i| {
+                seq += 1;
+                let sent = at + Duration::from_micros(4800 * i);
+                TwccSendRecord::test_new(
+                    TwccPacketId::with_cluster(seq, cluster),
+                    sent,
+                    1200,
+                    sent + Duration::from_millis(30),
+                    Some(sent + Duration::from_millis(20)),
+                )
+            })
+            .collect();
+        let now = at + Duration::from_millis(80);
+        bwe.end_probe(now, cluster);
+        bwe.update(records.iter(), now);
+        let raised = bwe.last_estimate().expect("an estimate");
+        assert!(
+            raised > before * 2.0,
+            "the probe raised the estimate: {raised}"
+        );
+        bwe.handle_timeout(now, true);
+        let next = bwe.poll_estimate().expect("the raised estimate is emitted");
+        assert!(
+            next >= raised * 0.95,
+            "emitted {next} for an estimate a probe raised to {raised}"
+        );
     }
 
     #[test]

@@ -52,6 +52,22 @@ impl EstimateSmoother {
         }
     }
 
+    /// Start the window again from `estimate`, emitted at the next poll.
+    ///
+    /// For a value measured rather than inferred (a probe result): averaging
+    /// it with the window's older values would hold it back for up to the
+    /// whole window.
+    pub fn restart(&mut self, now: Instant, estimate: Bitrate) {
+        self.estimates.clear();
+        self.estimates.push_back((now, estimate));
+        self.maybe_emit = true;
+    }
+
+    /// Whether `estimate` is above what was last emitted.
+    pub fn is_above_emitted(&self, estimate: Bitrate) -> bool {
+        self.emitted.is_some_and(|e| estimate > e)
+    }
+
     /// Poll for an estimate to emit. Returns Some only when there's a new value to emit.
     pub fn poll(&mut self) -> Option<Bitrate> {
         if !self.maybe_emit {
