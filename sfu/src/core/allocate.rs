@@ -104,13 +104,20 @@ impl LayerChoice {
 
     /// Updates the choice from what the full estimate allows (`down`) and
     /// what the estimate with the upgrade margin allows (`up`); returns
-    /// the target. `estimate` is the bandwidth estimate they came from.
+    /// the target. `estimate` is the bandwidth estimate they came from;
+    /// `tile_max` the highest layer the tile can show.
+    ///
+    /// A step down to `tile_max` is the tile shrinking, not the link: it
+    /// neither starts the wait before the next upgrade nor counts as a
+    /// failed upgrade, so a tile that grows again gets its layer back after
+    /// the hold alone.
     pub(crate) fn decide(
         &mut self,
         now: Instant,
         down: Option<usize>,
         up: Option<usize>,
         estimate: u64,
+        tile_max: usize,
     ) -> Option<usize> {
         if !self.decided {
             self.decided = true;
@@ -124,7 +131,10 @@ impl LayerChoice {
             self.backoff = None;
         }
         let backoff = self.backoff.unwrap_or(UP_BACKOFF);
-        if down < self.target {
+        if down < self.target && down == Some(tile_max) {
+            self.target = down;
+            self.up_since = None;
+        } else if down < self.target {
             let failed_upgrade = self
                 .last_up
                 .is_some_and(|u| now.saturating_duration_since(u) < FAILED_UPGRADE);
@@ -231,7 +241,7 @@ mod tests {
                 let now = t0 + Duration::from_millis(100 * i as u64);
                 let down = allocate(*e, &wants)[0];
                 let up = allocate(upgrade_budget(*e), &wants)[0];
-                choice.decide(now, down, up, *e)
+                choice.decide(now, down, up, *e, 2)
             })
             .collect()
     }
@@ -290,7 +300,7 @@ mod tests {
             let down = allocate(est, &wants)[0];
             let up = allocate(upgrade_budget(est), &wants)[0];
             let before = target;
-            target = c.decide(now, down, up, est);
+            target = c.decide(now, down, up, est, 2);
             if target > before && before.is_some() {
                 ups.push(i);
             }
@@ -299,6 +309,40 @@ mod tests {
         // 4 s, then 8, 16, 32, 32 s between attempts (plus the hold).
         assert!(gaps.windows(2).all(|g| g[1] >= g[0]), "{gaps:?}");
         assert!(ups.len() <= 6, "{} upgrades in 2 min: {ups:?}", ups.len());
+    }
+
+    #[test]
+    fn a_tile_that_shrinks_and_grows_again_gets_its_layer_back_after_the_hold() {
+        let t0 = Instant::now();
+        let mut c = LayerChoice::default();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let step = |c: &mut LayerChoice, ms: u64, tile_max: usize| {
+            let wants = [want(false, tile_max)];
+            let est = 3_000_000;
+            let down = allocate(est, &wants)[0];
+            let up = allocate(upgrade_budget(est), &wants)[0];
+            c.decide(at(ms), down, up, est, tile_max)
+        };
+        // The full layer, just upgraded to; then the tile shrinks at once.
+        assert_eq!(step(&mut c, 0, 0), Some(0));
+        assert_eq!(step(&mut c, 100, 2), Some(0));
+        assert_eq!(step(&mut c, 600, 2), Some(2), "up after the hold");
+        assert_eq!(step(&mut c, 700, 0), Some(0), "down with the tile");
+        // The tile grows again: the hold alone, no backoff, and the step
+        // down was no failed upgrade.
+        assert_eq!(step(&mut c, 800, 2), Some(0));
+        assert_eq!(step(&mut c, 1300, 2), Some(2), "up 500 ms after it grew");
+        // The link does not change that: a real step down still waits.
+        let wants = [want(false, 2)];
+        let down = allocate(600_000, &wants)[0];
+        assert_eq!(c.decide(at(1400), down, down, 600_000, 2), Some(1));
+        let up = allocate(upgrade_budget(3_000_000), &wants)[0];
+        assert_eq!(c.decide(at(1500), Some(2), up, 1_000_000, 2), Some(1));
+        assert_eq!(
+            c.decide(at(2100), Some(2), up, 1_000_000, 2),
+            Some(1),
+            "backoff"
+        );
     }
 
     #[test]

@@ -157,7 +157,7 @@ impl Sfu {
             if let Some(s) = p.subscriptions.get_mut(i)
                 && s.choice.target().is_none()
             {
-                s.choice.decide(now, Some(0), Some(0), u64::MAX);
+                s.choice.decide(now, Some(0), Some(0), u64::MAX, 0);
                 if s.current.is_none() {
                     keyframes.push((s.source, s.source_mid, 0));
                 }
@@ -171,7 +171,8 @@ impl Sfu {
             };
             s.link_short = link_short;
             let before = s.choice.target();
-            let target = s.choice.decide(now, down[k], up[k], budget);
+            let top = w.max_layer.min(w.layer_bps.len().saturating_sub(1));
+            let target = s.choice.decide(now, down[k], up[k], budget, top);
             if target != before {
                 debug!(
                     participant = %id, source = %s.source, ?before, ?target,
@@ -202,7 +203,6 @@ impl Sfu {
                     });
                 }
             }
-            let top = w.max_layer.min(w.layer_bps.len().saturating_sub(1));
             let cost = |l: usize| w.layer_bps.get(l).copied().unwrap_or(0);
             let now_cost = target.map_or(0, cost);
             sending += now_cost;

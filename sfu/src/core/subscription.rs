@@ -219,7 +219,7 @@ mod tests {
 
     fn target(s: &mut Subscription, layer: Option<usize>) {
         s.choice = LayerChoice::default();
-        s.choice.decide(Instant::now(), layer, layer, u64::MAX);
+        s.choice.decide(Instant::now(), layer, layer, u64::MAX, 2);
     }
 
     #[test]
