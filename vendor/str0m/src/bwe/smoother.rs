@@ -10,6 +10,10 @@ type TimeBitrate = (Instant, Bitrate);
 
 const TOLERANCE: f64 = 0.05;
 
+/// What is emitted is at most this much above the latest estimate: the
+/// average smooths noise around the estimate, not a fall of it.
+const MAX_ABOVE_LATEST: f64 = 1.25;
+
 /// Smooths BWE estimates by averaging over a time window.
 pub struct EstimateSmoother {
     estimates: VecDeque<TimeBitrate>,
@@ -80,7 +84,8 @@ impl EstimateSmoother {
 
         let total: f64 = self.estimates.iter().map(|b| b.1.as_f64()).sum();
         let avg = total / self.estimates.len() as f64;
-        let rate: Bitrate = avg.into();
+        let latest = self.estimates.back().map_or(avg, |b| b.1.as_f64());
+        let rate: Bitrate = avg.min(latest * MAX_ABOVE_LATEST).into();
 
         // This forces emitting if we have the first ever value, or a last
         // where the rest of the window is gone (estimates stop coming).
@@ -109,4 +114,47 @@ fn in_tolerance(b1: Bitrate, b2: Bitrate) -> bool {
     let min = b1 * (1.0 - TOLERANCE);
     let max = b1 * (1.0 + TOLERANCE);
     b2 > min && b2 < max
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn noise_around_the_estimate_is_averaged() {
+        let t0 = Instant::now();
+        let mut s = EstimateSmoother::new();
+        // ±10% around 1 Mbit/s: what is emitted stays within 5%.
+        for (i, kbps) in [1000, 1100, 900, 1050, 950, 1000].into_iter().enumerate() {
+            s.record(
+                t0 + Duration::from_millis(100 * i as u64),
+                Bitrate::kbps(kbps),
+            );
+            if let Some(e) = s.poll() {
+                assert!(e >= Bitrate::kbps(950) && e <= Bitrate::kbps(1050), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_fall_of_the_estimate_is_followed_within_the_margin() {
+        let t0 = Instant::now();
+        let mut s = EstimateSmoother::new();
+        s.record(t0, Bitrate::mbps(2));
+        assert_eq!(s.poll(), Some(Bitrate::mbps(2)));
+        // The link narrows: 300 kbit/s, 100 ms later. The average of the
+        // two would be 1.15 Mbit/s for the next 3 s.
+        s.record(t0 + Duration::from_millis(100), Bitrate::kbps(300));
+        assert_eq!(s.poll(), Some(Bitrate::kbps(375)));
+    }
+
+    #[test]
+    fn restart_emits_the_new_estimate_at_once() {
+        let t0 = Instant::now();
+        let mut s = EstimateSmoother::new();
+        s.record(t0, Bitrate::kbps(300));
+        assert_eq!(s.poll(), Some(Bitrate::kbps(300)));
+        s.restart(t0 + Duration::from_millis(100), Bitrate::kbps(800));
+        assert_eq!(s.poll(), Some(Bitrate::kbps(800)));
+    }
 }
