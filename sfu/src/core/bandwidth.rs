@@ -17,7 +17,8 @@ use super::allocate::{self, Want};
 use super::keyframe::KeyframeWant;
 use super::layers;
 use super::output::{Event, ParticipantId, TrackKind};
-use super::{MAX_VIDEO_SIDE, Sfu};
+use super::participant::Participant;
+use super::{INITIAL_ESTIMATE, MAX_VIDEO_SIDE, Sfu};
 
 /// How often a subscriber whose next layer does not fit is probed for it.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -31,6 +32,32 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// goes up only when a probe shows the link carries it. Under a cap that
 /// is still there the probe fails and nothing switches.
 const ESTIMATE_STUCK: Duration = Duration::from_millis(1500);
+
+/// A connection that was sent nothing for this long has an estimate that
+/// says nothing about its link (str0m's falls toward the little that was
+/// acknowledged): when media resumes (a direct call back on the media
+/// node), its estimator starts again as a new connection's does, from
+/// [`INITIAL_ESTIMATE`] with its first probes.
+const IDLE_RESTART: Duration = Duration::from_secs(2);
+
+impl Participant {
+    /// A publisher's packet is up for forwarding to this participant now.
+    pub(super) fn media_for_it(&mut self, now: Instant) {
+        let idle = self
+            .last_media
+            .is_some_and(|t| now.saturating_duration_since(t) >= IDLE_RESTART);
+        self.last_media = Some(now);
+        if idle && self.estimate.is_some() {
+            debug!(estimate = ?self.estimate, "idle connection: estimator started again");
+            self.rtc.bwe().reset(INITIAL_ESTIMATE);
+            self.estimate = Some(INITIAL_ESTIMATE.as_u64());
+            self.estimate_since = Some(now);
+            self.next_probe = None;
+            // A new estimator knows no rates: they are set again.
+            self.bwe_rates = (0, 0);
+        }
+    }
+}
 
 impl Sfu {
     /// The subscriber renders one of its videos at this size (device
@@ -322,5 +349,34 @@ impl Sfu {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use str0m::Rtc;
+
+    use super::*;
+    use crate::core::output::RoomId;
+
+    #[test]
+    fn an_idle_connection_starts_its_estimate_again_when_media_resumes() {
+        let t0 = Instant::now();
+        let rtc = Rtc::builder().enable_bwe(Some(INITIAL_ESTIMATE)).build(t0);
+        let mut p = Participant::new(RoomId::from("r"), "a", rtc, true, t0);
+        p.estimate = Some(67_000);
+        p.bwe_rates = (150_000, 600_000);
+        // Media every 20 ms: the estimate stands.
+        for i in 0..50 {
+            p.media_for_it(t0 + Duration::from_millis(20 * i));
+        }
+        assert_eq!(p.estimate, Some(67_000));
+        // Nothing for 2 s (the call went browser to browser), then media
+        // again: a new connection's estimate, and its rates set again.
+        let back = t0 + Duration::from_millis(980) + IDLE_RESTART;
+        p.media_for_it(back);
+        assert_eq!(p.estimate, Some(INITIAL_ESTIMATE.as_u64()));
+        assert_eq!(p.estimate_since, Some(back));
+        assert_eq!(p.bwe_rates, (0, 0));
     }
 }

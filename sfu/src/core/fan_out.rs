@@ -20,6 +20,7 @@ use super::{RTX_CACHE_AGE, RTX_CACHE_PACKETS, RTX_RATIO_CAP, Sfu};
 impl Sfu {
     /// Sends a publisher's packet on to its subscribers.
     pub(super) fn fan_out(&mut self, id: ParticipantId, packet: RtpPacket) {
+        let now = self.now;
         let Some(p) = self.participants.get_mut(&id) else {
             return;
         };
@@ -106,6 +107,7 @@ impl Sfu {
             if !sub.connected {
                 continue;
             }
+            sub.media_for_it(now);
             let Some(s) = sub
                 .subscriptions
                 .iter_mut()

@@ -59,6 +59,8 @@ pub(super) struct Participant {
     pub(super) next_probe: Option<Instant>,
     /// Probes asked for so far.
     pub(super) probes: u64,
+    /// When a publisher's packet was last up for forwarding to it.
+    pub(super) last_media: Option<Instant>,
     /// Makes the next poll panic, to test isolation.
     #[cfg(test)]
     pub(super) fault: bool,
@@ -98,6 +100,7 @@ impl Participant {
             bwe_rates: (0, 0),
             probe_capable: false,
             next_probe: None,
+            last_media: None,
             probes: 0,
             #[cfg(test)]
             fault: false,

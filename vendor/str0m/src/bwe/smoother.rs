@@ -10,8 +10,9 @@ type TimeBitrate = (Instant, Bitrate);
 
 const TOLERANCE: f64 = 0.05;
 
-/// What is emitted is at most this much above the latest estimate: the
-/// average smooths noise around the estimate, not a fall of it.
+/// While a restarted value is in the window, what is emitted is at most
+/// this much above the latest estimate: a fall of the estimate below a
+/// probe result is followed, not averaged against that one value.
 const MAX_ABOVE_LATEST: f64 = 1.25;
 
 /// Smooths BWE estimates by averaging over a time window.
@@ -19,6 +20,8 @@ pub struct EstimateSmoother {
     estimates: VecDeque<TimeBitrate>,
     maybe_emit: bool,
     emitted: Option<Bitrate>,
+    /// When the window was last started again from a measured value.
+    restarted_at: Option<Instant>,
 }
 
 impl EstimateSmoother {
@@ -27,6 +30,7 @@ impl EstimateSmoother {
             estimates: VecDeque::new(),
             maybe_emit: false,
             emitted: None,
+            restarted_at: None,
         }
     }
 
@@ -60,11 +64,14 @@ impl EstimateSmoother {
     ///
     /// For a value measured rather than inferred (a probe result): averaging
     /// it with the window's older values would hold it back for up to the
-    /// whole window.
+    /// whole window. Until it leaves the window, a fall below it is
+    /// followed to within [`MAX_ABOVE_LATEST`] rather than averaged against
+    /// it: one high value would otherwise hold the average up for as long.
     pub fn restart(&mut self, now: Instant, estimate: Bitrate) {
         self.estimates.clear();
         self.estimates.push_back((now, estimate));
         self.maybe_emit = true;
+        self.restarted_at = Some(now);
     }
 
     /// Whether `estimate` is above what was last emitted.
@@ -84,8 +91,16 @@ impl EstimateSmoother {
 
         let total: f64 = self.estimates.iter().map(|b| b.1.as_f64()).sum();
         let avg = total / self.estimates.len() as f64;
+        let restarted = self
+            .estimates
+            .front()
+            .is_some_and(|f| Some(f.0) == self.restarted_at);
         let latest = self.estimates.back().map_or(avg, |b| b.1.as_f64());
-        let rate: Bitrate = avg.min(latest * MAX_ABOVE_LATEST).into();
+        let rate: Bitrate = if restarted {
+            avg.min(latest * MAX_ABOVE_LATEST).into()
+        } else {
+            avg.into()
+        };
 
         // This forces emitting if we have the first ever value, or a last
         // where the rest of the window is gone (estimates stop coming).
@@ -137,15 +152,32 @@ mod test {
     }
 
     #[test]
-    fn a_fall_of_the_estimate_is_followed_within_the_margin() {
+    fn a_fall_below_a_restarted_value_is_followed_within_the_margin() {
         let t0 = Instant::now();
         let mut s = EstimateSmoother::new();
-        s.record(t0, Bitrate::mbps(2));
+        s.record(t0, Bitrate::kbps(500));
+        assert_eq!(s.poll(), Some(Bitrate::kbps(500)));
+        s.restart(t0, Bitrate::mbps(2));
         assert_eq!(s.poll(), Some(Bitrate::mbps(2)));
         // The link narrows: 300 kbit/s, 100 ms later. The average of the
         // two would be 1.15 Mbit/s for the next 3 s.
         s.record(t0 + Duration::from_millis(100), Bitrate::kbps(300));
         assert_eq!(s.poll(), Some(Bitrate::kbps(375)));
+        // Once the probe result has left the window, the average again (of
+        // 300 and 100 kbit/s; 125 within the margin).
+        s.record(t0 + Duration::from_millis(3100), Bitrate::kbps(100));
+        assert_eq!(s.poll(), Some(Bitrate::kbps(200)));
+    }
+
+    #[test]
+    fn a_fall_without_a_restart_is_averaged() {
+        let t0 = Instant::now();
+        let mut s = EstimateSmoother::new();
+        s.record(t0, Bitrate::mbps(1));
+        assert_eq!(s.poll(), Some(Bitrate::mbps(1)));
+        // A connection idle for a while: its estimate is not the link's.
+        s.record(t0 + Duration::from_millis(100), Bitrate::kbps(60));
+        assert_eq!(s.poll(), Some(Bitrate::kbps(530)));
     }
 
     #[test]
