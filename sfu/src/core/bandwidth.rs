@@ -49,13 +49,20 @@ impl Participant {
         self.last_media = Some(now);
         if idle && self.estimate.is_some() {
             debug!(estimate = ?self.estimate, "idle connection: estimator started again");
-            self.rtc.bwe().reset(INITIAL_ESTIMATE);
-            self.estimate = Some(INITIAL_ESTIMATE.as_u64());
-            self.estimate_since = Some(now);
-            self.next_probe = None;
-            // A new estimator knows no rates: they are set again.
-            self.bwe_rates = (0, 0);
+            self.restart_estimator(now, INITIAL_ESTIMATE.as_u64());
         }
+    }
+
+    /// Starts its BWE again from `estimate`: the new estimator probes
+    /// afresh, and the next restart waits for the estimate to stand still
+    /// again.
+    fn restart_estimator(&mut self, now: Instant, estimate: u64) {
+        self.rtc.bwe().reset(Bitrate::bps(estimate));
+        self.estimate = Some(estimate);
+        self.estimate_since = Some(now);
+        self.next_probe = None;
+        // A new estimator knows no rates: they are set again.
+        self.bwe_rates = (0, 0);
     }
 }
 
@@ -260,12 +267,7 @@ impl Sfu {
             .is_some_and(|t| now.saturating_duration_since(t) >= ESTIMATE_STUCK);
         if upgrade_wanted && stuck && p.probe_capable {
             debug!(participant = %id, estimate, "estimate stuck: estimator started again from it");
-            p.rtc.bwe().reset(Bitrate::bps(estimate));
-            // The next restart waits for the estimate to be stuck again.
-            p.estimate_since = Some(now);
-            p.next_probe = None;
-            // A new estimator knows no rates: they are set again below.
-            p.bwe_rates = (0, 0);
+            p.restart_estimator(now, estimate);
         }
         if upgrade_wanted && p.next_probe.is_none_or(|t| now >= t) {
             // str0m probes when the desired rate rises above the last one
