@@ -24,6 +24,7 @@ import {
 import { renderCall, updateSpeaking, clearCallAudio } from './callview.js';
 import * as ring from './ringtone.js';
 import { replaceIdentity } from './e2ee/device.js';
+import { preparedStats } from './prepare.js';
 
 function pageTitle() {
   if (state.incoming) return `${state.incoming.from.name} is calling – Chorus`;
@@ -121,6 +122,8 @@ window.chorus = {
     return state.call ? state.call.session.stats() : Promise.resolve({});
   },
   metrics,
+  /** While a call rings: its connection to the media node, made meanwhile (prepare.js). */
+  prepared: () => preparedStats(),
   ringing: () => ring.ringing(),
   audioState: () => ring.audioState(),
   signaling,

@@ -22,7 +22,7 @@ import * as ring from './ringtone.js';
 import * as chat from './chat.js';
 import { screenRefused } from './screenshare.js';
 import {
-  prepareCall, sendPreparedOffer, takePrepared, dropPrepared, offerRefusalExpected,
+  prepareCall, acceptPrepared, preparedMessage, takePrepared, dropPrepared, offerRefusalExpected,
 } from './prepare.js';
 import * as callLog from './calllog.js';
 import * as texts from './texts.js';
@@ -172,7 +172,7 @@ export function acceptCall() {
     releaseMedia();
     return;
   }
-  sendPreparedOffer(inc.room_id, send);
+  acceptPrepared(inc.room_id);
   state.pending = 'accept';
   state.incoming = null;
   state.connecting = { title: inc.from.name, id: inc.from.id, media: inc.media, roomId: inc.room_id };
@@ -498,7 +498,9 @@ export function handleMessage(msg) {
       break;
     case 'media_answer':
     case 'media_offer':
+      // While it rings, for the connection made ready meanwhile (prepare.js).
       if (c) c.session.handle(msg);
+      else preparedMessage(msg);
       break;
     case 'media_moved':
       // Another media node took the call over: a new connection there
@@ -507,9 +509,11 @@ export function handleMessage(msg) {
       break;
     case 'video_paused':
       if (c) c.session.videoPaused(msg);
+      else preparedMessage(msg);
       break;
     case 'publish_layers':
       if (c) c.session.publishLayers(msg);
+      else preparedMessage(msg);
       break;
     case 'error':
       serverError(msg);
@@ -539,7 +543,7 @@ function onRinging(msg) {
   state.outgoing.roomId = msg.room_id;
   state.outgoing.status = 'ringing';
   // The connection to the media node is made ready while it rings (prepare.js).
-  if (state.media) prepareCall(msg.room_id, state.media, () => state.ice, state.e2ee ? newCrypto(msg.room_id) : null);
+  if (state.media) prepareCall(msg.room_id, state.media, () => state.ice, state.e2ee ? newCrypto(msg.room_id) : null, send, true);
   ring.startRing('outgoing');
   redraw('outgoing');
 }
@@ -560,7 +564,7 @@ function onIncoming(msg) {
   // once (as the caller's did when they called); let go unless answered.
   openMedia(msg.media === 'video');
   // ... and the connection to the media node is made ready (prepare.js).
-  prepareCall(msg.room_id, state.media, () => state.ice, msg.e2ee ? newCrypto(msg.room_id) : null);
+  prepareCall(msg.room_id, state.media, () => state.ice, msg.e2ee ? newCrypto(msg.room_id) : null, send, !!msg.early);
   redraw();
 }
 
@@ -646,7 +650,7 @@ async function onRoomJoined(msg) {
     ? 'Group call'
     : (out && out.to.name) || (connecting && connecting.title) || (others[0] && others[0].name) || 'Call';
   // A call prepared while it rang comes with its connection and its keys.
-  const prepared = takePrepared(msg.room_id, !!msg.e2ee, send);
+  const prepared = takePrepared(msg.room_id, !!msg.e2ee);
   const crypto = prepared ? prepared.crypto : msg.e2ee ? newCrypto(msg.room_id) : null;
   if (crypto) crypto.onKey = () => state.call && state.call.crypto === crypto && chat.retry(state.call, () => redraw('call'));
   if (crypto && state.e2eeTap) crypto.tapKeyframes(state.e2eeTap);

@@ -1,9 +1,22 @@
 // The pieces of the media negotiation that work on an RTCPeerConnection
-// alone (session.js holds the state around them): what a client publishes
+// alone (session.js holds the state around them): a new connection, what a
+// client publishes
 // on a new connection, waiting for ICE gathering before an SDP goes out,
 // and keeping forwarded m-lines to their codecs in a re-offer.
 
 const ICE_WAIT_MS = 4000;
+
+/** A connection to the media node with the TURN servers and policy of `iceConfig()`. */
+export function newPeerConnection(iceConfig) {
+  const base = { bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' };
+  try {
+    return new RTCPeerConnection({ ...base, ...iceConfig() });
+  } catch (err) {
+    // A TURN URL this browser cannot parse: the direct ways may still work.
+    console.warn('ignoring the ICE servers', err);
+    return new RTCPeerConnection(base);
+  }
+}
 
 /**
  * Camera video goes out in three simulcast layers, smallest first (the media
@@ -23,17 +36,20 @@ const SIMULCAST = [
  * transceiver with the microphone and a send-only video transceiver in
  * simulcast (with the camera, or with no track when it is off, so it can be
  * switched on later with replaceTrack and no new offer); a client that
- * publishes nothing gets one recvonly audio transceiver.
+ * publishes nothing gets one recvonly audio transceiver. `held`: the
+ * senders get no track yet (a call that still rings: prepare.js).
  * @returns {{ audioTx: RTCRtpTransceiver|null, videoTx: RTCRtpTransceiver|null }}
  */
-export function addPublishing(pc, local) {
+export function addPublishing(pc, local, { held = false } = {}) {
   if (local.mode === 'listen-only') {
     pc.addTransceiver('audio', { direction: 'recvonly' });
     return { audioTx: null, videoTx: null };
   }
-  const audioTx = pc.addTransceiver(local.audioTrack ?? 'audio', { direction: 'sendonly', streams: [local.stream] });
+  const audioTrack = held ? null : local.audioTrack;
+  const videoTrack = held ? null : local.videoTrack;
+  const audioTx = pc.addTransceiver(audioTrack ?? 'audio', { direction: 'sendonly', streams: [local.stream] });
   preferRed(audioTx);
-  const videoTx = pc.addTransceiver(local.videoTrack ?? 'video', {
+  const videoTx = pc.addTransceiver(videoTrack ?? 'video', {
     direction: 'sendonly',
     streams: [local.stream],
     sendEncodings: SIMULCAST.map((e) => ({ ...e })),

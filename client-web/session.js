@@ -2,9 +2,9 @@
 // a moment while the media moves to another node, see mediamove.js).
 //
 // Negotiation (docs/protocol.md, "Media negotiation"):
-// - after `room_joined` (or right behind its accept, prepared while the
-//   call rang: prepare.js) the client offers once what it publishes (see
-//   negotiation.js `addPublishing`);
+// - after `room_joined` (or, for a 1:1 call, while it rang: prepare.js,
+//   whose connection the session takes over) the client offers once what
+//   it publishes (see negotiation.js `addPublishing`);
 // - the media node then offers what it forwards (`media_offer` with `tracks`)
 //   whenever that changes, and the client answers each offer.
 // SDP is sent complete: ICE gathering is awaited before sending.
@@ -29,7 +29,8 @@
 import { openCamera, cameraError } from './localmedia.js';
 import { mediaUnreachable, mediaProblem, cameraProblem } from './texts.js';
 import { announcedPorts, hasTurn } from './mediapath.js';
-import { addPublishing, pinReceiveCodecs } from './negotiation.js';
+import { addPublishing, pinReceiveCodecs, newPeerConnection } from './negotiation.js';
+import { handOver } from './prepare.js';
 import { MediaMove } from './mediamove.js';
 import { readStats, receiveStats } from './levels.js';
 import { QualityMeter } from './quality.js';
@@ -47,18 +48,6 @@ const ANSWER_TIMEOUT_MS = 10000;
 
 const wallClock = () => performance.timeOrigin + performance.now();
 const STATS_POLL_MS = 200;
-
-/** A connection to the media node with the TURN servers and policy of `iceConfig()`. */
-export function newPeerConnection(iceConfig) {
-  const base = { bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' };
-  try {
-    return new RTCPeerConnection({ ...base, ...iceConfig() });
-  } catch (err) {
-    // A TURN URL this browser cannot parse: the direct ways may still work.
-    console.warn('ignoring the ICE servers', err);
-    return new RTCPeerConnection(base);
-  }
-}
 
 export class CallSession {
   /**
@@ -180,16 +169,8 @@ export class CallSession {
     const early = this.prepared;
     this.prepared = null;
     this.connect(early);
-    if (early) {
-      // Its offer went out with the accept: the answer is on its way.
-      this.ownOffer = true;
-      this.offersSent += 1;
-      this.linkOffers += 1;
-      this.timings.offerSent = early.sentAt;
-      this.armAnswerTimer();
-    } else {
-      this.offer();
-    }
+    if (early) handOver(this, early, local);
+    else this.offer();
     if (this.direct) this.direct.start();
     this.statsTimer = setInterval(() => this.pollStats(), STATS_POLL_MS);
   }

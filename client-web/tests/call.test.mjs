@@ -33,6 +33,25 @@ test('1:1 video call: ring, accept, media both ways, mute, camera, hang up', asy
   await screenshot(b, 'incoming-call');
   await screenshot(a, 'outgoing-ringing');
 
+  // Both sides connect to the media node while it rings, and are offered
+  // each other's audio and video, but nothing is sent before the answer.
+  for (const p of [a, b]) {
+    await until('the connection to be made while it rings', async () => {
+      const s = await p.evaluate(() => window.chorus.prepared());
+      return s && s.connection === 'connected' && s.receivers === 2;
+    });
+  }
+  await new Promise((r) => setTimeout(r, 500));
+  for (const p of [a, b]) {
+    const s = await p.evaluate(() => window.chorus.prepared());
+    const { audioSent, videoSent, audioReceived, videoReceived } = s;
+    assert.deepEqual(
+      { audioSent, videoSent, audioReceived, videoReceived },
+      { audioSent: 0, videoSent: 0, audioReceived: 0, videoReceived: 0 },
+      'nothing is seen or heard before the answer',
+    );
+  }
+
   await b.getByTestId('accept-call').click();
   await remoteTile(a, 'Bo').waitFor();
   await remoteTile(b, 'Ada').waitFor();

@@ -477,6 +477,11 @@ pub enum ServerMsg {
         /// The call is end-to-end encrypted.
         #[serde(default)]
         e2ee: bool,
+        /// A fresh 1:1 call: the callee may connect its media now, before
+        /// it accepts, sending nothing until `room_joined` (someone rung
+        /// into a running call connects only once in it).
+        #[serde(default)]
+        early: bool,
     },
     /// A call ended or never started, for this reason.
     CallEnded {

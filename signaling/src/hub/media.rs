@@ -98,8 +98,11 @@ impl Hub {
             }
             Event::ActiveSpeaker { .. } => self.active_speaker(&user, &room, &mut fx),
             Event::Removed { reason, .. } => {
-                // The media node dropped the participant: it is out of the call.
-                self.leave_room(&user, &room, Departure::from_removal(reason), &mut fx);
+                // The media node dropped the participant: it is out of the
+                // call (one that connected while it rang just goes).
+                if !self.forget_early(pid) {
+                    self.leave_room(&user, &room, Departure::from_removal(reason), &mut fx);
+                }
             }
         }
         self.flush_presence(&mut fx);
@@ -190,7 +193,15 @@ impl Hub {
         sdp: Sdp,
         fx: &mut Vec<Effect>,
     ) -> Result<(), HubError> {
-        let participant = self.participant_of(user, room)?;
+        // Not in it yet: the two sides of a fresh call connect while it
+        // rings (see `early`).
+        let participant = match self.participant_of(user, room) {
+            Err(HubError::NotInRoom) => {
+                let make = matches!(sdp, Sdp::Offer { .. });
+                self.early_participant(user, room, make)?
+            }
+            found => found?,
+        };
         let command = match sdp {
             Sdp::Offer { sdp, screen } => {
                 if screen

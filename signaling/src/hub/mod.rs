@@ -12,6 +12,7 @@
 mod calllog;
 mod chat;
 mod e2ee;
+mod early;
 mod error;
 mod ids;
 mod media;

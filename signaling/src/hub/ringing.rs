@@ -207,6 +207,7 @@ impl Hub {
             // Nobody else in the call: it is over for the caller too.
             self.send_to(&ring.caller, msg, fx);
             self.set_room(&ring.caller, None);
+            self.drop_early(room, fx);
             self.rooms.remove(room);
         } else if let Some(to) = self.user(callee) {
             let ended = ServerMsg::InviteEnded {
@@ -260,7 +261,7 @@ impl Hub {
         let Some(r) = self.rooms.get_mut(room) else {
             return;
         };
-        let (media, e2ee) = (r.media, r.e2ee);
+        let (media, e2ee, early) = (r.media, r.e2ee, r.members.is_empty());
         r.rings.push(Ring {
             callee: callee.clone(),
             caller: caller.clone(),
@@ -279,6 +280,7 @@ impl Hub {
             media,
             participants,
             e2ee,
+            early,
         };
         self.send_to(callee, incoming, fx);
     }

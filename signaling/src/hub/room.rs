@@ -66,6 +66,10 @@ pub(super) struct Room {
     /// Chat messages sent in the room so far.
     #[serde(default)]
     pub(super) chat_seq: u64,
+    /// While a fresh 1:1 call rings: the media participants its caller
+    /// and callee connect with (see `early`).
+    #[serde(default)]
+    pub(super) early: Vec<(UserId, ParticipantId)>,
 }
 
 impl Room {
@@ -78,6 +82,7 @@ impl Room {
             active_speaker: None,
             e2ee,
             chat_seq: 0,
+            early: Vec::new(),
         }
     }
 
@@ -400,9 +405,13 @@ impl Hub {
         self.send_joined(user, room, fx);
     }
 
-    /// Adds `user` to the room's members with a new media participant id.
+    /// Adds `user` to the room's members with the media participant they
+    /// connected with while it rang, or a new one.
     pub(super) fn seat(&mut self, user: &UserId, room: &RoomKey) {
-        let participant = self.new_participant();
+        let participant = match self.take_early(user, room) {
+            Some(p) => p,
+            None => self.new_participant(),
+        };
         let Some(r) = self.rooms.get_mut(room) else {
             return;
         };
@@ -542,6 +551,7 @@ impl Hub {
         for user in &users {
             self.set_room(user, None);
         }
+        self.drop_early(room, fx);
         self.rooms.remove(room);
     }
 

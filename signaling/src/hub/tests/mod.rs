@@ -4,6 +4,7 @@
 mod calllog;
 mod chat;
 mod e2ee;
+mod early;
 mod media;
 mod moves;
 mod ringing;
