@@ -17,6 +17,13 @@
 //! [`UP_BACKOFF`]; each upgrade that has to be taken back soon doubles that
 //! wait, so a link that cannot hold a layer is not retried every few
 //! seconds.
+//!
+//! A pause is what people notice most (a still picture, "Poor
+//! connection"), and a delay-based estimate dips below what a link carries
+//! for a moment now and then. So a video that falls short of its lowest
+//! layer keeps that layer for [`PAUSE_HOLD`] before it pauses, unless the
+//! estimate is not even half of what the layer costs (the link clearly
+//! cannot carry it) or the layer was just tried again after a pause.
 
 use std::time::{Duration, Instant};
 
@@ -34,6 +41,10 @@ pub(crate) const FAILED_UPGRADE: Duration = Duration::from_secs(10);
 
 /// The longest wait after repeated failed upgrades.
 pub(crate) const MAX_UP_BACKOFF: Duration = Duration::from_secs(32);
+
+/// How long an estimate a little short of the lowest layer is borne before
+/// the video pauses.
+pub(crate) const PAUSE_HOLD: Duration = Duration::from_secs(2);
 
 /// What one video track of a subscriber could receive.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,6 +105,10 @@ pub(crate) struct LayerChoice {
     backoff: Option<Duration>,
     /// The estimate when the track last went down.
     down_estimate: u64,
+    /// Since when the estimate has been short of the lowest layer.
+    short_since: Option<Instant>,
+    /// When the video last came back from a pause.
+    resumed_at: Option<Instant>,
 }
 
 impl LayerChoice {
@@ -105,7 +120,8 @@ impl LayerChoice {
     /// Updates the choice from what the full estimate allows (`down`) and
     /// what the estimate with the upgrade margin allows (`up`); returns
     /// the target. `estimate` is the bandwidth estimate they came from;
-    /// `tile_max` the highest layer the tile can show.
+    /// `tile_max` the highest layer the tile can show; `lowest` what the
+    /// lowest layer costs.
     ///
     /// A step down to `tile_max` is the tile shrinking, not the link: it
     /// neither starts the wait before the next upgrade nor counts as a
@@ -118,12 +134,55 @@ impl LayerChoice {
         up: Option<usize>,
         estimate: u64,
         tile_max: usize,
+        lowest: u64,
     ) -> Option<usize> {
         if !self.decided {
             self.decided = true;
             self.target = down;
             return self.target;
         }
+        let before = self.target;
+        let down = self.hold_pause(now, down, estimate, lowest);
+        self.step(now, down, up, estimate, tile_max);
+        if before.is_none() && self.target.is_some() {
+            self.resumed_at = Some(now);
+        }
+        self.target
+    }
+
+    /// `down`, or the lowest layer while a pause is held off (see
+    /// [`PAUSE_HOLD`]).
+    fn hold_pause(
+        &mut self,
+        now: Instant,
+        down: Option<usize>,
+        estimate: u64,
+        lowest: u64,
+    ) -> Option<usize> {
+        if down.is_some() || self.target.is_none() {
+            self.short_since = None;
+            return down;
+        }
+        let since = *self.short_since.get_or_insert(now);
+        let clearly_short = estimate < lowest / 2;
+        let just_resumed = self
+            .resumed_at
+            .is_some_and(|r| now.saturating_duration_since(r) < FAILED_UPGRADE);
+        if clearly_short || just_resumed || now.saturating_duration_since(since) >= PAUSE_HOLD {
+            return None;
+        }
+        Some(0)
+    }
+
+    /// The hysteresis (module docs) on `down` and `up`.
+    fn step(
+        &mut self,
+        now: Instant,
+        down: Option<usize>,
+        up: Option<usize>,
+        estimate: u64,
+        tile_max: usize,
+    ) {
         if self.last_down.is_some() && estimate >= self.down_estimate.saturating_mul(2) {
             // The link is a different one now (twice the estimate it went
             // down at): no reason to wait.
@@ -173,7 +232,6 @@ impl LayerChoice {
         } else {
             self.up_since = None;
         }
-        self.target
     }
 }
 
@@ -241,7 +299,7 @@ mod tests {
                 let now = t0 + Duration::from_millis(100 * i as u64);
                 let down = allocate(*e, &wants)[0];
                 let up = allocate(upgrade_budget(*e), &wants)[0];
-                choice.decide(now, down, up, *e, 2)
+                choice.decide(now, down, up, *e, 2, LAYERS[0])
             })
             .collect()
     }
@@ -300,7 +358,7 @@ mod tests {
             let down = allocate(est, &wants)[0];
             let up = allocate(upgrade_budget(est), &wants)[0];
             let before = target;
-            target = c.decide(now, down, up, est, 2);
+            target = c.decide(now, down, up, est, 2, LAYERS[0]);
             if target > before && before.is_some() {
                 ups.push(i);
             }
@@ -321,7 +379,7 @@ mod tests {
             let est = 3_000_000;
             let down = allocate(est, &wants)[0];
             let up = allocate(upgrade_budget(est), &wants)[0];
-            c.decide(at(ms), down, up, est, tile_max)
+            c.decide(at(ms), down, up, est, tile_max, LAYERS[0])
         };
         // The full layer, just upgraded to; then the tile shrinks at once.
         assert_eq!(step(&mut c, 0, 0), Some(0));
@@ -335,11 +393,17 @@ mod tests {
         // The link does not change that: a real step down still waits.
         let wants = [want(false, 2)];
         let down = allocate(600_000, &wants)[0];
-        assert_eq!(c.decide(at(1400), down, down, 600_000, 2), Some(1));
-        let up = allocate(upgrade_budget(3_000_000), &wants)[0];
-        assert_eq!(c.decide(at(1500), Some(2), up, 1_000_000, 2), Some(1));
         assert_eq!(
-            c.decide(at(2100), Some(2), up, 1_000_000, 2),
+            c.decide(at(1400), down, down, 600_000, 2, LAYERS[0]),
+            Some(1)
+        );
+        let up = allocate(upgrade_budget(3_000_000), &wants)[0];
+        assert_eq!(
+            c.decide(at(1500), Some(2), up, 1_000_000, 2, LAYERS[0]),
+            Some(1)
+        );
+        assert_eq!(
+            c.decide(at(2100), Some(2), up, 1_000_000, 2, LAYERS[0]),
             Some(1),
             "backoff"
         );
@@ -370,11 +434,34 @@ mod tests {
             .filter(|(_, w)| w[0].is_none() && w[1] == Some(0))
             .map(|(i, _)| i + 1)
             .collect();
-        // Each try fails at the next estimate; the waits double: the first
-        // 4 s after the pause, then 8 and 16 s (the next, 32 s, falls after
-        // this minute).
-        assert_eq!(tries.first(), Some(&40), "tries at {tries:?}");
+        // It pauses after PAUSE_HOLD (100k is more than half the lowest
+        // layer's 150k). Each try fails at the next estimate, and pauses at
+        // once; the waits double: the first 4 s after the pause, then 8 and
+        // 16 s (the next, 32 s, falls after this minute).
+        assert_eq!(out.iter().position(|l| l.is_none()), Some(20), "{out:?}");
+        assert_eq!(tries.first(), Some(&60), "tries at {tries:?}");
         let gaps: Vec<usize> = tries.windows(2).map(|w| w[1] - w[0]).collect();
         assert_eq!(gaps, vec![81, 161], "tries at {tries:?}");
+    }
+
+    #[test]
+    fn an_estimate_a_little_short_of_the_lowest_layer_for_a_moment_pauses_nothing() {
+        let t0 = Instant::now();
+        let mut c = LayerChoice::default();
+        assert_eq!(run(&mut c, t0, &[2_000_000]), vec![Some(2)]);
+        // 1.5 s at 120k (the lowest layer costs 150k), then 400k again.
+        let mut estimates = vec![120_000; 15];
+        estimates.extend([400_000; 10]);
+        let out = run(&mut c, t0 + Duration::from_millis(100), &estimates);
+        assert!(out.iter().all(|l| *l == Some(0)), "{out:?}");
+    }
+
+    #[test]
+    fn an_estimate_under_half_the_lowest_layer_pauses_at_once() {
+        let t0 = Instant::now();
+        let mut c = LayerChoice::default();
+        assert_eq!(run(&mut c, t0, &[2_000_000]), vec![Some(2)]);
+        let out = run(&mut c, t0 + Duration::from_millis(100), &[70_000]);
+        assert_eq!(out, vec![None]);
     }
 }

@@ -191,7 +191,7 @@ impl Sfu {
             if let Some(s) = p.subscriptions.get_mut(i)
                 && s.choice.target().is_none()
             {
-                s.choice.decide(now, Some(0), Some(0), u64::MAX, 0);
+                s.choice.decide(now, Some(0), Some(0), u64::MAX, 0, 0);
                 if s.current.is_none() {
                     keyframes.push((s.source, s.source_mid, 0));
                 }
@@ -206,7 +206,8 @@ impl Sfu {
             s.link_short = link_short;
             let before = s.choice.target();
             let top = w.max_layer.min(w.layer_bps.len().saturating_sub(1));
-            let target = s.choice.decide(now, down[k], up[k], budget, top);
+            let lowest = w.layer_bps.first().copied().unwrap_or(0);
+            let target = s.choice.decide(now, down[k], up[k], budget, top, lowest);
             if target != before {
                 debug!(
                     participant = %id, source = %s.source, ?before, ?target,

@@ -219,7 +219,8 @@ mod tests {
 
     fn target(s: &mut Subscription, layer: Option<usize>) {
         s.choice = LayerChoice::default();
-        s.choice.decide(Instant::now(), layer, layer, u64::MAX, 2);
+        s.choice
+            .decide(Instant::now(), layer, layer, u64::MAX, 2, 0);
     }
 
     #[test]
