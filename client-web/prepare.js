@@ -16,7 +16,7 @@ import { addPublishing, newPeerConnection } from './negotiation.js';
 /**
  * The prepared call, or null: `{ roomId, crypto, send, early, pc, tx,
  * local, sdp, sent, closed, awaitingAnswer, tracks, answers, later, queue,
- * timings }`; `early`: its offer may go before the answer.
+ * timings, handedOver }`; `early`: its offer may go before the answer.
  */
 let prepared = null;
 /** An early offer went out for a call that then ended: its refusal is expected. */
@@ -47,7 +47,7 @@ export function prepareCall(roomId, media, iceConfig, crypto, send, early) {
     if (crypto) {
       crypto.protectSenders(p.tx.audioTx, p.tx.videoTx);
       // Until the session takes over (it protects what comes after).
-      pc.addEventListener('track', (ev) => { if (prepared === p) crypto.protectReceiver(ev.receiver); });
+      pc.addEventListener('track', (ev) => { if (!p.handedOver) crypto.protectReceiver(ev.receiver); });
     }
     await pc.setLocalDescription(await pc.createOffer());
     if (p.closed) return;
@@ -167,6 +167,7 @@ export async function preparedStats() {
  * state so far.
  */
 export function handOver(session, early, local) {
+  early.handedOver = true;
   for (const [tx, track] of [[early.tx.audioTx, local.audioTrack], [early.tx.videoTx, local.videoTrack]]) {
     if (tx && track) tx.sender.replaceTrack(track).catch((err) => console.warn('could not start sending', err));
   }
@@ -183,6 +184,7 @@ export function handOver(session, early, local) {
       session.armAnswerTimer();
     }
     session.connectionChanged(pc);
+    session.iceStateChanged(pc);
     session.syncReceivers();
     for (const msg of early.later) {
       if (msg.type === 'publish_layers') session.publishLayers(msg);

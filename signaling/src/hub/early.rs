@@ -70,8 +70,13 @@ impl Hub {
     }
 
     /// The media node removed a participant: true if it was an early one
-    /// (forgotten; the ring goes on, and an offer makes a new one).
-    pub(super) fn forget_early(&mut self, participant: ParticipantId) -> bool {
+    /// (forgotten, and told to leave like any removed participant; the
+    /// ring goes on, and an offer makes a new one).
+    pub(super) fn forget_early(
+        &mut self,
+        participant: ParticipantId,
+        fx: &mut Vec<Effect>,
+    ) -> bool {
         let Some((_, room)) = self.participants.get(&participant) else {
             return false;
         };
@@ -83,6 +88,7 @@ impl Hub {
         };
         r.early.remove(i);
         self.participants.remove(&participant);
+        fx.push(Effect::Media(Command::Leave { participant }));
         true
     }
 }

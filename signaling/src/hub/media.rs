@@ -100,7 +100,7 @@ impl Hub {
             Event::Removed { reason, .. } => {
                 // The media node dropped the participant: it is out of the
                 // call (one that connected while it rang just goes).
-                if !self.forget_early(pid) {
+                if !self.forget_early(pid, &mut fx) {
                     self.leave_room(&user, &room, Departure::from_removal(reason), &mut fx);
                 }
             }

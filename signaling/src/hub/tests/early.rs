@@ -172,6 +172,11 @@ fn an_early_connection_the_media_node_dropped_is_forgotten_and_the_ring_goes_on(
         reason: RemoveReason::ConnectTimeout,
     });
     assert!(to_but_presence(&fx, 1).is_empty() && to_but_presence(&fx, 2).is_empty());
+    // Told to leave, as every participant the media node removed is.
+    assert!(matches!(
+        fx.as_slice(),
+        [Effect::Media(Command::Leave { participant })] if *participant == first
+    ));
     assert_eq!(h.counts().participants, 0);
     // It offers again with a new participant, and the call is answered.
     let second = media_participant(&mut h, 2, &room, t0);
