@@ -281,9 +281,6 @@ async function capAndLift({ bo, relay }) {
   // back (docs/quality.md, "Hysteresis"): two changes; a third would be a
   // flap, which its doubled backoff rules out within 10 s.
   assert.ok(steadyChanges <= 2, `${steadyChanges} layer changes in 10 s on a steady link: ${widthsSeen(steady)}`);
-  // The link carries the lowest layer: the video is not paused for it. (A
-  // pause, held off 2 s and retried after 4 s, would stand still longer.)
-  assert.ok(steadyStall < 3000, `the picture stood still ${steadyStall} ms under a cap the lowest layer fits`);
   assert.ok(audioGrew >= 400, `audio under the cap: ${audioGrew} packets in 10 s`);
   assert.ok(figures.audio_concealed_ratio < 0.15, `audio concealment ${figures.audio_concealed_ratio}`);
   assert.ok(toLarger !== null, `still ${cappedWidth} wide 45 s after the cap was lifted`);
