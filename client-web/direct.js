@@ -15,8 +15,13 @@
 
 import { waitForIce } from './negotiation.js';
 
-/** A direct connection not up by then is given up: the call stays on the media node. */
-const CONNECT_MS = 5000;
+/**
+ * A direct connection not up by then is given up: the call stays on the
+ * media node. Trying costs the user nothing (the call plays through the
+ * media node meanwhile), so a slow path, a relayed one or a busy machine
+ * gets time.
+ */
+const CONNECT_MS = 10000;
 /** A direct connection down this long hands the call back to the media node. */
 const DOWN_MS = 2000;
 /** Back to the media node: how long to wait for its media before switching anyway. */

@@ -84,9 +84,11 @@ test('a 1:1 call goes browser to browser, and back through the media node when a
   await a.locator('[data-testid="invite-user"][data-name="Cy"] button').click();
   await cy.page.getByTestId('accept-call').click();
   for (const page of [a, b]) await until('the call to leave the direct connection', async () => (await direct(page)) === 'false');
-  await expectMedia(b, ['Ada', 'Cy']);
-  await expectMedia(a, ['Bo', 'Cy']);
-  await expectMedia(cy.page, ['Ada', 'Bo']);
+  // Everyone is heard and sees the others, or, where the media node paused
+  // a camera for bandwidth (a busy machine's estimate), its tile says so.
+  await expectMedia(b, ['Ada', 'Cy'], { pausedOk: true });
+  await expectMedia(a, ['Bo', 'Cy'], { pausedOk: true });
+  await expectMedia(cy.page, ['Ada', 'Bo'], { pausedOk: true });
   const { max: gap, pausedAt, start } = await b.evaluate(() => window.frameGap);
   const paused = pausedAt === null ? '' : ` (measured until her video was paused for bandwidth, ${Math.round(pausedAt - start)} ms after the invite)`;
   console.log(`# back to the media node: longest gap in Ada's video on Bo's screen ${Math.round(gap)} ms${paused}`);
@@ -109,8 +111,8 @@ test('a direct connection that goes down hands the call back to the media node',
     await until('the call to leave the direct path', async () => (await direct(page)) === 'false', { timeout: 20000 });
   }
   const before = await metric(env.server, FORWARDED);
-  await expectMedia(a, ['Bob']);
-  await expectMedia(b, ['Ana']);
+  await expectMedia(a, ['Bob'], { pausedOk: true });
+  await expectMedia(b, ['Ana'], { pausedOk: true });
   assert.ok(await metric(env.server, FORWARDED) > before + 50, 'the media node carries the call again');
   await ann.context.close();
   await ben.context.close();
@@ -129,7 +131,7 @@ test('"Protect IP address in calls" keeps a 1:1 call on the media node', async (
   await expectMedia(a, ['Pat']);
   await expectMedia(p, ['Ann']);
   // Pat neither offers nor answers a direct connection; Ann gives up.
-  await until('Ann to give the direct connection up', () => a.evaluate(() => window.chorus.session.direct.state === 'off'), { timeout: 10000 });
+  await until('Ann to give the direct connection up', () => a.evaluate(() => window.chorus.session.direct.state === 'off'), { timeout: 20000 });
   const before = await metric(env.server, FORWARDED);
   await expectMedia(p, ['Ann']);
   assert.ok(await metric(env.server, FORWARDED) > before + 50, 'the media node forwards the call');
