@@ -31,6 +31,13 @@ const SIMULCAST = [
   { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
 ];
 
+/** Applies the media node's offer `sdp` to `pc` and makes the answer: its SDP. */
+export async function answerOffer(pc, sdp) {
+  await pc.setRemoteDescription({ type: 'offer', sdp });
+  await pc.setLocalDescription(await pc.createAnswer());
+  return pc.localDescription.sdp;
+}
+
 /**
  * Adds what `local` (localmedia.js) publishes to `pc`: a send-only audio
  * transceiver with the microphone and a send-only video transceiver in

@@ -11,11 +11,11 @@
 // until then, so neither side is seen or heard before the answer. A ring
 // that ends otherwise closes it.
 
-import { addPublishing, newPeerConnection } from './negotiation.js';
+import { addPublishing, newPeerConnection, answerOffer } from './negotiation.js';
 
 /**
  * The prepared call, or null: `{ roomId, crypto, send, early, pc, tx,
- * local, sdp, sent, closed, awaitingAnswer, tracks, answers, later, queue,
+ * sdp, sent, closed, awaitingAnswer, tracks, answers, later, queue,
  * timings, handedOver }`; `early`: its offer may go before the answer.
  */
 let prepared = null;
@@ -34,7 +34,7 @@ const wallClock = () => performance.timeOrigin + performance.now();
 export function prepareCall(roomId, media, iceConfig, crypto, send, early) {
   dropPrepared();
   const p = {
-    roomId, crypto, send, early, pc: null, tx: null, local: null, sdp: null, sent: false, closed: false,
+    roomId, crypto, send, early, pc: null, tx: null, sdp: null, sent: false, closed: false,
     awaitingAnswer: false, tracks: [], answers: 0, later: [], queue: Promise.resolve(), timings: {},
   };
   prepared = p;
@@ -42,7 +42,6 @@ export function prepareCall(roomId, media, iceConfig, crypto, send, early) {
     if (p.closed) return;
     const pc = newPeerConnection(iceConfig);
     p.pc = pc;
-    p.local = local;
     p.tx = addPublishing(pc, local, { held: true });
     if (crypto) {
       crypto.protectSenders(p.tx.audioTx, p.tx.videoTx);
@@ -114,10 +113,9 @@ async function negotiate(p, msg) {
   if (p.awaitingAnswer) return;
   if (!p.timings.firstServerOffer) p.timings.firstServerOffer = wallClock();
   p.tracks = msg.tracks ?? [];
-  await pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
-  await pc.setLocalDescription(await pc.createAnswer());
+  const sdp = await answerOffer(pc, msg.sdp);
   if (p.closed) return;
-  if (!p.send({ type: 'media_answer', room_id: p.roomId, sdp: pc.localDescription.sdp })) {
+  if (!p.send({ type: 'media_answer', room_id: p.roomId, sdp })) {
     dropPrepared(p);
     return;
   }

@@ -29,7 +29,7 @@
 import { openCamera, cameraError } from './localmedia.js';
 import { mediaUnreachable, mediaProblem, cameraProblem } from './texts.js';
 import { announcedPorts, hasTurn } from './mediapath.js';
-import { addPublishing, pinReceiveCodecs, newPeerConnection } from './negotiation.js';
+import { addPublishing, pinReceiveCodecs, newPeerConnection, answerOffer } from './negotiation.js';
 import { handOver } from './prepare.js';
 import { MediaMove } from './mediamove.js';
 import { readStats, receiveStats } from './levels.js';
@@ -482,13 +482,11 @@ export class CallSession {
         }
         if (!this.timings.firstServerOffer) this.timings.firstServerOffer = wallClock();
         this.trackMap = new Map((msg.tracks ?? []).map((t) => [String(t.mid), t]));
-        await pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
-        const answer = await pc.createAnswer();
-        await pc.setLocalDescription(answer);
+        const sdp = await answerOffer(pc, msg.sdp);
         // Moved meanwhile: the new connection gets offers of its own.
         if (this.closed || pc !== this.pc) return;
         // Unsent (connection down): the offer made after the resume repairs it.
-        if (this.send({ type: 'media_answer', room_id: this.roomId, sdp: pc.localDescription.sdp })) {
+        if (this.send({ type: 'media_answer', room_id: this.roomId, sdp })) {
           this.answersSent += 1;
           if (!this.timings.serverOfferAnswered) this.timings.serverOfferAnswered = wallClock();
         }
