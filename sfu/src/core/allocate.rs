@@ -22,8 +22,9 @@
 //! connection"), and a delay-based estimate dips below what a link carries
 //! for a moment now and then. So a video that falls short of its lowest
 //! layer keeps that layer for [`PAUSE_HOLD`] before it pauses, unless the
-//! estimate is not even half of what the layer costs (the link clearly
-//! cannot carry it) or the layer was just tried again after a pause.
+//! estimate is under the caller's `pause_below` (half of what the layer
+//! costs: the link clearly cannot carry it; nothing for an estimate too
+//! new to say so) or the layer was just tried again after a pause.
 
 use std::time::{Duration, Instant};
 
@@ -120,8 +121,9 @@ impl LayerChoice {
     /// Updates the choice from what the full estimate allows (`down`) and
     /// what the estimate with the upgrade margin allows (`up`); returns
     /// the target. `estimate` is the bandwidth estimate they came from;
-    /// `tile_max` the highest layer the tile can show; `lowest` what the
-    /// lowest layer costs.
+    /// `tile_max` the highest layer the tile can show; an estimate under
+    /// `pause_below` pauses the video at once, a higher one short of the
+    /// lowest layer only after [`PAUSE_HOLD`].
     ///
     /// A step down to `tile_max` is the tile shrinking, not the link: it
     /// neither starts the wait before the next upgrade nor counts as a
@@ -134,7 +136,7 @@ impl LayerChoice {
         up: Option<usize>,
         estimate: u64,
         tile_max: usize,
-        lowest: u64,
+        pause_below: u64,
     ) -> Option<usize> {
         if !self.decided {
             self.decided = true;
@@ -142,7 +144,7 @@ impl LayerChoice {
             return self.target;
         }
         let before = self.target;
-        let down = self.hold_pause(now, down, estimate, lowest);
+        let down = self.hold_pause(now, down, estimate, pause_below);
         self.step(now, down, up, estimate, tile_max);
         if before.is_none() && self.target.is_some() {
             self.resumed_at = Some(now);
@@ -157,14 +159,14 @@ impl LayerChoice {
         now: Instant,
         down: Option<usize>,
         estimate: u64,
-        lowest: u64,
+        pause_below: u64,
     ) -> Option<usize> {
         if down.is_some() || self.target.is_none() {
             self.short_since = None;
             return down;
         }
         let since = *self.short_since.get_or_insert(now);
-        let clearly_short = estimate < lowest / 2;
+        let clearly_short = estimate < pause_below;
         let just_resumed = self
             .resumed_at
             .is_some_and(|r| now.saturating_duration_since(r) < FAILED_UPGRADE);
@@ -291,6 +293,16 @@ mod tests {
     /// The decision for one full-layer track in virtual time, from an
     /// estimate that changes every 100 ms.
     fn run(choice: &mut LayerChoice, t0: Instant, estimates: &[u64]) -> Vec<Option<usize>> {
+        run_pausing_below(choice, t0, estimates, LAYERS[0] / 2)
+    }
+
+    /// [`run`] with `pause_below` (0: a fresh estimate).
+    fn run_pausing_below(
+        choice: &mut LayerChoice,
+        t0: Instant,
+        estimates: &[u64],
+        pause_below: u64,
+    ) -> Vec<Option<usize>> {
         let wants = [want(false, 2)];
         estimates
             .iter()
@@ -299,7 +311,7 @@ mod tests {
                 let now = t0 + Duration::from_millis(100 * i as u64);
                 let down = allocate(*e, &wants)[0];
                 let up = allocate(upgrade_budget(*e), &wants)[0];
-                choice.decide(now, down, up, *e, 2, LAYERS[0])
+                choice.decide(now, down, up, *e, 2, pause_below)
             })
             .collect()
     }
@@ -358,7 +370,7 @@ mod tests {
             let down = allocate(est, &wants)[0];
             let up = allocate(upgrade_budget(est), &wants)[0];
             let before = target;
-            target = c.decide(now, down, up, est, 2, LAYERS[0]);
+            target = c.decide(now, down, up, est, 2, LAYERS[0] / 2);
             if target > before && before.is_some() {
                 ups.push(i);
             }
@@ -379,7 +391,7 @@ mod tests {
             let est = 3_000_000;
             let down = allocate(est, &wants)[0];
             let up = allocate(upgrade_budget(est), &wants)[0];
-            c.decide(at(ms), down, up, est, tile_max, LAYERS[0])
+            c.decide(at(ms), down, up, est, tile_max, LAYERS[0] / 2)
         };
         // The full layer, just upgraded to; then the tile shrinks at once.
         assert_eq!(step(&mut c, 0, 0), Some(0));
@@ -394,16 +406,16 @@ mod tests {
         let wants = [want(false, 2)];
         let down = allocate(600_000, &wants)[0];
         assert_eq!(
-            c.decide(at(1400), down, down, 600_000, 2, LAYERS[0]),
+            c.decide(at(1400), down, down, 600_000, 2, LAYERS[0] / 2),
             Some(1)
         );
         let up = allocate(upgrade_budget(3_000_000), &wants)[0];
         assert_eq!(
-            c.decide(at(1500), Some(2), up, 1_000_000, 2, LAYERS[0]),
+            c.decide(at(1500), Some(2), up, 1_000_000, 2, LAYERS[0] / 2),
             Some(1)
         );
         assert_eq!(
-            c.decide(at(2100), Some(2), up, 1_000_000, 2, LAYERS[0]),
+            c.decide(at(2100), Some(2), up, 1_000_000, 2, LAYERS[0] / 2),
             Some(1),
             "backoff"
         );
@@ -463,5 +475,24 @@ mod tests {
         assert_eq!(run(&mut c, t0, &[2_000_000]), vec![Some(2)]);
         let out = run(&mut c, t0 + Duration::from_millis(100), &[70_000]);
         assert_eq!(out, vec![None]);
+    }
+
+    #[test]
+    fn a_fresh_estimate_far_short_of_the_lowest_layer_pauses_only_after_the_hold() {
+        let t0 = Instant::now();
+        let mut c = LayerChoice::default();
+        assert_eq!(run(&mut c, t0, &[2_000_000]), vec![Some(2)]);
+        // A fresh estimate reads 70k for 1 s, then the link's 1.3M: the
+        // lowest layer all along, never a pause.
+        let mut estimates = vec![70_000; 10];
+        estimates.extend([1_300_000; 5]);
+        let out = run_pausing_below(&mut c, t0 + Duration::from_millis(100), &estimates, 0);
+        assert!(out.iter().all(|l| *l == Some(0)), "{out:?}");
+        // One that stays at 70k pauses once the hold is over.
+        let mut c = LayerChoice::default();
+        assert_eq!(run(&mut c, t0, &[2_000_000]), vec![Some(2)]);
+        let out = run_pausing_below(&mut c, t0 + Duration::from_millis(100), &[70_000; 25], 0);
+        let first_pause = out.iter().position(Option::is_none);
+        assert_eq!(first_pause, Some(20), "{out:?}");
     }
 }

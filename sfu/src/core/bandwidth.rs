@@ -40,6 +40,15 @@ const ESTIMATE_STUCK: Duration = Duration::from_millis(1500);
 /// [`INITIAL_ESTIMATE`] with its first probes.
 const IDLE_RESTART: Duration = Duration::from_secs(2);
 
+/// For this long after such a restart the estimate is new and says little:
+/// the new estimator's first feedback, with the media starting again in a
+/// burst of keyframes, often reads far below the link (a loopback link
+/// read 75 kbit/s, and 1.3 Mbit/s half a second later). It may take a
+/// video down to its lowest layer, but pauses it only as a small shortfall
+/// does, after [`allocate::PAUSE_HOLD`], not at once: the tile would say
+/// "Poor connection" on a good link.
+const FRESH_ESTIMATE: Duration = Duration::from_secs(2);
+
 impl Participant {
     /// A publisher's packet is up for forwarding to this participant now.
     pub(super) fn media_for_it(&mut self, now: Instant) {
@@ -50,6 +59,7 @@ impl Participant {
         if idle && self.estimate.is_some() {
             debug!(estimate = ?self.estimate, "idle connection: estimator started again");
             self.restart_estimator(now, INITIAL_ESTIMATE.as_u64());
+            self.idle_restart = Some(now);
         }
     }
 
@@ -124,6 +134,9 @@ impl Sfu {
         let Some(p) = self.participants.get(&id) else {
             return;
         };
+        let fresh = p
+            .idle_restart
+            .is_some_and(|t| now.saturating_duration_since(t) < FRESH_ESTIMATE);
         let speaker = self.speakers.get(&p.room).and_then(|d| d.current());
         let mut audio = 0u64;
         let mut single: Vec<usize> = Vec::new();
@@ -206,8 +219,14 @@ impl Sfu {
             s.link_short = link_short;
             let before = s.choice.target();
             let top = w.max_layer.min(w.layer_bps.len().saturating_sub(1));
+            // Under half of the lowest layer's cost the link clearly cannot
+            // carry the video: it pauses at once, unless the estimate is
+            // fresh (see FRESH_ESTIMATE).
             let lowest = w.layer_bps.first().copied().unwrap_or(0);
-            let target = s.choice.decide(now, down[k], up[k], budget, top, lowest);
+            let pause_below = if fresh { 0 } else { lowest / 2 };
+            let target = s
+                .choice
+                .decide(now, down[k], up[k], budget, top, pause_below);
             if target != before {
                 debug!(
                     participant = %id, source = %s.source, ?before, ?target,
@@ -381,5 +400,6 @@ mod tests {
         assert_eq!(p.estimate, Some(INITIAL_ESTIMATE.as_u64()));
         assert_eq!(p.estimate_since, Some(back));
         assert_eq!(p.bwe_rates, (0, 0));
+        assert_eq!(p.idle_restart, Some(back));
     }
 }

@@ -61,6 +61,9 @@ pub(super) struct Participant {
     pub(super) probes: u64,
     /// When a publisher's packet was last up for forwarding to it.
     pub(super) last_media: Option<Instant>,
+    /// When its estimator was last started again after the connection
+    /// sat idle (see `bandwidth.rs`).
+    pub(super) idle_restart: Option<Instant>,
     /// Makes the next poll panic, to test isolation.
     #[cfg(test)]
     pub(super) fault: bool,
@@ -101,6 +104,7 @@ impl Participant {
             probe_capable: false,
             next_probe: None,
             last_media: None,
+            idle_restart: None,
             probes: 0,
             #[cfg(test)]
             fault: false,
