@@ -316,6 +316,7 @@ impl Sfu {
             for l in p.published.iter_mut().flat_map(|t| &mut t.layers) {
                 l.tick(elapsed);
             }
+            p.size_resend_buffers();
         }
         let ids: Vec<ParticipantId> = self.participants.keys().copied().collect();
         for id in ids {

@@ -15,7 +15,7 @@ use tracing::debug;
 use super::layers;
 use super::output::{ParticipantId, TrackKind};
 use super::subscription::{LayerDecision, Subscription};
-use super::{RTX_CACHE_AGE, RTX_CACHE_PACKETS, RTX_RATIO_CAP, Sfu};
+use super::{Sfu, resend};
 
 impl Sfu {
     /// Sends a publisher's packet on to its subscribers.
@@ -131,7 +131,7 @@ impl Sfu {
                         // it: resending its lost packets would only delay
                         // the lower layer's keyframe.
                         if let Some(tx) = sub.rtc.direct_api().stream_tx_by_mid(out_mid, None) {
-                            tx.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, RTX_RATIO_CAP);
+                            tx.set_rtx_cache(resend::PACKETS, sub.resend_age, resend::RATIO_CAP);
                         }
                         continue;
                     }
@@ -183,7 +183,7 @@ impl Sfu {
                 // state per packet and its delay. Probes are still paced.
                 tx.set_unpaced(true);
                 if video {
-                    tx.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, RTX_RATIO_CAP);
+                    tx.set_rtx_cache(resend::PACKETS, sub.resend_age, resend::RATIO_CAP);
                 }
                 s.stream_ready = Some(out_mid);
             }

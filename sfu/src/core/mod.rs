@@ -37,6 +37,7 @@ mod layers;
 mod negotiate;
 mod output;
 mod participant;
+mod resend;
 mod rewrite;
 pub mod speaker;
 mod subscription;
@@ -74,13 +75,6 @@ pub const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The bandwidth estimate toward a new subscriber, before any feedback.
 pub const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(1_000);
-
-/// The resend buffer of each forwarded video stream (emptied when a layer
-/// is cut). A second of video covers a NACK and its retry at a 300 ms
-/// round trip; str0m's default, 3 s, held three times the memory.
-const RTX_CACHE_PACKETS: usize = 2000;
-const RTX_CACHE_AGE: Duration = Duration::from_secs(1);
-const RTX_RATIO_CAP: Option<f32> = Some(0.15);
 
 /// Reported render sizes are capped at this many pixels per side.
 const MAX_VIDEO_SIDE: u32 = 16_384;

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use str0m::Rtc;
 use str0m::change::SdpPendingOffer;
@@ -61,6 +61,8 @@ pub(super) struct Participant {
     pub(super) probes: u64,
     /// When a publisher's packet was last up for forwarding to it.
     pub(super) last_media: Option<Instant>,
+    /// How much its video send streams' resend buffers keep (`resend.rs`).
+    pub(super) resend_age: Duration,
     /// When its estimator was last started again after the connection
     /// sat idle (see `bandwidth.rs`).
     pub(super) idle_restart: Option<Instant>,
@@ -105,6 +107,7 @@ impl Participant {
             next_probe: None,
             last_media: None,
             idle_restart: None,
+            resend_age: super::resend::MAX_AGE,
             probes: 0,
             #[cfg(test)]
             fault: false,

@@ -456,6 +456,12 @@ impl Session {
         Some(())
     }
 
+    /// Round trip of the packet most recently acknowledged by transport-wide
+    /// feedback, if any.
+    pub(crate) fn twcc_rtt(&self) -> Option<Duration> {
+        self.twcc_tx_register.rtt()
+    }
+
     /// Enqueue an application-specific feedback message (PSFB FMT=15, PT=206) for
     /// transmission as part of the regular RTCP compound packet.
     pub(crate) fn send_app_specific_feedback(

@@ -197,6 +197,18 @@ impl<'a> DirectApi<'a> {
         self.rtc.session.enable_twcc_feedback()
     }
 
+    /// The round trip of the packet most recently acknowledged by
+    /// transport-wide feedback: from sending it to receiving the feedback
+    /// that covers it (so it includes the receiver's feedback interval).
+    /// `None` before any feedback, or without TWCC.
+    ///
+    /// Lets the application size what depends on the round trip, such as
+    /// a send stream's resend buffer ([`StreamTx::set_rtx_cache`]), without
+    /// turning on periodic stats events.
+    pub fn twcc_rtt(&self) -> Option<std::time::Duration> {
+        self.rtc.session.twcc_rtt()
+    }
+
     /// Generate a ssrc that is not already used in session
     pub fn new_ssrc(&self) -> Ssrc {
         self.rtc.session.streams.new_ssrc()
