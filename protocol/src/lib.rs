@@ -70,7 +70,7 @@ pub struct IceConfig {
 }
 
 /// A person in the presence list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PresenceUser {
     /// Stable identity.
     pub id: String,

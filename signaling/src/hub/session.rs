@@ -2,6 +2,7 @@
 //! connection dropped, and the presence list each user sees.
 
 use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
 use rand::distr::{Alphanumeric, SampleString};
@@ -31,8 +32,11 @@ pub(super) struct Online {
     suspended: Option<Instant>,
     /// Messages for a suspended session.
     buffer: Vec<ServerMsg>,
-    /// The presence list this connection got last.
-    presence_sent: Option<Vec<PresenceUser>>,
+    /// A digest of the presence list this connection got last (the list
+    /// itself, kept for every user, made the hub's state grow with the
+    /// square of the users online).
+    #[serde(default)]
+    presence_digest: Option<u64>,
     /// The session is ending: nothing more reaches it.
     ending: bool,
     /// The hub was restored from a snapshot, which may have missed what
@@ -79,7 +83,7 @@ impl Hub {
             resume_token: Alphanumeric.sample_string(&mut self.rng, 24),
             suspended: None,
             buffer: Vec::new(),
-            presence_sent: None,
+            presence_digest: None,
             ending: false,
             needs_sync: false,
             chatted: VecDeque::new(),
@@ -114,7 +118,7 @@ impl Hub {
         let old = std::mem::replace(&mut o.conn, conn);
         o.suspended = None;
         // A new connection knows nothing yet: it gets the list again.
-        o.presence_sent = None;
+        o.presence_digest = None;
         let buffered = std::mem::take(&mut o.buffer);
         let mut fx = vec![Effect::Send(conn, welcome(&user, o, true, ice))];
         fx.extend(buffered.into_iter().map(|m| Effect::Send(conn, m)));
@@ -264,10 +268,11 @@ impl Hub {
                 .filter(|u| u.id != id.as_str())
                 .cloned()
                 .collect();
-            if o.presence_sent.as_ref() == Some(&users) {
+            let digest = presence_digest(&users);
+            if o.presence_digest == Some(digest) {
                 continue;
             }
-            o.presence_sent = Some(users.clone());
+            o.presence_digest = Some(digest);
             fx.push(Effect::Send(o.conn, ServerMsg::Presence { users }));
         }
     }
@@ -296,4 +301,11 @@ fn welcome(user: &UserId, o: &Online, resumed: bool, ice: IceConfig) -> ServerMs
         resumed,
         ice,
     }
+}
+
+/// A digest of a presence list, to tell whether it changed.
+fn presence_digest(users: &[PresenceUser]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    users.hash(&mut h);
+    h.finish()
 }

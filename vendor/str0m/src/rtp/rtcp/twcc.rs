@@ -1011,9 +1011,17 @@ impl<'a> TryFrom<&'a [u8]> for PacketChunk {
     }
 }
 
+/// Send records older than this are dropped even when fewer than `keep`:
+/// feedback for a packet comes within a round trip and a feedback interval,
+/// and the loss figure looks back one second. Without it a connection that
+/// sends a few hundred packets a second keeps `keep` records (several
+/// seconds' worth) it never reads again.
+const SEND_RECORD_MAX_AGE: Duration = Duration::from_secs(2);
+
 #[derive(Debug)]
 pub struct TwccSendRegister {
-    /// How many send records to keep.
+    /// How many send records to keep at most (see also
+    /// [`SEND_RECORD_MAX_AGE`]).
     keep: usize,
 
     /// Circular buffer of send records.
@@ -1191,6 +1199,13 @@ impl TwccSendRegister {
             recv_report: None,
         });
         while self.queue.len() > self.keep {
+            self.queue.pop_front();
+        }
+        while self
+            .queue
+            .front()
+            .is_some_and(|r| now.saturating_duration_since(r.local_send_time) > SEND_RECORD_MAX_AGE)
+        {
             self.queue.pop_front();
         }
     }
@@ -2002,6 +2017,28 @@ mod test {
         let report = reg.build_report(1000).unwrap();
         assert_eq!(report.status_count, 1);
         assert_eq!(report.delta, vec![Small(0)]);
+    }
+
+    #[test]
+    fn test_send_register_keeps_records_for_a_bounded_time() {
+        let mut reg = TwccSendRegister::new(1000);
+        let mut now = Instant::now();
+        // 150 packets a second for 10 s: only the last 2 s are kept, and
+        // the queue never grows toward `keep`.
+        for i in 0..1500 {
+            reg.register_seq(TwccPacketId::new(i), now, 1200);
+            now += Duration::from_micros(6667);
+        }
+        let kept = reg.queue.len();
+        assert!((299..=301).contains(&kept), "{kept} records kept");
+        assert!(reg.queue.capacity() <= 512, "capacity {}", reg.queue.capacity());
+        assert_eq!(reg.queue.back().map(|r| *r.seq()), Some(1499));
+        // Packets close together are still bounded by `keep`.
+        let mut reg = TwccSendRegister::new(25);
+        for i in 0..50 {
+            reg.register_seq(TwccPacketId::new(i), now, 0);
+        }
+        assert_eq!(reg.queue.len(), 25);
     }
 
     #[test]
