@@ -296,6 +296,18 @@ mod tests {
         run_pausing_below(choice, t0, estimates, LAYERS[0] / 2)
     }
 
+    /// A choice that started at the full layer on a 2 Mbit/s estimate at `t0`.
+    fn at_full_layer_from(t0: Instant) -> (Instant, LayerChoice) {
+        let mut c = LayerChoice::default();
+        assert_eq!(run(&mut c, t0, &[2_000_000]), vec![Some(2)]);
+        (t0, c)
+    }
+
+    /// [`at_full_layer_from`] now.
+    fn at_full_layer() -> (Instant, LayerChoice) {
+        at_full_layer_from(Instant::now())
+    }
+
     /// [`run`] with `pause_below` (0: a fresh estimate).
     fn run_pausing_below(
         choice: &mut LayerChoice,
@@ -458,9 +470,7 @@ mod tests {
 
     #[test]
     fn an_estimate_a_little_short_of_the_lowest_layer_for_a_moment_pauses_nothing() {
-        let t0 = Instant::now();
-        let mut c = LayerChoice::default();
-        assert_eq!(run(&mut c, t0, &[2_000_000]), vec![Some(2)]);
+        let (t0, mut c) = at_full_layer();
         // 1.5 s at 120k (the lowest layer costs 150k), then 400k again.
         let mut estimates = vec![120_000; 15];
         estimates.extend([400_000; 10]);
@@ -470,18 +480,14 @@ mod tests {
 
     #[test]
     fn an_estimate_under_half_the_lowest_layer_pauses_at_once() {
-        let t0 = Instant::now();
-        let mut c = LayerChoice::default();
-        assert_eq!(run(&mut c, t0, &[2_000_000]), vec![Some(2)]);
+        let (t0, mut c) = at_full_layer();
         let out = run(&mut c, t0 + Duration::from_millis(100), &[70_000]);
         assert_eq!(out, vec![None]);
     }
 
     #[test]
     fn a_fresh_estimate_far_short_of_the_lowest_layer_pauses_only_after_the_hold() {
-        let t0 = Instant::now();
-        let mut c = LayerChoice::default();
-        assert_eq!(run(&mut c, t0, &[2_000_000]), vec![Some(2)]);
+        let (t0, mut c) = at_full_layer();
         // A fresh estimate reads 70k for 1 s, then the link's 1.3M: the
         // lowest layer all along, never a pause.
         let mut estimates = vec![70_000; 10];
@@ -489,8 +495,7 @@ mod tests {
         let out = run_pausing_below(&mut c, t0 + Duration::from_millis(100), &estimates, 0);
         assert!(out.iter().all(|l| *l == Some(0)), "{out:?}");
         // One that stays at 70k pauses once the hold is over.
-        let mut c = LayerChoice::default();
-        assert_eq!(run(&mut c, t0, &[2_000_000]), vec![Some(2)]);
+        let (_, mut c) = at_full_layer_from(t0);
         let out = run_pausing_below(&mut c, t0 + Duration::from_millis(100), &[70_000; 25], 0);
         let first_pause = out.iter().position(Option::is_none);
         assert_eq!(first_pause, Some(20), "{out:?}");
