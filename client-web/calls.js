@@ -7,6 +7,7 @@
 import {
   state, metrics, now, inCall, busyHere, redraw, showError, clearError, resetCallMetrics,
 } from './state.js';
+import { updatedUsers } from './presence.js';
 import {
   signaling, send, sendSoon, sendQuietly, sendIfResumed, flushAfterResume, dropAfterResume, expectingStaleErrors,
 } from './connection.js';
@@ -429,7 +430,8 @@ export function handleMessage(msg) {
   const c = inCall(msg);
   switch (msg.type) {
     case 'presence':
-      state.users = msg.users || [];
+    case 'presence_update':
+      state.users = msg.type === 'presence' ? msg.users || [] : updatedUsers(state.users, msg);
       redraw(state.screen === 'lobby' ? 'lobby' : 'call');
       break;
     case 'invite_ended':

@@ -114,3 +114,4 @@ export function redraw(part) {
 export function setRedraw(fn) {
   redrawer = fn;
 }
+

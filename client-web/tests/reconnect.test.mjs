@@ -133,6 +133,9 @@ test('signaling drops mid-call: it resumes, the other side never sees a leave, m
   for (const m of boMeanwhile.filter((x) => x.type === 'presence')) {
     assert.ok(m.users.some((u) => u.name === 'Ada' && u.busy), 'Ada stays online and busy for Bo');
   }
+  for (const m of boMeanwhile.filter((x) => x.type === 'presence_update')) {
+    assert.ok(!m.users.some((u) => u.name === 'Ada' && !u.busy) && !m.gone.includes(firstWelcome.user.id), 'Ada never shown gone or free to Bo');
+  }
   console.log(`signaling drop with 3 s outage: resumed after ${resumeMs} ms`);
   await screenshot(a, 'call-after-resume');
 

@@ -449,10 +449,20 @@ pub enum ServerMsg {
         #[serde(flatten)]
         ice: IceConfig,
     },
-    /// Everyone else who is online, sent on login and on every change.
+    /// Everyone else who is online: the whole list, sent on sign-in and
+    /// on resume; changes follow as [`ServerMsg::PresenceUpdate`].
     Presence {
         /// Online users except you.
         users: Vec<PresenceUser>,
+    },
+    /// What changed in the presence list since the last `presence` or
+    /// `presence_update`: each change once, never the whole list again, so
+    /// a change costs the server one small message per user online.
+    PresenceUpdate {
+        /// Users who came online, or whose entry changed (busy or free).
+        users: Vec<PresenceUser>,
+        /// Ids of users who went offline.
+        gone: Vec<String>,
     },
     /// Your call is ringing at the callee.
     Ringing {

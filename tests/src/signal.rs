@@ -531,3 +531,24 @@ async fn handle_media(
     }
     None
 }
+
+/// Whether `msg` shows user `id` online: a whole presence list with them,
+/// or an update that adds them.
+pub fn shows_online(msg: &ServerMsg, id: &str) -> bool {
+    match msg {
+        ServerMsg::Presence { users } | ServerMsg::PresenceUpdate { users, .. } => {
+            users.iter().any(|u| u.id == id)
+        }
+        _ => false,
+    }
+}
+
+/// Whether `msg` shows user `id` gone: an update that says so, or a whole
+/// presence list without them.
+pub fn shows_gone(msg: &ServerMsg, id: &str) -> bool {
+    match msg {
+        ServerMsg::Presence { users } => !users.iter().any(|u| u.id == id),
+        ServerMsg::PresenceUpdate { gone, .. } => gone.iter().any(|g| g == id),
+        _ => false,
+    }
+}

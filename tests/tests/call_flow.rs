@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use chorus_signaling::config::Config;
 use chorus_signaling::protocol::{CallMedia, ClientMsg, EndReason, ErrorCode, ServerMsg};
-use chorus_tests::signal::{Client, Error, TestServer};
+use chorus_tests::signal::{Client, Error, TestServer, shows_gone, shows_online};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -55,11 +55,7 @@ async fn pair(server: &TestServer) -> Result<(Client, Client), Error> {
     let mut b = server.client("Bo").await?;
     // Wait until B's presence has A, and vice versa (live presence).
     let a_id = a.user_id.clone();
-    b.recv_until(
-        T,
-        |m| matches!(m, ServerMsg::Presence { users } if users.iter().any(|u| u.id == a_id)),
-    )
-    .await?;
+    b.recv_until(T, |m| shows_online(m, &a_id)).await?;
     Ok((a, b))
 }
 
@@ -148,11 +144,7 @@ async fn losing_the_socket_ends_the_call_after_the_reconnect_grace() -> Result<(
     }
     assert!(dropped.elapsed() >= grace, "ended within the grace period");
     let b_id = b.user_id.clone();
-    a.recv_until(
-        T,
-        |m| matches!(m, ServerMsg::Presence { users } if !users.iter().any(|u| u.id == b_id)),
-    )
-    .await?;
+    a.recv_until(T, |m| shows_gone(m, &b_id)).await?;
     server.server.stop().await;
     Ok(())
 }
@@ -167,11 +159,7 @@ async fn a_clean_close_signs_out_at_once_and_is_answered() -> Result<(), Error> 
     for code in [1000, 1001] {
         let mut b = server.client("Bo").await?;
         let a_id = a.user_id.clone();
-        b.recv_until(
-            T,
-            |m| matches!(m, ServerMsg::Presence { users } if users.iter().any(|u| u.id == a_id)),
-        )
-        .await?;
+        b.recv_until(T, |m| shows_online(m, &a_id)).await?;
         let room = ring(&mut a, &mut b, CallMedia::Audio).await?;
         b.send(&ClientMsg::Accept {
             room_id: room.clone(),
@@ -200,11 +188,7 @@ async fn a_clean_close_signs_out_at_once_and_is_answered() -> Result<(), Error> 
             "the server answers the close"
         );
         let b_id = b.user_id.clone();
-        a.recv_until(
-            T,
-            |m| matches!(m, ServerMsg::Presence { users } if !users.iter().any(|u| u.id == b_id)),
-        )
-        .await?;
+        a.recv_until(T, |m| shows_gone(m, &b_id)).await?;
         let counts = server.server.counts().await.ok_or("hub gone")?;
         assert_eq!((counts.online, counts.rooms), (1, 0), "close {code}");
     }

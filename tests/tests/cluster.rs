@@ -11,13 +11,13 @@ use chorus_signaling::protocol::{
 use chorus_tests::cluster::{NodeProcess, Redis, cluster_status, node, node_config, wait_nodes};
 use chorus_tests::peer::Peer;
 use chorus_tests::scenario::{accept, call_accepted, join_room, publish_pair, ring, tone_peer};
-use chorus_tests::signal::{Client, Error, TestServer, sign_in_at};
+use chorus_tests::signal::{Client, Error, TestServer, shows_gone, shows_online, sign_in_at};
 use chorus_tests::wait::{RemoteMedia, audio_packets_from, wait_for};
 
 const T: Duration = Duration::from_secs(15);
 
 fn online(msg: &ServerMsg, user: &str) -> bool {
-    matches!(msg, ServerMsg::Presence { users } if users.iter().any(|u| u.id == user))
+    shows_online(msg, user)
 }
 
 /// Waits for `call_ended` and checks its reason.
@@ -698,9 +698,11 @@ async fn dead_node_leaves_nothing_behind(gone_coordinates: bool) -> Result<(), E
         })
         .await?;
     println!("the dead node's ring ended: {ended:?}");
+    let (mut bo_gone, mut cy_gone) = (false, false);
     ada.recv_until(T, |m| {
-        matches!(m, ServerMsg::Presence { users }
-            if !users.iter().any(|u| u.id == bo_id || u.id == cy_id))
+        bo_gone |= shows_gone(m, &bo_id);
+        cy_gone |= shows_gone(m, &cy_id);
+        bo_gone && cy_gone
     })
     .await?;
 

@@ -16,6 +16,7 @@ mod early;
 mod error;
 mod ids;
 mod media;
+mod presence;
 mod ringing;
 mod room;
 mod session;
@@ -143,6 +144,8 @@ pub struct Hub {
     /// Someone came, went, or became busy or free since presence was last
     /// sent.
     presence_changed: bool,
+    /// What the users online were last told about each user (presence.rs).
+    presence_shown: HashMap<UserId, presence::Shown>,
 }
 
 impl Hub {
@@ -163,6 +166,7 @@ impl Hub {
             rng,
             draining: false,
             presence_changed: false,
+            presence_shown: HashMap::new(),
         }
     }
 

@@ -1,8 +1,7 @@
-//! Who is online: signing in, resuming, signing out, sessions whose
-//! connection dropped, and the presence list each user sees.
+//! Who is online: signing in, resuming, signing out and sessions whose
+//! connection dropped (the presence list each user sees: presence.rs).
 
 use std::collections::VecDeque;
-use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
 use rand::distr::{Alphanumeric, SampleString};
@@ -10,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::room::Departure;
 use super::{ConnId, Effect, Hub, Identity, RoomKey, UserId};
-use crate::protocol::{ErrorCode, IceConfig, PROTOCOL_VERSION, PresenceUser, ServerMsg, User};
+use crate::protocol::{ErrorCode, IceConfig, PROTOCOL_VERSION, ServerMsg, User};
 
 /// Messages kept for a suspended session, at most.
 const MAX_BUFFERED: usize = 1000;
@@ -29,16 +28,14 @@ pub(super) struct Online {
     resume_token: String,
     /// The connection dropped: the session ends at this time unless resumed.
     #[serde(with = "super::snapshot::optional_instant")]
-    suspended: Option<Instant>,
+    pub(super) suspended: Option<Instant>,
     /// Messages for a suspended session.
     buffer: Vec<ServerMsg>,
-    /// A digest of the presence list this connection got last (the list
-    /// itself, kept for every user, made the hub's state grow with the
-    /// square of the users online).
+    /// This connection has the whole presence list: it gets only changes.
     #[serde(default)]
-    presence_digest: Option<u64>,
+    pub(super) presence_listed: bool,
     /// The session is ending: nothing more reaches it.
-    ending: bool,
+    pub(super) ending: bool,
     /// The hub was restored from a snapshot, which may have missed what
     /// this user was told last: they get `call_sync` when connected.
     #[serde(skip)]
@@ -83,7 +80,7 @@ impl Hub {
             resume_token: Alphanumeric.sample_string(&mut self.rng, 24),
             suspended: None,
             buffer: Vec::new(),
-            presence_digest: None,
+            presence_listed: false,
             ending: false,
             needs_sync: false,
             chatted: VecDeque::new(),
@@ -118,7 +115,7 @@ impl Hub {
         let old = std::mem::replace(&mut o.conn, conn);
         o.suspended = None;
         // A new connection knows nothing yet: it gets the list again.
-        o.presence_digest = None;
+        o.presence_listed = false;
         let buffered = std::mem::take(&mut o.buffer);
         let mut fx = vec![Effect::Send(conn, welcome(&user, o, true, ice))];
         fx.extend(buffered.into_iter().map(|m| Effect::Send(conn, m)));
@@ -241,45 +238,9 @@ impl Hub {
         }
     }
 
-    /// Sends each connected user the list of everyone else online, if it
-    /// changed since they last got it.
-    pub(super) fn flush_presence(&mut self, fx: &mut Vec<Effect>) {
-        self.flush_sync(fx);
-        if !std::mem::take(&mut self.presence_changed) {
-            return;
-        }
-        let mut all: Vec<PresenceUser> = self
-            .online
-            .iter()
-            .map(|(id, o)| PresenceUser {
-                id: id.to_string(),
-                name: o.identity.name.clone(),
-                busy: o.room.is_some(),
-            })
-            .collect();
-        all.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-        for (id, o) in &mut self.online {
-            // A suspended session gets a fresh list when it resumes.
-            if o.suspended.is_some() || o.ending {
-                continue;
-            }
-            let users: Vec<PresenceUser> = all
-                .iter()
-                .filter(|u| u.id != id.as_str())
-                .cloned()
-                .collect();
-            let digest = presence_digest(&users);
-            if o.presence_digest == Some(digest) {
-                continue;
-            }
-            o.presence_digest = Some(digest);
-            fx.push(Effect::Send(o.conn, ServerMsg::Presence { users }));
-        }
-    }
-
     /// Tells each connected user flagged by a restore which room the hub
     /// has them in (see [`ServerMsg::CallSync`]).
-    fn flush_sync(&mut self, fx: &mut Vec<Effect>) {
+    pub(super) fn flush_sync(&mut self, fx: &mut Vec<Effect>) {
         for o in self.online.values_mut() {
             if o.needs_sync && o.suspended.is_none() && !o.ending {
                 o.needs_sync = false;
@@ -301,11 +262,4 @@ fn welcome(user: &UserId, o: &Online, resumed: bool, ice: IceConfig) -> ServerMs
         resumed,
         ice,
     }
-}
-
-/// A digest of a presence list, to tell whether it changed.
-fn presence_digest(users: &[PresenceUser]) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    users.hash(&mut h);
-    h.finish()
 }

@@ -62,6 +62,7 @@ impl Hub {
         // The snapshot may be older than what the users were told last.
         for o in hub.online.values_mut() {
             o.needs_sync = true;
+            o.presence_listed = false;
         }
         hub.conns = s.conns;
         hub.rooms = s.rooms;

@@ -370,7 +370,9 @@ mod tests {
     async fn next(rx: &mut mpsc::UnboundedReceiver<Outgoing>) -> ServerMsg {
         loop {
             match rx.recv().await {
-                Some(Outgoing::Msg(ServerMsg::Presence { .. })) => {}
+                Some(Outgoing::Msg(
+                    ServerMsg::Presence { .. } | ServerMsg::PresenceUpdate { .. },
+                )) => {}
                 Some(Outgoing::Msg(m)) => return m,
                 other => panic!("no message: {other:?}"),
             }

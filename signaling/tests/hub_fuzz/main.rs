@@ -4,9 +4,10 @@
 //! deep states), media events, drain and shutdown, and ticks in virtual time
 //! never panics and keeps what can be checked from outside: no message to a
 //! connection after it closed or dropped (a suspended session's messages are
-//! kept), no media command for a participant after it left, each
-//! connection's latest presence list names exactly who is online and never
-//! repeats the one before, limits hold, and once everyone is gone nothing is
+//! kept), no media command for a participant after it left, the list
+//! each connection shows (its last whole presence list with every update
+//! after it applied) names exactly who is online, no update changes
+//! nothing, limits hold, and once everyone is gone nothing is
 //! left: no user, no room, no ring or grace deadline, no participant on the
 //! media node.
 //!
@@ -521,16 +522,7 @@ impl Driver {
                         .map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
                     prop_assert_eq!(&back, msg);
                     self.note_msg(msg)?;
-                    if let ServerMsg::Presence { users } = msg {
-                        let before = self.presence_seen.insert(*conn, users.clone());
-                        prop_assert!(
-                            before.as_ref() != Some(users),
-                            "step {}: the same presence twice to {:?}: {:?}",
-                            self.steps,
-                            conn,
-                            users
-                        );
-                    }
+                    self.note_presence(*conn, msg)?;
                 }
                 Effect::CallLog {
                     user, conn, entry, ..
@@ -645,6 +637,38 @@ impl Driver {
             self.dead.insert(conn);
             let fx = self.hub.handle_sign_out(conn);
             prop_assert!(fx.is_empty(), "disconnect after close: {:?}", fx);
+        }
+        Ok(())
+    }
+
+    /// Keeps the list `conn` shows: a whole list replaces it, an update
+    /// (which must come after a whole list and change something) is
+    /// applied to it.
+    fn note_presence(&mut self, conn: ConnId, msg: &ServerMsg) -> Result<(), TestCaseError> {
+        match msg {
+            ServerMsg::Presence { users } => {
+                self.presence_seen.insert(conn, users.clone());
+            }
+            ServerMsg::PresenceUpdate { users, gone } => {
+                let steps = self.steps;
+                let Some(list) = self.presence_seen.get_mut(&conn) else {
+                    return Err(TestCaseError::fail(format!(
+                        "step {steps}: an update before the whole list to {conn:?}"
+                    )));
+                };
+                let before = list.clone();
+                list.retain(|u| !gone.contains(&u.id) && !users.iter().any(|n| n.id == u.id));
+                list.extend(users.iter().cloned());
+                list.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+                prop_assert!(
+                    *list != before,
+                    "step {}: an update that changes nothing to {:?}: {:?}",
+                    steps,
+                    conn,
+                    msg
+                );
+            }
+            _ => {}
         }
         Ok(())
     }

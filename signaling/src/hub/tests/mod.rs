@@ -80,7 +80,7 @@ fn to(fx: &[Effect], conn: u64) -> Vec<ServerMsg> {
         .collect()
 }
 
-/// The messages to `conn`, presence lists left out.
+/// The messages to `conn`, presence lists and updates left out.
 /// The resume token in the `welcome` to `conn`.
 fn resume_token(fx: &[Effect], conn: u64) -> String {
     match to(fx, conn).first() {
@@ -92,7 +92,12 @@ fn resume_token(fx: &[Effect], conn: u64) -> String {
 fn to_but_presence(fx: &[Effect], conn: u64) -> Vec<ServerMsg> {
     to(fx, conn)
         .into_iter()
-        .filter(|m| !matches!(m, ServerMsg::Presence { .. }))
+        .filter(|m| {
+            !matches!(
+                m,
+                ServerMsg::Presence { .. } | ServerMsg::PresenceUpdate { .. }
+            )
+        })
         .collect()
 }
 

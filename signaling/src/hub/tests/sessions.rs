@@ -3,15 +3,28 @@
 use super::*;
 use crate::protocol::{LeaveReason, PresenceUser};
 
-/// The presence lists sent to `conn`.
-fn presence(fx: &[Effect], conn: u64) -> Vec<Vec<PresenceUser>> {
+/// The presence messages (lists and updates) sent to `conn`.
+fn presence(fx: &[Effect], conn: u64) -> Vec<ServerMsg> {
     to(fx, conn)
         .into_iter()
-        .filter_map(|m| match m {
-            ServerMsg::Presence { users } => Some(users),
-            _ => None,
+        .filter(|m| {
+            matches!(
+                m,
+                ServerMsg::Presence { .. } | ServerMsg::PresenceUpdate { .. }
+            )
         })
         .collect()
+}
+
+fn full(users: Vec<PresenceUser>) -> ServerMsg {
+    ServerMsg::Presence { users }
+}
+
+fn update(users: Vec<PresenceUser>, gone: &[&str]) -> ServerMsg {
+    ServerMsg::PresenceUpdate {
+        users,
+        gone: gone.iter().map(ToString::to_string).collect(),
+    }
 }
 
 fn listed(id: &str, busy: bool) -> PresenceUser {
@@ -24,14 +37,17 @@ fn listed(id: &str, busy: bool) -> PresenceUser {
 
 /// The resume token of the `welcome` to `conn`.
 #[test]
-fn presence_lists_everyone_else_once_per_change() {
+fn presence_lists_everyone_else_once_then_each_change_once() {
     let t0 = Instant::now();
     let mut h = hub();
     let fx = login(&mut h, 1, "a");
-    assert_eq!(presence(&fx, 1), vec![vec![]]);
+    assert_eq!(presence(&fx, 1), vec![full(vec![])]);
     let fx = login(&mut h, 2, "b");
-    assert_eq!(presence(&fx, 1), vec![vec![listed("b", false)]]);
-    assert_eq!(presence(&fx, 2), vec![vec![listed("a", false)]]);
+    assert_eq!(
+        presence(&fx, 1),
+        vec![update(vec![listed("b", false)], &[])]
+    );
+    assert_eq!(presence(&fx, 2), vec![full(vec![listed("a", false)])]);
     // A call that rings, starts and ends: each change once, nothing twice.
     let room = ring(&mut h, t0);
     let fx = h.handle_message(
@@ -43,12 +59,102 @@ fn presence_lists_everyone_else_once_per_change() {
     );
     assert!(presence(&fx, 1).is_empty(), "busy already while ringing");
     let fx = h.handle_message(ConnId(1), ClientMsg::Hangup { room_id: room }, t0);
-    assert_eq!(presence(&fx, 1), vec![vec![listed("b", false)]]);
-    assert_eq!(presence(&fx, 2), vec![vec![listed("a", false)]]);
+    assert_eq!(
+        presence(&fx, 1),
+        vec![update(vec![listed("b", false)], &[])]
+    );
+    assert_eq!(
+        presence(&fx, 2),
+        vec![update(vec![listed("a", false)], &[])]
+    );
     // Signing out: the others see it once.
     let fx = h.handle_sign_out(ConnId(2));
-    assert_eq!(presence(&fx, 1), vec![vec![]]);
+    assert_eq!(presence(&fx, 1), vec![update(vec![], &["b"])]);
     assert!(presence(&fx, 2).is_empty());
+}
+
+/// The list a client shows: the last whole list with every update after
+/// it applied, in the server's order.
+fn apply(list: &mut Vec<PresenceUser>, msg: &ServerMsg) {
+    match msg {
+        ServerMsg::Presence { users } => *list = users.clone(),
+        ServerMsg::PresenceUpdate { users, gone } => {
+            list.retain(|u| !gone.contains(&u.id) && !users.iter().any(|n| n.id == u.id));
+            list.extend(users.iter().cloned());
+            list.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn updates_keep_every_list_equal_to_a_fresh_one_and_cost_one_entry_per_change() {
+    let t0 = Instant::now();
+    let mut h = hub();
+    let names = ["e", "a", "d", "b", "c"];
+    let mut lists: Vec<Vec<PresenceUser>> = vec![Vec::new(); names.len() + 2];
+    let mut all_fx = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        all_fx.extend(login(&mut h, i as u64 + 1, name));
+    }
+    // B calls D (both busy), A signs out, C's connection drops for good.
+    let call = ClientMsg::Call {
+        e2ee: None,
+        to: "d".into(),
+        media: CallMedia::Audio,
+    };
+    let fx = h.handle_message(ConnId(4), call, t0);
+    for (i, _) in names.iter().enumerate() {
+        let msgs = presence(&fx, i as u64 + 1);
+        if i == 3 || i == 2 {
+            continue;
+        }
+        // One message of the two entries that changed, not the list.
+        assert_eq!(
+            msgs,
+            vec![update(vec![listed("b", true), listed("d", true)], &[])],
+            "user {}",
+            names[i]
+        );
+    }
+    all_fx.extend(fx);
+    all_fx.extend(h.handle_sign_out(ConnId(2)));
+    all_fx.extend(h.handle_connection_lost(ConnId(5), t0));
+    all_fx.extend(h.handle_tick(t0 + grace()));
+    for (i, list) in lists.iter_mut().enumerate().take(names.len()) {
+        for m in to(&all_fx, i as u64 + 1) {
+            apply(list, &m);
+        }
+    }
+    // Someone signing in now gets the whole list; everyone still online
+    // shows the same (without themselves).
+    let fx = login(&mut h, 9, "f");
+    let fresh = match presence(&fx, 9).as_slice() {
+        [ServerMsg::Presence { users }] => users.clone(),
+        other => panic!("no whole list: {other:?}"),
+    };
+    assert_eq!(
+        fresh,
+        vec![listed("b", true), listed("d", true), listed("e", false)]
+    );
+    for (i, name) in names.iter().enumerate() {
+        if ["a", "c"].contains(name) {
+            continue;
+        }
+        let mut list = lists[i].clone();
+        for m in to(&fx, i as u64 + 1) {
+            apply(&mut list, &m);
+        }
+        let expected: Vec<PresenceUser> = fresh
+            .iter()
+            .filter(|u| u.id != *name)
+            .cloned()
+            .chain(std::iter::once(listed("f", false)))
+            .collect::<Vec<_>>();
+        let mut expected = expected;
+        expected.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        assert_eq!(list, expected, "what {name} shows");
+    }
 }
 
 #[test]
@@ -155,10 +261,9 @@ fn a_dropped_connection_resumes_within_the_grace_period_unnoticed() {
             .any(|m| matches!(m, ServerMsg::RoomJoined { .. })),
         "kept messages follow"
     );
-    assert_eq!(
-        presence(&fx, 5).len(),
-        1,
-        "a fresh list for the new connection"
+    assert!(
+        matches!(presence(&fx, 5).as_slice(), [ServerMsg::Presence { users }] if users.len() == 2),
+        "the whole list again for the new connection"
     );
     assert!(to(&fx, 2).is_empty(), "B saw nothing");
     assert_eq!(h.next_deadline(), None);
@@ -179,7 +284,7 @@ fn a_session_not_resumed_in_time_ends() {
         to_but_presence(&fx, 1),
         vec![call_ended(&room, EndReason::Disconnected, Some("b"))]
     );
-    assert_eq!(presence(&fx, 1), vec![vec![]]);
+    assert_eq!(presence(&fx, 1), vec![update(vec![], &["b"])]);
     assert_eq!(h.counts().online, 1);
     assert_eq!(h.counts().rooms, 0);
     // The dropped connection is gone for good.
