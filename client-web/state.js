@@ -114,4 +114,3 @@ export function redraw(part) {
 export function setRedraw(fn) {
   redrawer = fn;
 }
-
