@@ -449,8 +449,9 @@ pub enum ServerMsg {
         #[serde(flatten)]
         ice: IceConfig,
     },
-    /// Everyone else who is online: the whole list, sent on sign-in and
-    /// on resume; changes follow as [`ServerMsg::PresenceUpdate`].
+    /// Everyone else who is online: the whole list, sent on sign-in, on
+    /// resume and after a cluster's coordinator changed; changes follow
+    /// as [`ServerMsg::PresenceUpdate`].
     Presence {
         /// Online users except you.
         users: Vec<PresenceUser>,
