@@ -10,6 +10,9 @@
 
 use serde::{Deserialize, Serialize};
 
+mod presence;
+pub use presence::apply_presence;
+
 /// The protocol version this server speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -70,7 +73,7 @@ pub struct IceConfig {
 }
 
 /// A person in the presence list.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PresenceUser {
     /// Stable identity.
     pub id: String,

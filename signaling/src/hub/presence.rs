@@ -44,7 +44,7 @@ impl Hub {
             .filter(|(id, s)| self.presence_shown.get(*id) != Some(s))
             .map(|(id, s)| entry(id, s))
             .collect();
-        sort(&mut changed);
+        changed.sort_by(PresenceUser::list_order);
         let mut gone: Vec<String> = self
             .presence_shown
             .keys()
@@ -54,7 +54,7 @@ impl Hub {
         gone.sort();
         let everyone = if self.online.values().any(|o| !o.presence_listed) {
             let mut all: Vec<PresenceUser> = now.iter().map(|(id, s)| entry(id, s)).collect();
-            sort(&mut all);
+            all.sort_by(PresenceUser::list_order);
             all
         } else {
             Vec::new()
@@ -96,9 +96,4 @@ fn entry(id: &UserId, s: &Shown) -> PresenceUser {
         name: s.name.clone(),
         busy: s.busy,
     }
-}
-
-/// The list's order: by name, then id.
-fn sort(users: &mut [PresenceUser]) {
-    users.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
 }

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use chorus_sfu::{Command, Event as MediaEvent, ParticipantId, RemoveReason, SfuError, TrackInfo};
 use chorus_signaling::hub::{ConnId, Effect, Hub, HubConfig, Identity};
 use chorus_signaling::protocol::{
-    CallMedia, ClientMsg, ErrorCode, IceConfig, PresenceUser, ServerMsg,
+    CallMedia, ClientMsg, ErrorCode, IceConfig, PresenceUser, ServerMsg, apply_presence,
 };
 use proptest::prelude::*;
 use rand::SeedableRng;
@@ -649,7 +649,7 @@ impl Driver {
             ServerMsg::Presence { users } => {
                 self.presence_seen.insert(conn, users.clone());
             }
-            ServerMsg::PresenceUpdate { users, gone } => {
+            ServerMsg::PresenceUpdate { .. } => {
                 let steps = self.steps;
                 let Some(list) = self.presence_seen.get_mut(&conn) else {
                     return Err(TestCaseError::fail(format!(
@@ -657,9 +657,7 @@ impl Driver {
                     )));
                 };
                 let before = list.clone();
-                list.retain(|u| !gone.contains(&u.id) && !users.iter().any(|n| n.id == u.id));
-                list.extend(users.iter().cloned());
-                list.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+                apply_presence(list, msg);
                 prop_assert!(
                     *list != before,
                     "step {}: an update that changes nothing to {:?}: {:?}",

@@ -1,7 +1,7 @@
 //! Signing in and out, dropped connections and resuming, and presence.
 
 use super::*;
-use crate::protocol::{LeaveReason, PresenceUser};
+use crate::protocol::{LeaveReason, PresenceUser, apply_presence};
 
 /// The presence messages (lists and updates) sent to `conn`.
 fn presence(fx: &[Effect], conn: u64) -> Vec<ServerMsg> {
@@ -73,20 +73,6 @@ fn presence_lists_everyone_else_once_then_each_change_once() {
     assert!(presence(&fx, 2).is_empty());
 }
 
-/// The list a client shows: the last whole list with every update after
-/// it applied, in the server's order.
-fn apply(list: &mut Vec<PresenceUser>, msg: &ServerMsg) {
-    match msg {
-        ServerMsg::Presence { users } => *list = users.clone(),
-        ServerMsg::PresenceUpdate { users, gone } => {
-            list.retain(|u| !gone.contains(&u.id) && !users.iter().any(|n| n.id == u.id));
-            list.extend(users.iter().cloned());
-            list.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-        }
-        _ => {}
-    }
-}
-
 #[test]
 fn updates_keep_every_list_equal_to_a_fresh_one_and_cost_one_entry_per_change() {
     let t0 = Instant::now();
@@ -123,7 +109,7 @@ fn updates_keep_every_list_equal_to_a_fresh_one_and_cost_one_entry_per_change() 
     all_fx.extend(h.handle_tick(t0 + grace()));
     for (i, list) in lists.iter_mut().enumerate().take(names.len()) {
         for m in to(&all_fx, i as u64 + 1) {
-            apply(list, &m);
+            apply_presence(list, &m);
         }
     }
     // Someone signing in now gets the whole list; everyone still online
@@ -143,16 +129,15 @@ fn updates_keep_every_list_equal_to_a_fresh_one_and_cost_one_entry_per_change() 
         }
         let mut list = lists[i].clone();
         for m in to(&fx, i as u64 + 1) {
-            apply(&mut list, &m);
+            apply_presence(&mut list, &m);
         }
-        let expected: Vec<PresenceUser> = fresh
+        let mut expected: Vec<PresenceUser> = fresh
             .iter()
             .filter(|u| u.id != *name)
             .cloned()
             .chain(std::iter::once(listed("f", false)))
-            .collect::<Vec<_>>();
-        let mut expected = expected;
-        expected.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+            .collect();
+        expected.sort_by(PresenceUser::list_order);
         assert_eq!(list, expected, "what {name} shows");
     }
 }
