@@ -193,6 +193,51 @@ mod tests {
         assert_eq!(read_stamp(&[1, 2, 3]), None);
     }
 
+    fn step(subscribers: usize, loss_ratio: f64, loadgen_limited: bool) -> figures::Step {
+        figures::Step {
+            subscribers,
+            video_down_tracks: subscribers,
+            seconds: 1.0,
+            forwarded_pps: 0.0,
+            cpu_seconds: 0.0,
+            packets_per_cpu_second: 0.0,
+            loadgen_cpu_seconds: 0.0,
+            loadgen_limited,
+            loss_ratio,
+            sent_ratio: 1.0,
+            rss_growth_bytes: 0,
+            participants: subscribers + 2,
+            latency_ms: figures::Latency::default(),
+            latency_samples_us: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_report_says_why_the_ramp_ended_at_its_last_step() {
+        let mut first = step(25, 0.0, false);
+        first.sent_ratio = 0.987;
+        let steps = vec![first, step(100, 0.0, false), step(200, 0.073, false)];
+        assert_eq!(
+            report::why_the_ramp_ended(&steps),
+            Some((200, vec!["lost 7.3%".to_string()])),
+            "a listed step that fell short does not end the ramp"
+        );
+        let steps = vec![step(100, 0.0, false), step(200, 0.0, true)];
+        assert_eq!(
+            report::why_the_ramp_ended(&steps),
+            Some((
+                200,
+                vec!["the load generator may have been the limit".to_string()]
+            ))
+        );
+        let steps = vec![step(100, 0.0, false), step(200, 0.0, false)];
+        assert_eq!(
+            report::why_the_ramp_ended(&steps),
+            None,
+            "it reached the cap"
+        );
+    }
+
     #[test]
     fn the_ramp_goes_on_until_a_step_loses_or_the_generator_limits_it() {
         let plan = Plan {
@@ -208,22 +253,6 @@ mod tests {
                 loss: 0.0,
             },
             max_subscribers: 450,
-        };
-        let step = |subscribers: usize, loss_ratio: f64, loadgen_limited: bool| figures::Step {
-            subscribers,
-            video_down_tracks: subscribers,
-            seconds: 1.0,
-            forwarded_pps: 0.0,
-            cpu_seconds: 0.0,
-            packets_per_cpu_second: 0.0,
-            loadgen_cpu_seconds: 0.0,
-            loadgen_limited,
-            loss_ratio,
-            sent_ratio: 1.0,
-            rss_growth_bytes: 0,
-            participants: subscribers + 2,
-            latency_ms: figures::Latency::default(),
-            latency_samples_us: Vec::new(),
         };
         let done = vec![step(100, 0.0, false), step(200, 0.0, false)];
         assert_eq!(plan.next_step(&done), Some(300), "by the last increment");

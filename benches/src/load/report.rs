@@ -159,6 +159,28 @@ fn ratio(a: &Option<SystemReport>, b: &Option<SystemReport>) -> Option<Ratio> {
     })
 }
 
+/// Why a ramp stopped, if its last step says: that step's subscribers
+/// and the reasons. A listed step that did not carry its load does not end
+/// the ramp (the listed steps all run); the ramp goes on past them until
+/// its last step.
+pub fn why_the_ramp_ended(steps: &[Step]) -> Option<(usize, Vec<String>)> {
+    let end = steps.last()?;
+    let mut why = Vec::new();
+    if end.loss_ratio > LOSS_LIMIT {
+        why.push(format!("lost {:.1}%", end.loss_ratio * 100.0));
+    }
+    if end.sent_ratio < 1.0 - LOSS_LIMIT {
+        why.push(format!(
+            "the publishers sent {:.1}% of the plan",
+            end.sent_ratio * 100.0
+        ));
+    }
+    if end.loadgen_limited {
+        why.push("the load generator may have been the limit".to_string());
+    }
+    (!why.is_empty()).then_some((end.subscribers, why))
+}
+
 impl Report {
     /// Puts the systems together and computes the ratios.
     pub fn new(
@@ -225,27 +247,9 @@ impl Report {
             ));
         }
         for (name, s, _) in self.systems() {
-            if let Some(end) = s
-                .steps
-                .iter()
-                .find(|st| !st.carried() || st.loadgen_limited)
-            {
-                let mut why = Vec::new();
-                if end.loss_ratio > LOSS_LIMIT {
-                    why.push(format!("lost {:.1}%", end.loss_ratio * 100.0));
-                }
-                if end.sent_ratio < 1.0 - LOSS_LIMIT {
-                    why.push(format!(
-                        "the publishers sent {:.1}% of the plan",
-                        end.sent_ratio * 100.0
-                    ));
-                }
-                if end.loadgen_limited {
-                    why.push("the load generator may have been the limit".to_string());
-                }
+            if let Some((subscribers, why)) = why_the_ramp_ended(&s.steps) {
                 out.push_str(&format!(
-                    "{name}: the ramp ended at {} subscribers: {}\n",
-                    end.subscribers,
+                    "{name}: the ramp ended at {subscribers} subscribers: {}\n",
                     why.join(", ")
                 ));
             }
