@@ -17,6 +17,7 @@ use chorus_sfu::{Command, Event, ParticipantId, RoomId, Sfu, TrackInfo, Transpor
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, MediaTime, Mid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::Extension;
 use str0m::{Candidate, Event as RtcEvent, Input, Output as RtcOutput, Rtc};
 
 /// The media core's address on the simulated network.
@@ -75,8 +76,10 @@ pub struct Link {
     pub delay: Duration,
     busy_until: Option<Instant>,
     in_flight: VecDeque<(Instant, Vec<u8>)>,
-    /// Datagrams dropped at a full queue.
+    /// Datagrams dropped at a full queue or on purpose.
     pub dropped: u64,
+    /// Drop this many of the next RTP packets on purpose (lost on the way).
+    pub drop_rtp: u32,
     /// Datagrams delivered.
     pub delivered: u64,
 }
@@ -91,11 +94,20 @@ impl Link {
             busy_until: None,
             in_flight: VecDeque::new(),
             dropped: 0,
+            drop_rtp: 0,
             delivered: 0,
         }
     }
 
     fn send(&mut self, now: Instant, data: Vec<u8>) {
+        // RTP: version 2, and not one of RTCP's packet types (192-223).
+        let rtp =
+            matches!(data.as_slice(), [b0, b1, ..] if b0 >> 6 == 2 && !(192..=223).contains(b1));
+        if rtp && self.drop_rtp > 0 {
+            self.drop_rtp -= 1;
+            self.dropped += 1;
+            return;
+        }
         let start = self.busy_until.map_or(now, |b| b.max(now));
         let backlog =
             start.saturating_duration_since(now).as_secs_f64() * self.rate_bps as f64 / 8.0;
@@ -137,6 +149,9 @@ pub struct World {
     /// Clients that join from now on negotiate audio redundancy (RED),
     /// and send their audio in it.
     pub red: bool,
+    /// Clients that join from now on offer transport-wide sequence numbers
+    /// (and so get a bandwidth estimator and pacer at the core).
+    pub twcc: bool,
 }
 
 impl Default for World {
@@ -160,6 +175,7 @@ impl World {
             deliver: true,
             sfu_busy: Duration::ZERO,
             red: false,
+            twcc: true,
         }
     }
 
@@ -213,7 +229,16 @@ impl World {
         screen: bool,
     ) -> usize {
         let n = self.clients.len();
-        let mut rtc = Rtc::builder().enable_opus(true, self.red).build(self.now);
+        let mut builder = Rtc::builder().enable_opus(true, self.red);
+        if !self.twcc {
+            builder = builder
+                .clear_extension_map()
+                .set_extension(1, Extension::AudioLevel)
+                .set_extension(4, Extension::RtpMid)
+                .set_extension(10, Extension::RtpStreamId)
+                .set_extension(11, Extension::RepairedRtpStreamId);
+        }
+        let mut rtc = builder.build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
         let mut api = rtc.sdp_api();
         let pub_mid = match kind {
@@ -511,6 +536,22 @@ impl World {
                 data,
             )
             .expect("write");
+    }
+
+    /// Client `i` sends frame `frame` of a video without simulcast: `len`
+    /// bytes of `dims`, the first (frame 0) a keyframe.
+    pub fn send_video(&mut self, i: usize, frame: u32, dims: (u16, u16), len: usize) {
+        self.send_vp8(
+            i,
+            Vp8Frame {
+                rid: "",
+                layer: 0,
+                frame,
+                keyframe: frame == 0,
+                dims,
+                len,
+            },
+        );
     }
 
     /// Keyframe requests client `i` received after event `from`, by rid.

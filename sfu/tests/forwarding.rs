@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use chorus_sfu::{Command, Event, RemoveReason, Transport};
-use chorus_sfu_sim::World;
+use chorus_sfu_sim::{Link, World};
 use str0m::media::MediaKind;
 
 fn payload(sender: usize, frame: u64) -> Vec<u8> {
@@ -298,4 +298,56 @@ fn tracks_are_offered_before_their_publisher_connects() {
     send_frames(&mut w, &[speaker], 10);
     let want: Vec<Vec<u8>> = (0..10).map(|f| payload(speaker, f)).collect();
     assert_eq!(w.received(viewer), want);
+}
+
+#[test]
+fn a_lost_video_packet_is_resent_as_soon_as_the_nack_comes() {
+    // Without transport-wide feedback the subscriber's connection has no
+    // estimator and no pacer tick: only the NACK itself can bring the
+    // resend out while the publisher sends nothing more.
+    let mut w = World::new();
+    w.twcc = false;
+    let publisher = w.join("room", Some(MediaKind::Video));
+    let subscriber = w.join("room", None);
+    w.run_for(Duration::from_secs(1));
+    assert!(w.connected(publisher) && w.connected(subscriber));
+    let send = |w: &mut World, frame: u32| {
+        w.send_video(publisher, frame, (320, 180), 600);
+        w.run_for(Duration::from_millis(33));
+    };
+    for f in 0..10 {
+        send(&mut w, f);
+    }
+    let mut link = Link::new(100_000_000, 1 << 20, Duration::ZERO);
+    link.drop_rtp = 1;
+    w.clients[subscriber].downlink = Some(link);
+    send(&mut w, 10);
+    send(&mut w, 11);
+    let gap_seen = w.now;
+    w.run_for(Duration::from_millis(500));
+    let arrived = |f: u32| {
+        w.clients[subscriber]
+            .events
+            .iter()
+            .find_map(|(t, e)| match e {
+                str0m::Event::MediaData(d) if d.data.get(11..15) == Some(&f.to_be_bytes()[..]) => {
+                    Some(*t)
+                }
+                _ => None,
+            })
+    };
+    assert_eq!(
+        w.clients[subscriber].downlink.as_ref().map(|l| l.dropped),
+        Some(1),
+        "one packet lost on the way"
+    );
+    assert!(arrived(9).is_some() && arrived(11).is_some());
+    let repaired = arrived(10).expect("the lost frame is resent and arrives");
+    // The subscriber NACKs within its 33 ms NACK interval of seeing the gap;
+    // the resend must follow the NACK, not the next unrelated deadline.
+    assert!(
+        repaired.duration_since(gap_seen) < Duration::from_millis(60),
+        "the resend came {:?} after the gap was seen",
+        repaired.duration_since(gap_seen)
+    );
 }

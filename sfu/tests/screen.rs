@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chorus_sfu::{TrackKind, TrackSource};
-use chorus_sfu_sim::{Vp8Frame, World};
+use chorus_sfu_sim::World;
 use str0m::media::MediaKind;
 
 #[test]
@@ -47,17 +47,7 @@ fn a_screen_reaches_subscribers_labelled_as_a_screen() {
     // Its frames reach the viewer whole, in order.
     let before = w.received(viewer).len();
     for frame in 0..20 {
-        w.send_vp8(
-            sharer,
-            Vp8Frame {
-                rid: "",
-                layer: 0,
-                frame,
-                keyframe: frame == 0,
-                dims: (1920, 1080),
-                len: 900,
-            },
-        );
+        w.send_video(sharer, frame, (1920, 1080), 900);
         w.run_for(Duration::from_millis(66));
     }
     w.run_for(Duration::from_millis(300));

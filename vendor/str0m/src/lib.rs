@@ -2035,17 +2035,16 @@ impl Rtc {
         match input {
             Input::Timeout(now) => self.do_handle_timeout(now)?,
             Input::Receive(recv_time, r) => {
-                // SRTP and SRTCP only reach the session, and what they leave
-                // to do is due at a time `poll_output` reports (at once where
-                // it is due at once). The pass over the whole session (ICE,
-                // DTLS, SCTP, stats, every stream) runs after one only when
-                // something was due by now anyway.
-                let media = matches!(
-                    r.contents.inner,
-                    DatagramRecvInner::Rtp(_) | DatagramRecvInner::Rtcp(_)
-                );
+                // An SRTP packet only reaches the session, and what it leaves
+                // to do (feedback, NACKs, reports) is due at a time
+                // `poll_output` reports. The pass over the whole session
+                // (ICE, DTLS, SCTP, stats, every stream) runs after one only
+                // when something was due by now anyway. SRTCP keeps the pass:
+                // the resends a NACK asks for and the pacing that feedback
+                // sets are taken up there, with no timeout of their own.
+                let rtp = matches!(r.contents.inner, DatagramRecvInner::Rtp(_));
                 self.do_handle_receive(recv_time, r)?;
-                if !media || recv_time >= self.cached_timeout {
+                if !rtp || recv_time >= self.cached_timeout {
                     self.do_handle_timeout(recv_time)?;
                 }
             }
