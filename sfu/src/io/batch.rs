@@ -266,6 +266,40 @@ impl Sender {
         self.queue.is_empty()
     }
 
+    /// Writes whole batches from the front of the queue while the socket
+    /// takes them at once, so the first subscribers' packets leave while
+    /// the core still protects the rest; what is left waits for
+    /// [`Sender::flush`]. A datagram the kernel refuses is dropped and
+    /// counted.
+    pub fn send_ready(&mut self, socket: &UdpSocket) -> Flushed {
+        let mut done = Flushed::default();
+        let mut start = 0;
+        while self.queue.len() - start >= BATCH {
+            // Straight to the (non-blocking) socket: tokio's cached
+            // readiness may not know yet that it is writable.
+            match self.try_send(socket, start) {
+                Ok(0) => break,
+                Ok(n) => {
+                    for (_, d) in self.queue.iter().skip(start).take(n) {
+                        done.datagrams += 1;
+                        done.bytes += d.len() as u64;
+                    }
+                    start += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    if let Some((dest, _)) = self.queue.get(start) {
+                        tracing::debug!(destination = %dest, "udp send failed: {e}");
+                    }
+                    done.errors += 1;
+                    start += 1;
+                }
+            }
+        }
+        self.queue.drain(..start);
+        done
+    }
+
     /// Writes everything queued, waiting for the socket when its buffer is
     /// full. A datagram the kernel refuses is dropped and counted.
     pub async fn flush(&mut self, socket: &UdpSocket) -> Flushed {
@@ -406,6 +440,37 @@ mod tests {
         }
         for (i, d) in got.iter().enumerate() {
             assert_eq!(d, &vec![i as u8; 10 + i]);
+        }
+    }
+
+    #[tokio::test]
+    async fn send_ready_sends_whole_batches_and_leaves_the_rest_in_order() {
+        let (a, b) = (bind().await, bind().await);
+        let to = b.local_addr().expect("a bound socket has an address");
+        let mut sender = Sender::default();
+        let total = 2 * BATCH + 5;
+        // Different sizes, so no two leave as one segmented message.
+        for i in 0..total {
+            sender.push(to, vec![i as u8; 10 + i]);
+        }
+        let ready = sender.send_ready(&a);
+        assert_eq!(ready.errors, 0);
+        assert_eq!(ready.datagrams, (2 * BATCH) as u64, "whole batches only");
+        assert_eq!(sender.len(), 5, "the rest waits for flush");
+        assert!(
+            sender.send_ready(&a).datagrams == 0,
+            "less than a batch waits"
+        );
+        let flushed = sender.flush(&a).await;
+        assert_eq!(flushed.datagrams, 5);
+        let mut receiver = Receiver::default();
+        let mut got = Vec::new();
+        while got.len() < total {
+            let r = receiver.recv(&b).await.expect("loopback receive");
+            got.extend(r.iter().map(|(_, data)| data.to_vec()));
+        }
+        for (i, d) in got.iter().enumerate() {
+            assert_eq!(d, &vec![i as u8; 10 + i], "datagram {i} in order");
         }
     }
 

@@ -9,7 +9,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
-use super::batch::{Receiver, Sender};
+use super::batch::{BATCH, Receiver, Sender};
 use super::placement::Placement;
 use super::tcp::{Connections, NewConnection, TcpCounters, TcpInput, TcpLimits};
 use super::{IoStats, WorkerStats};
@@ -71,6 +71,7 @@ pub(super) async fn run(setup: WorkerSetup) {
     loop {
         let deadline = drain(
             &mut sfu,
+            &socket,
             &mut sender,
             &mut tcp,
             &mut io_stats,
@@ -147,6 +148,7 @@ pub(super) async fn run(setup: WorkerSetup) {
 /// channel; returns its next timeout.
 fn drain(
     sfu: &mut Sfu,
+    socket: &UdpSocket,
     sender: &mut Sender,
     tcp: &mut Connections,
     io_stats: &mut IoStats,
@@ -156,7 +158,15 @@ fn drain(
     loop {
         match sfu.poll_output() {
             Output::Transmit(t) => match t.transport {
-                Transport::Udp => sender.push(t.destination, t.contents),
+                Transport::Udp => {
+                    sender.push(t.destination, t.contents);
+                    if sender.len() >= 2 * BATCH {
+                        let sent = sender.send_ready(socket);
+                        io_stats.datagrams_out += sent.datagrams;
+                        io_stats.bytes_out += sent.bytes;
+                        io_stats.send_errors += sent.errors;
+                    }
+                }
                 Transport::Tcp => {
                     if tcp.send(t.destination, &t.contents) {
                         io_stats.datagrams_out += 1;
