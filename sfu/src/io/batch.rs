@@ -142,6 +142,9 @@ pub struct Sender {
     /// Segmentation offload failed once on this socket: not tried again.
     #[cfg(target_os = "linux")]
     no_gso: bool,
+    /// The socket's buffer was full in [`Sender::send_ready`]: it waits
+    /// for the next [`Sender::flush`] instead of a refused call per push.
+    stalled: bool,
 }
 
 /// Most datagrams in one segmentation-offload send (the kernel's limit).
@@ -274,7 +277,7 @@ impl Sender {
     pub fn send_ready(&mut self, socket: &UdpSocket) -> Flushed {
         let mut done = Flushed::default();
         let mut start = 0;
-        while self.queue.len() - start >= BATCH {
+        while !self.stalled && self.queue.len() - start >= BATCH {
             // Straight to the (non-blocking) socket: tokio's cached
             // readiness may not know yet that it is writable.
             match self.try_send(socket, start) {
@@ -286,7 +289,7 @@ impl Sender {
                     }
                     start += n;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.stalled = true,
                 Err(e) => {
                     if let Some((dest, _)) = self.queue.get(start) {
                         tracing::debug!(destination = %dest, "udp send failed: {e}");
@@ -332,6 +335,7 @@ impl Sender {
         }
         done.errors += (self.queue.len().saturating_sub(start)) as u64;
         self.queue.clear();
+        self.stalled = false;
         done
     }
 
@@ -457,8 +461,9 @@ mod tests {
         assert_eq!(ready.errors, 0);
         assert_eq!(ready.datagrams, (2 * BATCH) as u64, "whole batches only");
         assert_eq!(sender.len(), 5, "the rest waits for flush");
-        assert!(
-            sender.send_ready(&a).datagrams == 0,
+        assert_eq!(
+            sender.send_ready(&a).datagrams,
+            0,
             "less than a batch waits"
         );
         let flushed = sender.flush(&a).await;

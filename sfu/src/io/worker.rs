@@ -145,7 +145,8 @@ pub(super) async fn run(setup: WorkerSetup) {
 }
 
 /// Drains the core into the send queue, the TCP connections and the event
-/// channel; returns its next timeout.
+/// channel, writing whole UDP batches as they fill; returns its next
+/// timeout.
 fn drain(
     sfu: &mut Sfu,
     socket: &UdpSocket,
