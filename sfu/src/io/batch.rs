@@ -278,25 +278,13 @@ impl Sender {
         let mut done = Flushed::default();
         let mut start = 0;
         while !self.stalled && self.queue.len() - start >= BATCH {
+            let before = start;
             // Straight to the (non-blocking) socket: tokio's cached
             // readiness may not know yet that it is writable.
-            match self.try_send(socket, start) {
-                Ok(0) => break,
-                Ok(n) => {
-                    for (_, d) in self.queue.iter().skip(start).take(n) {
-                        done.datagrams += 1;
-                        done.bytes += d.len() as u64;
-                    }
-                    start += n;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.stalled = true,
-                Err(e) => {
-                    if let Some((dest, _)) = self.queue.get(start) {
-                        tracing::debug!(destination = %dest, "udp send failed: {e}");
-                    }
-                    done.errors += 1;
-                    start += 1;
-                }
+            let sent = self.try_send(socket, start);
+            self.stalled = self.settle(sent, &mut start, &mut done);
+            if start == before {
+                break;
             }
         }
         self.queue.drain(..start);
@@ -309,34 +297,40 @@ impl Sender {
         let mut done = Flushed::default();
         let mut start = 0;
         while start < self.queue.len() {
-            let r = socket.try_io(Interest::WRITABLE, || self.try_send(socket, start));
-            match r {
-                Ok(n) => {
-                    for (_, d) in self.queue.iter().skip(start).take(n) {
-                        done.datagrams += 1;
-                        done.bytes += d.len() as u64;
-                    }
-                    start += n;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if socket.writable().await.is_err() {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    // The first datagram of the batch was refused: drop it.
-                    if let Some((dest, _)) = self.queue.get(start) {
-                        tracing::debug!(destination = %dest, "udp send failed: {e}");
-                    }
-                    done.errors += 1;
-                    start += 1;
-                }
+            let sent = socket.try_io(Interest::WRITABLE, || self.try_send(socket, start));
+            if self.settle(sent, &mut start, &mut done) && socket.writable().await.is_err() {
+                break;
             }
         }
         done.errors += (self.queue.len().saturating_sub(start)) as u64;
         self.queue.clear();
         self.stalled = false;
         done
+    }
+
+    /// Accounts one send from `start`: counts what went and moves past it;
+    /// a refused first datagram is dropped and counted. True when the
+    /// socket's buffer was full.
+    fn settle(&self, sent: io::Result<usize>, start: &mut usize, done: &mut Flushed) -> bool {
+        match sent {
+            Ok(n) => {
+                for (_, d) in self.queue.iter().skip(*start).take(n) {
+                    done.datagrams += 1;
+                    done.bytes += d.len() as u64;
+                }
+                *start += n;
+                false
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
+            Err(e) => {
+                if let Some((dest, _)) = self.queue.get(*start) {
+                    tracing::debug!(destination = %dest, "udp send failed: {e}");
+                }
+                done.errors += 1;
+                *start += 1;
+                false
+            }
+        }
     }
 
     /// Sends from `start`, up to [`BATCH`] datagrams; returns how many went.
