@@ -1234,11 +1234,19 @@ impl TwccSendRegister {
             .skip_while(|(seq, _, _)| seq < &head_seq);
         let (first_seq_no, _, first_instant) = iter.next()?;
 
-        // The queue is in seq order: find the report's first record by
-        // binary search rather than walking every older record.
-        let Ok(first_index) = self.queue.binary_search_by_key(&first_seq_no, |r| r.seq()) else {
-            // Old report for which we no longer have any send records.
-            return None;
+        // The queue is in seq order, one record per sequence number as the
+        // session registers them, so the report's first record is normally
+        // at its offset from the head; a binary search finds it otherwise.
+        let at_offset = usize::try_from(*first_seq_no - *head_seq)
+            .ok()
+            .filter(|&i| self.queue.get(i).is_some_and(|r| r.seq() == first_seq_no));
+        let first_index = match at_offset {
+            Some(i) => i,
+            None => match self.queue.binary_search_by_key(&first_seq_no, |r| r.seq()) {
+                Ok(i) => i,
+                // Old report for which we no longer have any send records.
+                Err(_) => return None,
+            },
         };
         let mut iter2 = self.queue.range_mut(first_index..);
         let first_record = iter2.next()?;
@@ -2287,6 +2295,33 @@ mod test {
         assert_eq!(
             iter.map(|r| *r.seq()).collect::<Vec<_>>(),
             (990..998).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn test_twcc_send_register_report_after_a_gap_in_the_sequence() {
+        // Records are normally one per sequence number; with a gap the
+        // report's first record is not at its offset from the head.
+        let mut reg = TwccSendRegister::new(1000);
+        let mut now = Instant::now();
+        for i in (0..400).chain(600..1000) {
+            reg.register_seq(TwccPacketId::new(i), now, 0);
+            now = now + Duration::from_micros(15);
+        }
+
+        let iter = reg
+            .apply_report(received(990, 8), now)
+            .expect("apply_report to return Some(_)");
+        assert_eq!(
+            iter.map(|r| *r.seq()).collect::<Vec<_>>(),
+            (990..998).collect::<Vec<_>>()
+        );
+        let iter = reg
+            .apply_report(received(100, 4), now)
+            .expect("apply_report to return Some(_)");
+        assert_eq!(
+            iter.map(|r| *r.seq()).collect::<Vec<_>>(),
+            (100..104).collect::<Vec<_>>()
         );
     }
 
