@@ -217,7 +217,9 @@ function widthsSeen(samples) {
 
 async function capAndLift({ bo, relay }) {
   const b = bo.page;
+  const started = Date.now();
   await until('Bo to receive the full layer', async () => (await sample(b)).width >= 900, { timeout: 30000 });
+  const toFullAtStart = Date.now() - started;
 
   // The cap.
   await relay.cmd('down rate=300000 queue=15000');
@@ -250,6 +252,7 @@ async function capAndLift({ bo, relay }) {
   const end = await sample(b);
   const figures = {
     cap_bps: 300000,
+    full_layer_after_media_ms: toFullAtStart,
     smaller_layer_after_cap_ms: toSmaller,
     lowest_layer_after_cap_ms: toLow,
     layer_width_under_cap: steady[steady.length - 1].width,

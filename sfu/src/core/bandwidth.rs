@@ -295,6 +295,19 @@ impl Sfu {
             p.next_probe = Some(now + PROBE_INTERVAL);
             p.probes += 1;
         }
+        // str0m probes only for a desired rate above its estimate, and an
+        // upgrade needs the estimate to carry the layer with the margin:
+        // an estimate that covers the bare cost but not the margin would
+        // get neither a probe nor an upgrade, and the top layer would stay
+        // out of reach on a link that carries it. There the desired rate
+        // takes the margin too. (Below the bare cost, under a cap, the
+        // probes stay as large as they were: larger ones would only crowd
+        // the capped link.)
+        let desired = if upgrade_wanted && estimate >= desired {
+            desired * allocate::UP_MARGIN_PERCENT / 100
+        } else {
+            desired
+        };
         let desired = desired + p.probes;
         if p.bwe_rates != (minimum, desired) {
             p.bwe_rates = (minimum, desired);
