@@ -242,6 +242,12 @@ pub(crate) fn upgrade_budget(budget: u64) -> u64 {
     budget.saturating_mul(100) / UP_MARGIN_PERCENT
 }
 
+/// What an estimate must be to upgrade to a rate of `bps`: the rate with
+/// the upgrade margin added.
+pub(crate) fn with_upgrade_margin(bps: u64) -> u64 {
+    bps.saturating_mul(UP_MARGIN_PERCENT) / 100
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

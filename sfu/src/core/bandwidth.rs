@@ -280,7 +280,7 @@ impl Sfu {
         let Some(estimate) = p.estimate else {
             return self.request_keyframes(keyframes);
         };
-        let upgrade_total = next_step.map(|s| (sending + s) * allocate::UP_MARGIN_PERCENT / 100);
+        let upgrade_total = next_step.map(|s| allocate::with_upgrade_margin(sending + s));
         let upgrade_wanted = upgrade_total.is_some_and(|t| estimate < t);
         let stuck = p
             .estimate_since
@@ -304,7 +304,7 @@ impl Sfu {
         // probes stay as large as they were: larger ones would only crowd
         // the capped link.)
         let desired = if upgrade_wanted && estimate >= desired {
-            desired * allocate::UP_MARGIN_PERCENT / 100
+            allocate::with_upgrade_margin(desired)
         } else {
             desired
         };
