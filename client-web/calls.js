@@ -545,7 +545,7 @@ function onRinging(msg) {
   state.outgoing.roomId = msg.room_id;
   state.outgoing.status = 'ringing';
   // The connection to the media node is made ready while it rings (prepare.js).
-  if (state.media) prepareCall(msg.room_id, state.media, () => state.ice, state.e2ee ? newCrypto(msg.room_id) : null, send, true);
+  if (state.media) prepareCall(msg.room_id, state.media, () => state.ice, state.e2ee ? newCrypto(msg.room_id) : null, sendPrepared, true);
   ring.startRing('outgoing');
   redraw('outgoing');
 }
@@ -558,6 +558,14 @@ function onInviteEnded(c, msg) {
   redraw('call');
 }
 
+/**
+ * The signaling of a call made ready while it rings (prepare.js): it goes
+ * unasked, like the call session's, so a connection that is down says
+ * nothing in the banner. The prepared call is dropped then, and the call
+ * connects the usual way when it is answered.
+ */
+const sendPrepared = (m) => signaling.send(m);
+
 function onIncoming(msg) {
   if (state.call || state.outgoing || state.connecting) return;
   state.incoming = msg;
@@ -566,7 +574,7 @@ function onIncoming(msg) {
   // once (as the caller's did when they called); let go unless answered.
   openMedia(msg.media === 'video');
   // ... and the connection to the media node is made ready (prepare.js).
-  prepareCall(msg.room_id, state.media, () => state.ice, msg.e2ee ? newCrypto(msg.room_id) : null, send, !!msg.early);
+  prepareCall(msg.room_id, state.media, () => state.ice, msg.e2ee ? newCrypto(msg.room_id) : null, sendPrepared, !!msg.early);
   redraw();
 }
 
