@@ -1449,6 +1449,9 @@ impl Rtc {
     /// rtc.sdp_api().accept_answer(pending, answer).unwrap();
     /// ```
     pub fn sdp_api(&mut self) -> SdpApi {
+        // Whatever the SDP changes (media lines, directions, payload types,
+        // extensions, codecs), it changes while this borrow lasts.
+        self.session.media_changed();
         SdpApi::new(self)
     }
 

@@ -99,6 +99,8 @@ pub(crate) struct Session {
 
     bwe: Option<Bwe>,
     bwe_last_event: Option<(Bitrate, bool)>,
+    /// What `probe_media()` found, until the media lines or codecs change.
+    probe_media_cache: Option<Option<(Mid, Pt)>>,
 
     enable_twcc_feedback: bool,
 
@@ -204,6 +206,7 @@ impl Session {
             max_rx_seq_lookup: HashMap::new(),
             bwe,
             bwe_last_event: None,
+            probe_media_cache: None,
             enable_twcc_feedback: false,
             pacer,
             pacer_control: PacerControl::new(),
@@ -358,7 +361,11 @@ impl Session {
         // sending media section has both a transport sequence extension and a
         // payload type supporting TWCC feedback. No prior media packet or RTX
         // stream is required. The Direct API uses its configured capabilities.
-        let probe_media = self.srtp_tx.as_ref().and_then(|_| self.probe_media());
+        let probe_media = if self.srtp_tx.is_some() {
+            self.probe_media()
+        } else {
+            None
+        };
         let do_probe = probe_media.is_some();
         let bwe = self.bwe.as_mut()?;
 
@@ -415,10 +422,25 @@ impl Session {
 
     // Use a negotiated PT and MID so browser transports can route the packet to
     // their receive-side congestion controller before discarding the empty payload.
-    fn probe_media(&self) -> Option<(Mid, Pt)> {
-        self.medias.iter().find_map(|media| {
+    //
+    // Asked on every poll_event() and timeout, so the answer is kept until
+    // the media lines or codecs change (`media_changed()`).
+    fn probe_media(&mut self) -> Option<(Mid, Pt)> {
+        if let Some(found) = self.probe_media_cache {
+            return found;
+        }
+        let found = self.medias.iter().find_map(|media| {
             Self::probe_pt(media, &self.codec_config, None).map(|pt| (media.mid(), pt))
-        })
+        });
+        self.probe_media_cache = Some(found);
+        found
+    }
+
+    /// The media lines, their directions, payload types or extensions, or
+    /// the codecs may have changed: what `probe_media()` found is looked up
+    /// again.
+    pub(crate) fn media_changed(&mut self) {
+        self.probe_media_cache = None;
     }
 
     // A regular padding source needs feedback for its actual payload type;
@@ -1427,6 +1449,7 @@ impl Session {
 
     pub fn add_media(&mut self, media: Media) {
         self.medias.push(media);
+        self.media_changed();
     }
 
     pub fn medias(&self) -> &[Media] {
@@ -1435,6 +1458,7 @@ impl Session {
 
     pub fn remove_media(&mut self, mid: Mid) {
         self.medias.retain(|media| media.mid() != mid);
+        self.media_changed();
         self.streams.remove_streams_by_mid(mid);
     }
 
@@ -1461,7 +1485,7 @@ impl Session {
         self.pacer.set_pacing_rate(result.pacing_rate);
     }
 
-    fn has_active_outgoing_media(&self) -> bool {
+    fn has_active_outgoing_media(&mut self) -> bool {
         // Direct API media has no SDP remote payload list, so Media::disabled()
         // is not an availability check here. Use the same negotiated/configured
         // sending capabilities as probing, including TWCC feedback.
@@ -1512,6 +1536,7 @@ impl Session {
         }
 
         media.set_direction(direction);
+        self.media_changed();
 
         if old_dir.is_sending() && !direction.is_sending() {
             self.streams.reset_buffers_tx(mid);
@@ -1618,6 +1643,7 @@ mod tests {
     use super::*;
     use crate::RtcConfig;
     use crate::io::DATAGRAM_MTU_TARGET;
+    use crate::media::MediaKind;
     use crate::packet::RedEncoder;
 
     use crate::poll::Readiness;
@@ -1630,6 +1656,33 @@ mod tests {
         let mat = KeyingMaterial::new(&vec![0; profile.keying_material_len()]);
         session.set_keying_material(mat, crypto, profile, true);
         session
+    }
+
+    #[test]
+    fn probe_media_follows_media_changes() {
+        let mut rtc = RtcConfig::new().build(Instant::now());
+        let mid: Mid = "aud".into();
+        assert_eq!(rtc.session.probe_media(), None);
+
+        rtc.direct_api().declare_media(mid, MediaKind::Audio);
+        let found = rtc.session.probe_media();
+        assert_eq!(found.map(|(m, _)| m), Some(mid));
+        assert_eq!(rtc.session.probe_media(), found);
+
+        assert!(rtc.session.set_direction(mid, Direction::RecvOnly));
+        assert_eq!(rtc.session.probe_media(), None);
+        assert!(rtc.session.set_direction(mid, Direction::SendOnly));
+        assert_eq!(rtc.session.probe_media(), found);
+
+        // Anything done through the SDP API is looked at again.
+        rtc.session.probe_media_cache = Some(None);
+        let _ = rtc.sdp_api();
+        assert_eq!(rtc.session.probe_media(), found);
+
+        rtc.direct_api().remove_media(mid);
+        assert_eq!(rtc.session.probe_media(), None);
+        rtc.direct_api().declare_media(mid, MediaKind::Audio);
+        assert_eq!(rtc.session.probe_media(), found);
     }
 
     #[test]
