@@ -49,6 +49,14 @@ const ERRORS_FOR = {
 /** Refusals that concern the media negotiation of the call. */
 const MEDIA_ERRORS = ['invalid_sdp', 'media_error', 'sdp_too_large', 'rate_limited', 'unavailable'];
 
+/**
+ * Signaling that goes out unasked (a call's keys, its session, the call
+ * made ready while it rings: prepare.js): a connection that is down says
+ * nothing in the banner; false, and each caller copes (a prepared call is
+ * dropped and the call connects the usual way when it is answered).
+ */
+const sendInBackground = (m) => signaling.send(m);
+
 // ---------------------------------------------------------------- devices
 
 /** End-to-end encryption for a call (null when this device cannot encrypt). */
@@ -59,7 +67,7 @@ function newCrypto(roomId) {
     roomId,
     me: state.me.id,
     identity,
-    send: (m) => signaling.send(m),
+    send: sendInBackground,
     onChange: () => redraw('call'),
     withhold: state.e2eeWithhold,
   });
@@ -545,7 +553,7 @@ function onRinging(msg) {
   state.outgoing.roomId = msg.room_id;
   state.outgoing.status = 'ringing';
   // The connection to the media node is made ready while it rings (prepare.js).
-  if (state.media) prepareCall(msg.room_id, state.media, () => state.ice, state.e2ee ? newCrypto(msg.room_id) : null, sendPrepared, true);
+  if (state.media) prepareCall(msg.room_id, state.media, () => state.ice, state.e2ee ? newCrypto(msg.room_id) : null, sendInBackground, true);
   ring.startRing('outgoing');
   redraw('outgoing');
 }
@@ -558,14 +566,6 @@ function onInviteEnded(c, msg) {
   redraw('call');
 }
 
-/**
- * The signaling of a call made ready while it rings (prepare.js): it goes
- * unasked, like the call session's, so a connection that is down says
- * nothing in the banner. The prepared call is dropped then, and the call
- * connects the usual way when it is answered.
- */
-const sendPrepared = (m) => signaling.send(m);
-
 function onIncoming(msg) {
   if (state.call || state.outgoing || state.connecting) return;
   state.incoming = msg;
@@ -574,7 +574,7 @@ function onIncoming(msg) {
   // once (as the caller's did when they called); let go unless answered.
   openMedia(msg.media === 'video');
   // ... and the connection to the media node is made ready (prepare.js).
-  prepareCall(msg.room_id, state.media, () => state.ice, msg.e2ee ? newCrypto(msg.room_id) : null, sendPrepared, !!msg.early);
+  prepareCall(msg.room_id, state.media, () => state.ice, msg.e2ee ? newCrypto(msg.room_id) : null, sendInBackground, !!msg.early);
   redraw();
 }
 
@@ -670,7 +670,7 @@ async function onRoomJoined(msg) {
     kind: msg.kind,
     media: msg.media,
     participants: others,
-    send: (m) => signaling.send(m),
+    send: sendInBackground,
     online: () => signaling.connected(),
     onChange: (what) => onSessionChange(what),
     onProblem: (text, topic) => showError(text, topic),
